@@ -1,0 +1,43 @@
+from django.contrib import admin
+
+from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
+
+
+class QuestionInline(admin.TabularInline):
+    model = Question
+    extra = 0
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "dataset", "overlap", "is_active", "created_at"]
+    filter_horizontal = ["members", "batches"]
+    inlines = [QuestionInline]
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "post", "is_gold", "taken", "done"]
+    raw_id_fields = ["post"]
+    show_full_result_count = False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "post", "annotator", "status", "expires_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["task", "post"]
+    show_full_result_count = False
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "item", "question", "annotator", "value"]
+    raw_id_fields = ["item", "assignment"]
+    show_full_result_count = False
+
+
+@admin.register(GoldAnswer)
+class GoldAnswerAdmin(admin.ModelAdmin):
+    list_display = ["campaign", "item", "question", "value"]
+    raw_id_fields = ["item"]

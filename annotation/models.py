@@ -1,0 +1,147 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from generation.models import Batch, Dataset, KnowledgeItem, Post
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="campaigns")
+    batches = models.ManyToManyField(Batch, blank=True, related_name="campaigns")
+    # Item kinds to rate; empty means every kind the batches produced.
+    kinds = models.JSONField(default=list, blank=True)
+    overlap = models.PositiveSmallIntegerField(default=3)
+    lease_minutes = models.PositiveIntegerField(default=15)
+    instructions = models.TextField(blank=True, help_text="Markdown, rendered safely.")
+    gold_rate = models.FloatField(default=0.0)
+    show_gold_accuracy = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_gte_1"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="campaign_gold_rate_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Question(models.Model):
+    """A question asked of every item, on a scale named in `annotation.scales`."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="questions")
+    name = models.SlugField(max_length=50)
+    prompt = models.TextField()
+    scale = models.CharField(max_length=20, default="1-5")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign_id", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "name"], name="question_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """A post in a campaign, with the counters the assignment claim reads and locks."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="+")
+    is_gold = models.BooleanField(default=False)
+    # Assignments that are leased or done; never above the campaign's overlap.
+    taken = models.PositiveSmallIntegerField(default=0)
+    done = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "post"], name="task_post_unique"),
+            models.CheckConstraint(condition=Q(done__lte=F("taken")), name="task_done_lte_taken"),
+        ]
+        indexes = [models.Index(fields=["campaign", "taken", "id"])]
+
+
+class Assignment(models.Model):
+    class Status(models.TextChoices):
+        LEASED = "leased"
+        DONE = "done"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    seconds_spent = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="assignment_once_per_annotator"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "annotator", "status"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+
+class Rating(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="ratings")
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="ratings")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="ratings")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings"
+    )
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="ratings"
+    )
+    value = models.IntegerField()
+    seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "question", "annotator"], name="rating_once_per_annotator"
+            ),
+        ]
+        indexes = [models.Index(fields=["campaign", "question"])]
+
+
+class GoldAnswer(models.Model):
+    """The expected answer for an item of a gold post, scored against each annotator."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="gold_answers")
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="+")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    value = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "item", "question"], name="gold_answer_unique"
+            ),
+        ]

@@ -1,0 +1,235 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def post_image_path(post: "Post", filename: str) -> str:
+    return f"posts/{post.dataset_id}/{filename}"
+
+
+class Post(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="posts")
+    external_id = models.CharField(max_length=255)
+    text = models.TextField()
+    image = models.ImageField(upload_to=post_image_path, blank=True, max_length=500)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "external_id"], name="post_external_id_unique_in_dataset"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}:{self.external_id}"
+
+
+class Endpoint(models.Model):
+    class Backend(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible API"
+        TRANSFORMERS = "transformers", "Local transformers model"
+
+    name = models.CharField(max_length=100, unique=True)
+    backend = models.CharField(max_length=20, choices=Backend.choices)
+    base_url = models.URLField(blank=True, max_length=500)
+    model_path = models.CharField(blank=True, max_length=500)
+    model = models.CharField(max_length=200)
+    parameters = models.JSONField(default=dict, blank=True)
+    # The *name* of the environment variable that holds the API key; the key itself is never stored.
+    api_key_env = models.CharField(max_length=100, blank=True)
+    concurrency = models.PositiveIntegerField(default=32)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(backend="openai") & ~Q(base_url=""))
+                | (Q(backend="transformers") & ~Q(model_path="")),
+                name="endpoint_has_location_for_backend",
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency__gte=1), name="endpoint_concurrency_gte_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Batch(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        PAUSED = "paused"
+        CANCELLED = "cancelled"
+        DONE = "done"
+        FAILED = "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="batches")
+    pipeline = models.CharField(max_length=50)
+    # Null for batches that were imported with their outputs rather than generated here.
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
+    )
+    # {stage name: endpoint id} for stages that run on another endpoint than `endpoint`.
+    stage_endpoints = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    token_budget = models.PositiveBigIntegerField(null=True, blank=True)
+    imported = models.BooleanField(default=False)
+    source = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    posts_total = models.PositiveIntegerField(default=0)
+    posts_done = models.PositiveIntegerField(default=0)
+    posts_failed = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} ({self.pipeline} on {self.dataset_id})"
+
+
+class StageResult(models.Model):
+    """One model call for one post and stage. Unique on its key, so it doubles as the cache."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="stage_results")
+    stage = models.CharField(max_length=50)
+    template_hash = models.CharField(max_length=64)
+    model = models.CharField(max_length=200)
+    params_hash = models.CharField(max_length=64)
+    parameters = models.JSONField(default=dict, blank=True)
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage_results"
+    )
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices)
+    request = models.JSONField(default=dict, blank=True)
+    raw_answer = models.TextField(blank=True)
+    parsed = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["post", "stage", "template_hash", "model", "params_hash"],
+                name="stage_result_key_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["batch", "stage", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.stage} of post {self.post_id} ({self.status})"
+
+
+class KnowledgeItem(models.Model):
+    """A piece of generated (or imported) knowledge about a post: the unit annotators rate."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="items")
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=32)
+    position = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField()
+    stage_result = models.ForeignKey(
+        StageResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+    provenance = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["post_id", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "post", "kind", "position"], name="knowledge_item_unique_in_batch"
+            ),
+        ]
+        indexes = [models.Index(fields=["post", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.text[:60]}"
+
+
+def import_file_path(job: "ImportJob", filename: str) -> str:
+    return f"imports/{filename}"
+
+
+class ImportJob(models.Model):
+    """A file uploaded in the browser, imported in the background with progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    dataset_name = models.CharField(max_length=200)
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
+    )
+    format = models.CharField(max_length=30, default="auto")
+    file = models.FileField(upload_to=import_file_path, max_length=500)
+    images_zip = models.FileField(upload_to=import_file_path, blank=True, max_length=500)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    total_bytes = models.PositiveBigIntegerField(default=0)
+    processed_bytes = models.PositiveBigIntegerField(default=0)
+    posts_created = models.PositiveIntegerField(default=0)
+    items_created = models.PositiveIntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def percent(self) -> int:
+        if not self.total_bytes:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, round(100 * self.processed_bytes / self.total_bytes))
