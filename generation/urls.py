@@ -1,9 +1,9 @@
 from django.urls import path
 
-from generation import views
+from generation.views import datasets
 
 app_name = "generation"
 
 urlpatterns = [
-    path("datasets/", views.dataset_list, name="dataset-list"),
+    path("datasets/", datasets.dataset_list, name="dataset-list"),
 ]
