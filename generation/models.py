@@ -105,6 +105,17 @@ class Batch(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
+    # {stage: {"done": n, "failed": n, "skipped": n, "pending": n}}, rewritten by the runner.
+    stage_progress = models.JSONField(default=dict, blank=True)
+    # Model calls paid for by this batch (cache hits are not calls).
+    calls = models.PositiveIntegerField(default=0)
+    # The current run, for calls per second and time left; a resume starts a new run.
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    run_calls = models.PositiveIntegerField(default=0)
+    run_posts_finished = models.PositiveIntegerField(default=0)
+    # The runner's lease: one runner per batch; a stale heartbeat lets another take over.
+    runner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     launched_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -118,6 +129,14 @@ class Batch(models.Model):
 
     def __str__(self) -> str:
         return f"Batch {self.pk} ({self.pipeline} on {self.dataset_id})"
+
+    @property
+    def posts_pending(self) -> int:
+        return max(0, self.posts_total - self.posts_done - self.posts_failed)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED}
 
 
 class StageResult(models.Model):
