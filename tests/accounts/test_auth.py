@@ -20,7 +20,7 @@ def test_anonymous_api_is_refused(client):
 def test_login_with_good_and_bad_password(client, annotator):
     bad = client.post(reverse("accounts:login"), {"username": "anna", "password": "nope"})
     assert bad.status_code == 200
-    assert b"didn't match" in bad.content
+    assert b"Please enter a correct username and password" in bad.content
     good = client.post(reverse("accounts:login"), {"username": "anna", "password": PASSWORD})
     assert good.status_code == 302
 
@@ -69,3 +69,24 @@ def test_login_in_the_browser(page, live_server, admin_user):
     browser_login(page, live_server, "ada")
     assert "/accounts/login/" not in page.url
     assert page.locator(".who").inner_text() == "ada"
+
+
+def test_login_is_throttled_after_repeated_failures(client, annotator, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    for _ in range(3):
+        client.post(reverse("accounts:login"), {"username": "anna", "password": "nope"})
+    blocked = client.post(reverse("accounts:login"), {"username": "anna", "password": PASSWORD})
+    assert blocked.status_code == 200
+    assert b"Too many failed logins" in blocked.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_token_is_throttled_after_repeated_failures(client, annotator, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    for _ in range(2):
+        assert (
+            client.post("/api/auth/token/", {"username": "anna", "password": "x"}).status_code
+            == 400
+        )
+    blocked = client.post("/api/auth/token/", {"username": "anna", "password": PASSWORD})
+    assert blocked.status_code == 429

@@ -1,0 +1,23 @@
+from rest_framework import serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import throttling
+from accounts.forms import TOO_MANY
+
+
+class TokenObtainApi(ObtainAuthToken):
+    """`POST username, password` → `{"token": ...}`; throttled like the login page."""
+
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        username = str(request.data.get("username", ""))
+        if throttling.login_blocked(request._request, username):
+            return Response({"detail": TOO_MANY}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+        try:
+            response = super().post(request, *args, **kwargs)
+        except serializers.ValidationError:
+            throttling.login_failed(request._request, username)
+            raise
+        throttling.login_succeeded(request._request, username)
+        return response
