@@ -1,4 +1,4 @@
-"""Production settings: `check --deploy` is clean, and the compose file has what production needs."""
+"""Production settings: `check --deploy` is clean; the compose file has what production needs."""
 
 import os
 import subprocess
