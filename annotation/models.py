@@ -71,7 +71,15 @@ class Task(models.Model):
             models.UniqueConstraint(fields=["campaign", "post"], name="task_post_unique"),
             models.CheckConstraint(condition=Q(done__lte=F("taken")), name="task_done_lte_taken"),
         ]
-        indexes = [models.Index(fields=["campaign", "taken", "id"])]
+        indexes = [
+            models.Index(fields=["campaign", "taken", "id"]),
+            # The claim's order: closest to completion first, then oldest; gold posts apart.
+            models.Index(
+                fields=["campaign", "-taken", "id"],
+                condition=Q(is_gold=False),
+                name="task_claim_order",
+            ),
+        ]
 
 
 class Assignment(models.Model):
@@ -99,10 +107,21 @@ class Assignment(models.Model):
             models.UniqueConstraint(
                 fields=["task", "annotator"], name="assignment_once_per_annotator"
             ),
+            # One open lease per annotator and campaign: a reload gets the same post back.
+            models.UniqueConstraint(
+                fields=["campaign", "annotator"],
+                condition=Q(status="leased"),
+                name="assignment_one_open_lease",
+            ),
         ]
         indexes = [
             models.Index(fields=["campaign", "annotator", "status"]),
             models.Index(fields=["status", "expires_at"]),
+            models.Index(
+                fields=["campaign", "expires_at"],
+                condition=Q(status="leased"),
+                name="assignment_open_leases",
+            ),
         ]
 
 

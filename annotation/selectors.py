@@ -1,7 +1,14 @@
-from django.db.models import QuerySet
+from dataclasses import dataclass, field
 
-from annotation.models import Campaign
-from generation.models import KnowledgeItem
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+
+from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
+from annotation.relations import relation_label
+from annotation.scales import Scale, get_scale
+from generation.models import KnowledgeItem, Post, StageResult
+
+DESCRIPTION_STAGES = ("describe_image", "caption")
 
 
 def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
@@ -12,3 +19,172 @@ def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
     if campaign.kinds:
         items = items.filter(kind__in=campaign.kinds)
     return items
+
+
+def campaigns_visible_to(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
+    """Admins see every campaign; annotators only the active ones they are members of."""
+    if user.is_staff:
+        return Campaign.objects.all()
+    return Campaign.objects.filter(members=user, is_active=True)
+
+
+def post_description(*, post: Post) -> str:
+    """The image description annotators read: the latest OK describe_image or caption result."""
+    result = (
+        StageResult.objects.filter(
+            post=post, stage__in=DESCRIPTION_STAGES, status=StageResult.Status.OK
+        )
+        .order_by("-updated_at", "-id")
+        .only("parsed")
+        .first()
+    )
+    if result is None or not isinstance(result.parsed, dict):
+        return ""
+    return str(result.parsed.get("description") or "")
+
+
+@dataclass
+class QuestionView:
+    question: Question
+    scale: Scale
+
+
+@dataclass
+class ItemView:
+    item: KnowledgeItem
+    relation: str
+    values: dict[int, int] = field(default_factory=dict)  # question id -> this annotator's value
+
+
+@dataclass
+class TaskView:
+    """Everything the rating page shows for one assignment, and nothing of other annotators."""
+
+    assignment: Assignment
+    post: Post
+    description: str
+    items: list[ItemView]
+    questions: list[QuestionView]
+
+
+def task_view(*, assignment: Assignment) -> TaskView:
+    campaign = assignment.campaign
+    questions = [QuestionView(q, get_scale(q.scale)) for q in campaign.questions.all()]
+    items = list(
+        campaign_items(campaign=campaign)
+        .filter(post_id=assignment.post_id)
+        .order_by("position", "id")
+    )
+    mine: dict[int, dict[int, int]] = {}
+    for item_id, question_id, value in Rating.objects.filter(
+        annotator_id=assignment.annotator_id, item__in=items, campaign=campaign
+    ).values_list("item_id", "question_id", "value"):
+        mine.setdefault(item_id, {})[question_id] = value
+    return TaskView(
+        assignment=assignment,
+        post=assignment.post,
+        description=post_description(post=assignment.post),
+        items=[ItemView(item, relation_label(item.kind), mine.get(item.pk, {})) for item in items],
+        questions=questions,
+    )
+
+
+def previous_assignment(
+    *, campaign: Campaign, annotator: AbstractBaseUser, before: Assignment | None = None
+) -> Assignment | None:
+    """The annotator's most recently completed post in the campaign (before `before`)."""
+    done = Assignment.objects.filter(
+        campaign=campaign, annotator=annotator, status=Assignment.Status.DONE
+    )
+    if before is not None:
+        completed_at = (
+            Assignment.objects.filter(pk=before.pk).values_list("completed_at", flat=True).first()
+        )
+        if completed_at is not None:
+            done = done.filter(
+                Q(completed_at__lt=completed_at) | Q(completed_at=completed_at, id__lt=before.pk)
+            )
+    return done.order_by("-completed_at", "-id").first()
+
+
+def gold_accuracy(*, campaign: Campaign, annotator: AbstractBaseUser) -> float | None:
+    """Share of this annotator's ratings on gold items that match the expected answer."""
+    answers = {
+        (item_id, question_id): value
+        for item_id, question_id, value in GoldAnswer.objects.filter(campaign=campaign).values_list(
+            "item_id", "question_id", "value"
+        )
+    }
+    if not answers:
+        return None
+    ratings = Rating.objects.filter(
+        campaign=campaign, annotator=annotator, item_id__in={k[0] for k in answers}
+    ).values_list("item_id", "question_id", "value")
+    scored = [value == answers[(i, q)] for i, q, value in ratings if (i, q) in answers]
+    return sum(scored) / len(scored) if scored else None
+
+
+@dataclass
+class Progress:
+    posts: int
+    posts_finished: int
+    slots_goal: int
+    slots_done: int
+    slots_leased: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.slots_done / self.slots_goal if self.slots_goal else 0.0
+
+
+def campaign_progress(*, campaign: Campaign) -> Progress:
+    """Done against goal, counted on the posts (not gold posts): each post needs `overlap`."""
+    totals = Task.objects.filter(campaign=campaign, is_gold=False).aggregate(
+        posts=Count("id"),
+        finished=Count("id", filter=Q(done__gte=campaign.overlap)),
+        done=Sum("done"),
+        taken=Sum("taken"),
+    )
+    done = totals["done"] or 0
+    return Progress(
+        posts=totals["posts"],
+        posts_finished=totals["finished"],
+        slots_goal=totals["posts"] * campaign.overlap,
+        slots_done=done,
+        slots_leased=(totals["taken"] or 0) - done,
+    )
+
+
+def annotator_progress(*, campaign: Campaign) -> list[dict]:
+    """Per annotator: posts done, skipped, open; mean seconds per post; gold accuracy."""
+    rows = (
+        Assignment.objects.filter(campaign=campaign)
+        .values("annotator_id", username=F("annotator__username"))
+        .annotate(
+            done=Count("id", filter=Q(status=Assignment.Status.DONE)),
+            skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
+            expired=Count("id", filter=Q(status=Assignment.Status.EXPIRED)),
+            leased=Count("id", filter=Q(status=Assignment.Status.LEASED)),
+            seconds=Avg("seconds_spent", filter=Q(status=Assignment.Status.DONE)),
+        )
+        .order_by("username")
+    )
+    result = []
+    for row in rows:
+        row["gold_accuracy"] = gold_accuracy(campaign=campaign, annotator=row["annotator_id"])
+        result.append(row)
+    return result
+
+
+def annotator_done_count(*, campaign: Campaign, annotator: AbstractBaseUser) -> int:
+    return Assignment.objects.filter(
+        campaign=campaign, annotator=annotator, status=Assignment.Status.DONE
+    ).count()
+
+
+def ratings_of(*, annotator: AbstractBaseUser, campaign: Campaign | None = None):
+    """An annotator's own ratings, never anyone else's."""
+    ratings = Rating.objects.filter(annotator=annotator).select_related("item__post", "question")
+    if campaign is not None:
+        ratings = ratings.filter(campaign=campaign)
+    return ratings.order_by("id")
