@@ -11,7 +11,8 @@ class TokenObtainApi(ObtainAuthToken):
     """`POST username, password` → `{"token": ...}`; throttled like the login page."""
 
     def post(self, request: Request, *args, **kwargs) -> Response:
-        username = str(request.data.get("username", ""))
+        data = request.data if isinstance(request.data, dict) else {}
+        username = str(data.get("username", ""))
         if throttling.login_blocked(request._request, username):
             return Response({"detail": TOO_MANY}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         try:
