@@ -1,1 +1,16 @@
 """Celery tasks of the generation app: thin wrappers that load by id and call one service."""
+
+from celery import shared_task
+
+from generation import execution
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
+    execution.batch_execute(batch_id=batch_id, retry_failed=retry_failed)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def gpu_batch_chunk_execute(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
+    """Routed to the `gpu` queue by CELERY_TASK_ROUTES (`generation.tasks.gpu_*`)."""
+    execution.batch_execute_gpu_chunk(batch_id=batch_id, stage=stage, post_ids=post_ids)

@@ -1,0 +1,150 @@
+"""Batches API (admins only): launch, list, progress, pause, resume, cancel, retry failed."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsAdmin
+from generation.apis.endpoints import drf_validation_error
+from generation.models import Batch, Dataset, Endpoint
+from generation.selectors.batches import batch_list, batch_progress
+from generation.services.batches import (
+    batch_cancel,
+    batch_launch,
+    batch_pause,
+    batch_resume,
+    batch_retry_failed,
+)
+
+
+class StageProgressSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    endpoint = serializers.CharField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    cached = serializers.IntegerField()
+    pending = serializers.IntegerField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    posts_total = serializers.IntegerField()
+    posts_done = serializers.IntegerField()
+    posts_failed = serializers.IntegerField()
+    posts_pending = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    token_budget = serializers.IntegerField(allow_null=True)
+    calls = serializers.IntegerField()
+    calls_per_second = serializers.FloatField(allow_null=True)
+    seconds_left = serializers.IntegerField(allow_null=True)
+    stages = StageProgressSerializer(many=True)
+    error = serializers.CharField()
+
+
+class BatchOutputSerializer(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    endpoint = serializers.CharField(source="endpoint.name", allow_null=True, default=None)
+    launched_by = serializers.CharField(
+        source="launched_by.username", allow_null=True, default=None
+    )
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Batch
+        fields = [
+            "id",
+            "dataset",
+            "pipeline",
+            "endpoint",
+            "stage_endpoints",
+            "parameters",
+            "limit",
+            "token_budget",
+            "imported",
+            "status",
+            "launched_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "progress",
+        ]
+
+    @extend_schema(responses=ProgressSerializer)
+    def get_progress(self, batch: Batch) -> dict:
+        return ProgressSerializer(batch_progress(batch=batch).as_dict()).data
+
+
+class BatchInputSerializer(serializers.Serializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    pipeline = serializers.CharField(max_length=50)
+    endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
+    stage_endpoints = serializers.DictField(
+        child=serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all()),
+        required=False,
+        help_text="{stage: endpoint name} for stages that run on another endpoint",
+    )
+    limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    parameters = serializers.JSONField(required=False, help_text="temperature, max_tokens, ...")
+    token_budget = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class BatchListApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=BatchOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(batch_list(), request, view=self)
+        return paginator.get_paginated_response(BatchOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=BatchInputSerializer, responses={201: BatchOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = BatchInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            batch = batch_launch(launched_by=request.user, **data.validated_data)
+        except DjangoValidationError as error:
+            raise drf_validation_error(error) from error
+        return Response(BatchOutputSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+
+class BatchDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=BatchOutputSerializer)
+    def get(self, request: Request, batch_id: int) -> Response:
+        batch = get_object_or_404(batch_list(), pk=batch_id)
+        return Response(BatchOutputSerializer(batch).data)
+
+
+BATCH_ACTIONS = {
+    "pause": batch_pause,
+    "resume": batch_resume,
+    "cancel": batch_cancel,
+    "retry-failed": batch_retry_failed,
+}
+
+
+class BatchActionApi(APIView):
+    """POST /api/batches/<id>/<pause|resume|cancel|retry-failed>/; 409 when not allowed now."""
+
+    permission_classes = [IsAdmin]
+    action_name = ""
+
+    @extend_schema(request=None, responses={200: BatchOutputSerializer, 409: None})
+    def post(self, request: Request, batch_id: int) -> Response:
+        batch = get_object_or_404(Batch, pk=batch_id)
+        try:
+            batch = BATCH_ACTIONS[self.action_name](batch=batch)
+        except DjangoValidationError as error:
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
+        batch = batch_list().get(pk=batch.pk)
+        return Response(BatchOutputSerializer(batch).data)

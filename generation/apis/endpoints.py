@@ -1,0 +1,101 @@
+"""Endpoints API (admins only). The API key itself is never accepted nor returned: only its
+environment variable's name."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsAdmin
+from generation.models import Endpoint
+from generation.selectors.batches import endpoint_list
+from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
+
+
+def drf_validation_error(error: DjangoValidationError) -> ValidationError:
+    if hasattr(error, "message_dict"):
+        return ValidationError(error.message_dict)
+    return ValidationError({"detail": error.messages})
+
+
+class EndpointOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Endpoint
+        fields = [
+            "id",
+            "name",
+            "backend",
+            "base_url",
+            "model_path",
+            "model",
+            "api_key_env",
+            "concurrency",
+            "requests_per_minute",
+            "parameters",
+            "created_at",
+        ]
+
+
+class EndpointInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    backend = serializers.ChoiceField(choices=Endpoint.Backend.values)
+    base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    model_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    model = serializers.CharField(max_length=200)
+    api_key_env = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    concurrency = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    parameters = serializers.JSONField(required=False)
+
+
+class EndpointListApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=EndpointOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(EndpointOutputSerializer(endpoint_list(), many=True).data)
+
+    @extend_schema(request=EndpointInputSerializer, responses={201: EndpointOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = EndpointInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            endpoint = endpoint_create(**data.validated_data)
+        except DjangoValidationError as error:
+            raise drf_validation_error(error) from error
+        return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=EndpointOutputSerializer)
+    def get(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
+        return Response(EndpointOutputSerializer(endpoint).data)
+
+    @extend_schema(
+        request=EndpointInputSerializer(partial=True), responses=EndpointOutputSerializer
+    )
+    def patch(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
+        data = EndpointInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        try:
+            endpoint = endpoint_update(endpoint=endpoint, **data.validated_data)
+        except DjangoValidationError as error:
+            raise drf_validation_error(error) from error
+        return Response(EndpointOutputSerializer(endpoint).data)
+
+    @extend_schema(responses={204: None, 409: None})
+    def delete(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
+        try:
+            endpoint_delete(endpoint=endpoint)
+        except DjangoValidationError as error:
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,145 @@
+"""Batches: launch, pause, resume, cancel and retry the failed posts.
+
+Every status change is one conditional UPDATE (`WHERE status IN (...)`), so two clicks, a click and
+a runner, or two API calls can never take a batch through a transition that is not allowed. The
+runner (`generation.execution`) notices a pause or a cancel at its next heartbeat.
+"""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from generation.models import Batch, Dataset, Endpoint
+from generation.pipelines.base import get_pipeline
+from generation.services.endpoints import sampling_parameters_clean
+
+S = Batch.Status
+
+
+def _enqueue(batch_id: int, *, retry_failed: bool = False) -> None:
+    from generation.tasks import batch_execute
+
+    transaction.on_commit(lambda: batch_execute.delay(batch_id=batch_id, retry_failed=retry_failed))
+
+
+def pipeline_stage_names(pipeline: str) -> list[str]:
+    try:
+        return [stage.name for stage in get_pipeline(pipeline).stages]
+    except KeyError as error:
+        raise ValidationError({"pipeline": f"Unknown pipeline {pipeline!r}."}) from error
+
+
+@transaction.atomic
+def batch_launch(
+    *,
+    dataset: Dataset,
+    pipeline: str,
+    endpoint: Endpoint,
+    launched_by: Any = None,
+    stage_endpoints: dict[str, Endpoint] | None = None,
+    limit: int | None = None,
+    parameters: dict[str, Any] | None = None,
+    token_budget: int | None = None,
+    enqueue: bool = True,
+) -> Batch:
+    """Create a queued batch and hand it to a worker once the transaction commits.
+
+    With `enqueue=False` the caller runs it itself (`generate --wait`).
+    """
+    stages = pipeline_stage_names(pipeline)
+    stage_endpoints = stage_endpoints or {}
+    unknown = set(stage_endpoints) - set(stages)
+    if unknown:
+        raise ValidationError(
+            {
+                "stage_endpoints": f"Pipeline {pipeline} has no stage "
+                f"{', '.join(sorted(unknown))} (stages: {', '.join(stages)})."
+            }
+        )
+    if limit is not None and limit < 1:
+        raise ValidationError({"limit": "The limit must be at least 1."})
+    if token_budget is not None and token_budget < 1:
+        raise ValidationError({"token_budget": "The token budget must be at least 1."})
+    parameters = sampling_parameters_clean(parameters)
+    total = dataset.posts.count()
+    if limit is not None:
+        total = min(total, limit)
+    if total == 0:
+        raise ValidationError({"dataset": f"Dataset {dataset.name} has no posts."})
+    batch = Batch.objects.create(
+        dataset=dataset,
+        pipeline=pipeline,
+        endpoint=endpoint,
+        stage_endpoints={
+            stage: ep.pk for stage, ep in stage_endpoints.items() if ep.pk != endpoint.pk
+        },
+        parameters=parameters,
+        limit=limit,
+        token_budget=token_budget,
+        launched_by=launched_by,
+        posts_total=total,
+        stage_progress={
+            stage: {"done": 0, "failed": 0, "skipped": 0, "cached": 0} for stage in stages
+        },
+    )
+    if enqueue:
+        _enqueue(batch.pk)
+    return batch
+
+
+def _transition(batch: Batch, *, allowed: set[str], action: str, **fields: Any) -> Batch:
+    changed = Batch.objects.filter(pk=batch.pk, status__in=allowed).update(**fields)
+    batch.refresh_from_db()
+    if not changed:
+        raise ValidationError(f"A {batch.status} batch cannot be {action}.")
+    return batch
+
+
+def batch_pause(*, batch: Batch) -> Batch:
+    """Running calls finish and are stored; no new call starts until the batch is resumed."""
+    return _transition(batch, allowed={S.QUEUED, S.RUNNING}, action="paused", status=S.PAUSED)
+
+
+@transaction.atomic
+def batch_resume(*, batch: Batch) -> Batch:
+    """Run the missing work of a paused batch, or of a running one whose worker died.
+
+    A running batch whose runner is alive is left to it: the new task finds the lease held and
+    ends (see `generation.execution.batch_claim`).
+    """
+    batch.refresh_from_db()
+    if batch.status != S.RUNNING:
+        batch = _transition(batch, allowed={S.PAUSED, S.QUEUED}, action="resumed", status=S.QUEUED)
+    _enqueue(batch.pk)
+    return batch
+
+
+def batch_cancel(*, batch: Batch) -> Batch:
+    return _transition(
+        batch,
+        allowed={S.QUEUED, S.RUNNING, S.PAUSED},
+        action="cancelled",
+        status=S.CANCELLED,
+        finished_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def batch_retry_failed(*, batch: Batch) -> Batch:
+    """Call the models again for the failed stages of the failed posts, and only those."""
+    if batch.imported:
+        raise ValidationError("An imported batch has nothing to retry.")
+    if not Batch.objects.filter(pk=batch.pk, posts_failed__gt=0).exists():
+        raise ValidationError("This batch has no failed posts.")
+    batch = _transition(
+        batch,
+        allowed={S.DONE, S.FAILED, S.PAUSED},
+        action="retried",
+        status=S.QUEUED,
+        finished_at=None,
+        error="",
+    )
+    _enqueue(batch.pk, retry_failed=True)
+    return batch

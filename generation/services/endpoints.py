@@ -1,0 +1,143 @@
+"""Model endpoints: create, change and delete them. Only the key's variable name is stored."""
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+
+from generation.models import Endpoint
+
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[\w.-]+$")
+SAMPLING_PARAMETERS = {
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "max_tokens": (int,),
+    "seed": (int,),
+    "frequency_penalty": (int, float),
+    "presence_penalty": (int, float),
+    "stop": (str, list),
+}
+
+
+def sampling_parameters_clean(parameters: Any) -> dict[str, Any]:
+    """The sampling parameters a batch or endpoint may set, in OpenAI's names and types."""
+    if parameters in (None, ""):
+        return {}
+    if not isinstance(parameters, dict):
+        raise ValidationError({"parameters": "Sampling parameters must be a JSON object."})
+    errors = []
+    for key, value in parameters.items():
+        types = SAMPLING_PARAMETERS.get(key)
+        if types is None:
+            errors.append(f"unknown parameter {key!r} (allowed: {', '.join(SAMPLING_PARAMETERS)})")
+        elif isinstance(value, bool) or not isinstance(value, types):
+            errors.append(f"{key} has the wrong type")
+        elif isinstance(value, int | float) and value < 0:
+            errors.append(f"{key} must not be negative")
+    if errors:
+        raise ValidationError({"parameters": errors})
+    return dict(parameters)
+
+
+def _endpoint_clean(endpoint: Endpoint) -> None:
+    errors: dict[str, str] = {}
+    if not NAME_RE.match(endpoint.name or ""):
+        errors["name"] = "Use letters, digits, dots, dashes and underscores."
+    elif Endpoint.objects.filter(name=endpoint.name).exclude(pk=endpoint.pk).exists():
+        errors["name"] = f"An endpoint named {endpoint.name!r} already exists."
+    if endpoint.backend not in Endpoint.Backend.values:
+        errors["backend"] = f"Backend must be one of {', '.join(Endpoint.Backend.values)}."
+    if endpoint.backend == Endpoint.Backend.OPENAI:
+        if not endpoint.base_url:
+            errors["base_url"] = "An openai endpoint needs a base URL."
+        else:
+            try:
+                URLValidator(schemes=["http", "https"])(endpoint.base_url)
+            except ValidationError:
+                errors["base_url"] = "Enter a valid http(s) URL."
+        if endpoint.model_path:
+            errors["model_path"] = "An openai endpoint has a base URL, not a model path."
+    elif endpoint.backend == Endpoint.Backend.TRANSFORMERS:
+        if not endpoint.model_path:
+            errors["model_path"] = "A transformers endpoint needs a model path or hub id."
+        if endpoint.base_url:
+            errors["base_url"] = "A transformers endpoint has a model path, not a base URL."
+    if not endpoint.model:
+        errors["model"] = "Name the model."
+    if endpoint.api_key_env and not ENV_VAR_RE.match(endpoint.api_key_env):
+        errors["api_key_env"] = (
+            "Give the name of an environment variable (e.g. OPENAI_API_KEY), never the key."
+        )
+    if not isinstance(endpoint.concurrency, int) or endpoint.concurrency < 1:
+        errors["concurrency"] = "Concurrency must be at least 1."
+    if endpoint.requests_per_minute is not None and endpoint.requests_per_minute < 1:
+        errors["requests_per_minute"] = "Requests per minute must be at least 1."
+    if errors:
+        raise ValidationError(errors)
+    endpoint.parameters = sampling_parameters_clean(endpoint.parameters)
+
+
+@transaction.atomic
+def endpoint_create(
+    *,
+    name: str,
+    backend: str,
+    model: str,
+    base_url: str = "",
+    model_path: str = "",
+    api_key_env: str = "",
+    concurrency: int = 32,
+    requests_per_minute: int | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> Endpoint:
+    endpoint = Endpoint(
+        name=name.strip(),
+        backend=backend,
+        model=model.strip(),
+        base_url=base_url.strip(),
+        model_path=model_path.strip(),
+        api_key_env=api_key_env.strip(),
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        parameters=parameters or {},
+    )
+    _endpoint_clean(endpoint)
+    endpoint.save()
+    return endpoint
+
+
+ENDPOINT_FIELDS = {
+    "name",
+    "backend",
+    "model",
+    "base_url",
+    "model_path",
+    "api_key_env",
+    "concurrency",
+    "requests_per_minute",
+    "parameters",
+}
+
+
+@transaction.atomic
+def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
+    unknown = set(changes) - ENDPOINT_FIELDS
+    if unknown:
+        raise ValidationError(f"Unknown endpoint fields: {', '.join(sorted(unknown))}")
+    for field, value in changes.items():
+        if isinstance(value, str):
+            value = value.strip()
+        setattr(endpoint, field, value)
+    _endpoint_clean(endpoint)
+    endpoint.save()
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_delete(*, endpoint: Endpoint) -> None:
+    if endpoint.batches.exists():
+        raise ValidationError("This endpoint ran batches; it is kept for their provenance.")
+    endpoint.delete()
