@@ -1,0 +1,481 @@
+"""Export writers: stream filtered items, chunk by chunk, into the formats training code reads.
+
+Rows come from `selectors.item_scores` through a server-side cursor (`.iterator(chunk_size=...)`);
+each chunk is completed with its items' text, posts and image descriptions in two small queries,
+written, and dropped, so memory stays flat whatever the campaign's size.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from django.db.models import Max, Min
+
+from annotation.models import Campaign, Question, Rating
+from annotation.selectors import campaign_items
+from evaluation.relations import SYSTEM_PROMPT, relation_instruction
+from evaluation.selectors import ItemFilters, item_scores, post_descriptions, score_summary
+from generation.models import KnowledgeItem
+
+CHUNK_SIZE = 2000
+FORMATS = (
+    "jsonl",
+    "csv",
+    "ratings",
+    "parquet",
+    "sft-chat",
+    "alpaca",
+    "cotpd",
+    "label-studio",
+    "hf",
+)
+EXTENSIONS = {
+    "jsonl": ".jsonl",
+    "csv": ".csv",
+    "ratings": ".csv",
+    "parquet": ".parquet",
+    "sft-chat": ".jsonl",
+    "alpaca": ".jsonl",
+    "cotpd": ".jsonl",
+    "label-studio": ".json",
+    "hf": "",
+}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+Progress = Callable[[int, int], None]  # (percent, items written)
+
+
+@dataclass
+class ExportRow:
+    item_id: int
+    post_pk: int
+    post_id: str
+    post_text: str
+    image: str
+    image_description: str
+    kind: str
+    position: int
+    text: str
+    scores: dict[str, dict]
+
+    def flat(self, questions: list[Question]) -> dict:
+        row = {
+            "item_id": self.item_id,
+            "post_id": self.post_id,
+            "kind": self.kind,
+            "position": self.position,
+            "text": self.text,
+            "post_text": self.post_text,
+            "image": self.image,
+            "image_description": self.image_description,
+        }
+        for question in questions:
+            score = self.scores[question.name]
+            for key in ("n", "mean", "median", "spread"):
+                row[f"{question.name}_{key}"] = score[key]
+        return row
+
+    def prompt(self) -> str:
+        """The post as a model reads it: its text, then what its image shows."""
+        parts = [f"Post: {self.post_text}"]
+        if self.image_description:
+            parts.append(f"Image description: {self.image_description}")
+        return "\n".join(parts)
+
+
+class Export:
+    """One export run: the campaign, its questions, the filters and the rows they select."""
+
+    def __init__(self, *, campaign: Campaign, filters: ItemFilters, progress: Progress | None):
+        self.campaign = campaign
+        self.filters = filters
+        self.questions = list(campaign.questions.order_by("position", "id"))
+        self.progress = progress
+        self.items = 0
+        self.posts = 0
+        self.ratings = 0
+        bounds = campaign_items(campaign=campaign).aggregate(lo=Min("post_id"), hi=Max("post_id"))
+        self._lo, self._hi = bounds["lo"] or 0, bounds["hi"] or 0
+
+    def chunks(self) -> Iterator[list[ExportRow]]:
+        scores = item_scores(campaign=self.campaign, filters=self.filters)
+        chunk: list[dict] = []
+        last_post = None
+        for row in scores.iterator(chunk_size=CHUNK_SIZE):
+            chunk.append(row)
+            if len(chunk) >= CHUNK_SIZE:
+                yield self._complete(chunk)
+                last_post = chunk[-1]["item__post_id"]
+                self._report(last_post)
+                chunk = []
+        if chunk:
+            yield self._complete(chunk)
+        if self.progress:
+            self.progress(100, self.items)
+
+    def _report(self, post_pk: int) -> None:
+        if self.progress and self._hi > self._lo:
+            self.progress(
+                min(99, int(100 * (post_pk - self._lo) / (self._hi - self._lo))), self.items
+            )
+
+    def _complete(self, chunk: list[dict]) -> list[ExportRow]:
+        ids = [row["item_id"] for row in chunk]
+        items = {
+            item["id"]: item
+            for item in KnowledgeItem.objects.filter(id__in=ids).values(
+                "id",
+                "kind",
+                "position",
+                "text",
+                "post_id",
+                "post__external_id",
+                "post__text",
+                "post__image",
+            )
+        }
+        descriptions = post_descriptions(post_ids=list({i["post_id"] for i in items.values()}))
+        rows = []
+        previous_post = None
+        for score_row in chunk:
+            item = items[score_row["item_id"]]
+            rows.append(
+                ExportRow(
+                    item_id=item["id"],
+                    post_pk=item["post_id"],
+                    post_id=item["post__external_id"],
+                    post_text=item["post__text"],
+                    image=item["post__image"] or "",
+                    image_description=descriptions.get(item["post_id"], ""),
+                    kind=item["kind"],
+                    position=item["position"],
+                    text=item["text"],
+                    scores=score_summary(score_row, self.questions),
+                )
+            )
+            if item["post_id"] != previous_post:
+                self.posts += 1
+                previous_post = item["post_id"]
+        self.items += len(rows)
+        return rows
+
+    def raw_ratings(self, rows: list[ExportRow]) -> list[tuple]:
+        ratings = (
+            Rating.objects.filter(campaign=self.campaign, item_id__in=[r.item_id for r in rows])
+            .order_by("item_id", "annotator__username", "question__position", "question_id")
+            .values_list("item_id", "annotator__username", "question__name", "value", "seconds")
+        )
+        found = list(ratings)
+        self.ratings += len(found)
+        return found
+
+
+def neutralise(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(export: Export, out: IO[str]) -> None:
+    for rows in export.chunks():
+        out.writelines(
+            _json_line(
+                {
+                    "item_id": r.item_id,
+                    "post_id": r.post_id,
+                    "kind": r.kind,
+                    "position": r.position,
+                    "text": r.text,
+                    "post_text": r.post_text,
+                    "image": r.image,
+                    "image_description": r.image_description,
+                    "scores": r.scores,
+                }
+            )
+            for r in rows
+        )
+
+
+def write_csv(export: Export, out: IO[str]) -> None:
+    writer = None
+    for rows in export.chunks():
+        for r in rows:
+            flat = r.flat(export.questions)
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(flat))
+                writer.writeheader()
+            writer.writerow({key: neutralise(value) for key, value in flat.items()})
+    if writer is None:
+        header = ExportRow(0, 0, "", "", "", "", "", 0, "", _empty_scores(export)).flat(
+            export.questions
+        )
+        csv.writer(out).writerow(list(header))
+
+
+def _empty_scores(export: Export) -> dict:
+    return {
+        q.name: {"n": 0, "mean": None, "median": None, "spread": None} for q in export.questions
+    }
+
+
+def write_ratings(export: Export, out: IO[str]) -> None:
+    """Every raw rating of the selected items; the first five columns are the import format."""
+    writer = csv.writer(out)
+    writer.writerow(["post_id", "kind", "annotator", "question", "value", "item_id", "seconds"])
+    for rows in export.chunks():
+        by_id = {r.item_id: r for r in rows}
+        for item_id, annotator, question, value, seconds in export.raw_ratings(rows):
+            item = by_id[item_id]
+            writer.writerow(
+                [
+                    neutralise(item.post_id),
+                    neutralise(item.kind),
+                    neutralise(annotator),
+                    question,
+                    value,
+                    item_id,
+                    seconds,
+                ]
+            )
+
+
+def write_sft_chat(export: Export, out: IO[str]) -> None:
+    for rows in export.chunks():
+        out.writelines(
+            _json_line(
+                {
+                    "messages": [
+                        {"role": "system", "content": SYSTEM_PROMPT},
+                        {
+                            "role": "user",
+                            "content": f"{r.prompt()}\n\n{relation_instruction(r.kind)}",
+                        },
+                        {"role": "assistant", "content": r.text},
+                    ]
+                }
+            )
+            for r in rows
+        )
+
+
+def write_alpaca(export: Export, out: IO[str]) -> None:
+    for rows in export.chunks():
+        out.writelines(
+            _json_line(
+                {"instruction": relation_instruction(r.kind), "input": r.prompt(), "output": r.text}
+            )
+            for r in rows
+        )
+
+
+def write_cotpd(export: Export, out: IO[str]) -> None:
+    """One record a post: its text, its caption and the knowledge of each kind that passed."""
+    current: dict | None = None
+    for rows in export.chunks():
+        for r in rows:
+            if current is None or current["_pk"] != r.post_pk:
+                if current is not None:
+                    current.pop("_pk")
+                    out.write(_json_line(current))
+                current = {
+                    "_pk": r.post_pk,
+                    "id": r.post_id,
+                    "text": r.post_text,
+                    "image": r.image,
+                    "caption": r.image_description,
+                    "knowledge": {},
+                }
+            knowledge = current["knowledge"]
+            knowledge[r.kind] = f"{knowledge[r.kind]}\n{r.text}" if r.kind in knowledge else r.text
+    if current is not None:
+        current.pop("_pk")
+        out.write(_json_line(current))
+
+
+def write_label_studio(export: Export, out: IO[str]) -> None:
+    """A JSON list of Label Studio tasks, one an item, each annotator's ratings as an annotation."""
+    out.write("[")
+    first = True
+    for rows in export.chunks():
+        by_item: dict[int, dict[str, list]] = {}
+        for item_id, annotator, question, value, _ in export.raw_ratings(rows):
+            by_item.setdefault(item_id, {}).setdefault(annotator, []).append(
+                {
+                    "from_name": question,
+                    "to_name": "item",
+                    "type": "rating",
+                    "value": {"rating": value},
+                }
+            )
+        for r in rows:
+            task = {
+                "id": r.item_id,
+                "data": {
+                    "post_id": r.post_id,
+                    "text": r.post_text,
+                    "image": r.image,
+                    "image_description": r.image_description,
+                    "kind": r.kind,
+                    "item": r.text,
+                },
+                "annotations": [
+                    {"completed_by": annotator, "result": result}
+                    for annotator, result in by_item.get(r.item_id, {}).items()
+                ],
+            }
+            out.write(("\n" if first else ",\n") + json.dumps(task, ensure_ascii=False))
+            first = False
+    out.write("\n]\n")
+
+
+def write_parquet(export: Export, path: Path) -> None:
+    """Parquet, one row group a chunk, with a fixed schema so an empty export is still readable."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fields = [
+        ("item_id", pa.int64()),
+        ("post_id", pa.string()),
+        ("kind", pa.string()),
+        ("position", pa.int32()),
+        ("text", pa.string()),
+        ("post_text", pa.string()),
+        ("image", pa.string()),
+        ("image_description", pa.string()),
+    ]
+    for question in export.questions:
+        fields += [
+            (f"{question.name}_n", pa.int32()),
+            (f"{question.name}_mean", pa.float64()),
+            (f"{question.name}_median", pa.float64()),
+            (f"{question.name}_spread", pa.int32()),
+        ]
+    schema = pa.schema(fields)
+    with pq.ParquetWriter(path, schema) as writer:
+        for rows in export.chunks():
+            flat = [r.flat(export.questions) for r in rows]
+            writer.write_table(pa.Table.from_pylist(flat, schema=schema))
+        if not export.items:
+            writer.write_table(schema.empty_table())
+
+
+TEXT_WRITERS = {
+    "jsonl": write_jsonl,
+    "csv": write_csv,
+    "ratings": write_ratings,
+    "sft-chat": write_sft_chat,
+    "alpaca": write_alpaca,
+    "cotpd": write_cotpd,
+    "label-studio": write_label_studio,
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary sibling of `target`, renamed onto it only when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield partial
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+    finally:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        elif partial.exists():
+            partial.unlink()
+
+
+def write_format(export: Export, fmt: str, path: Path) -> None:
+    """Write `fmt` to `path` (a folder for `hf`); callers wrap this in `atomic_path`."""
+    if fmt in TEXT_WRITERS:
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            TEXT_WRITERS[fmt](export, out)
+    elif fmt == "parquet":
+        write_parquet(export, path)
+    elif fmt == "hf":
+        write_hf(export, path)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def write_hf(export: Export, folder: Path) -> None:
+    """A `datasets` folder (`load_from_disk`), built from a streamed Parquet file."""
+    import datasets
+
+    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
+        parquet = Path(scratch) / "items.parquet"
+        write_parquet(export, parquet)
+        dataset = datasets.Dataset.from_parquet(
+            str(parquet), cache_dir=str(Path(scratch) / "cache"), keep_in_memory=False
+        )
+        dataset.save_to_disk(str(folder))
+        del dataset
+
+
+def dataset_card(manifest: dict) -> str:
+    """The README of an `hf` export: what it holds and the manifest's figures."""
+    counts = manifest["counts"]
+    lines = [
+        "---",
+        "language:",
+        "- en",
+        "pretty_name: " + json.dumps(f"{manifest['campaign']} (Distillery export)"),
+        "---",
+        "",
+        f"# {manifest['campaign']}",
+        "",
+        "Knowledge items generated by language models and rated by people in Distillery, "
+        "filtered on their ratings. One row an item, with its post, the image description, "
+        "and per question the number of ratings, mean, median and spread.",
+        "",
+        "## Figures",
+        "",
+        f"- items: {counts['items']}",
+        f"- posts: {counts['posts']}",
+        f"- exported at: {manifest['created_at']}",
+        f"- filters: `{json.dumps(manifest['filters'])}`",
+        f"- pipelines: {', '.join(manifest['pipelines']) or 'none recorded'}",
+        f"- models: {', '.join(manifest['models']) or 'none recorded'}",
+        "",
+        "## Agreement (Krippendorff's alpha, bootstrap 95% interval)",
+        "",
+        "| question | level | alpha | 95% interval | items | ratings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, figures in (manifest.get("alpha") or {}).items():
+        alpha = "n/a" if figures["alpha"] is None else f"{figures['alpha']:.3f}"
+        ci = figures.get("ci95")
+        interval = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+        lines.append(
+            f"| {name} | {figures['level']} | {alpha} | {interval} | {figures['n_items']} "
+            f"| {figures['n_ratings']} |"
+        )
+    lines += ["", "## Prompt template hashes", ""]
+    for stage, hashes in manifest["prompt_hashes"].items():
+        lines.append(f"- {stage}: {', '.join(hashes)}")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,266 @@
+"""Writes: cached agreement results and exports (to a path, or as a background job)."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Campaign, Rating
+from evaluation.alpha import LEVELS
+from evaluation.exports import (
+    EXTENSIONS,
+    FORMATS,
+    Export,
+    Progress,
+    atomic_path,
+    dataset_card,
+    sha256_of,
+    write_format,
+)
+from evaluation.models import AgreementResult, ExportJob
+from evaluation.selectors import (
+    ItemFilters,
+    campaign_agreement,
+    campaign_provenance,
+    ratings_fingerprint,
+)
+
+logger = logging.getLogger(__name__)
+
+# Campaigns with more ratings than this get their agreement computed by a worker, not the request.
+INLINE_RATING_LIMIT = 200_000
+
+
+def _check_level(level: str) -> None:
+    if level and level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; known levels: {', '.join(LEVELS)}")
+
+
+def agreement_refresh(*, campaign: Campaign, level: str = "") -> AgreementResult:
+    """Compute the campaign's agreement now and store it with the fingerprint it was computed on."""
+    _check_level(level)
+    fingerprint = ratings_fingerprint(campaign=campaign)
+    started = time.monotonic()
+    result = campaign_agreement(campaign=campaign, level=level)
+    record, _ = AgreementResult.objects.update_or_create(
+        campaign=campaign,
+        level=level,
+        defaults={
+            "status": AgreementResult.Status.DONE,
+            "fingerprint": fingerprint,
+            "result": result,
+            "error": "",
+            "computed_at": timezone.now(),
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return record
+
+
+def agreement_current(
+    *, campaign: Campaign, level: str = "", inline_limit: int = INLINE_RATING_LIMIT
+) -> AgreementResult:
+    """The cached agreement if the ratings have not changed since; otherwise a fresh one.
+
+    Small campaigns are recomputed here. Large ones are queued for a worker (once, after commit);
+    the record returned then keeps its last result, with status `queued` or `running`, so a page can
+    show the stale figures while the new ones are computed.
+    """
+    _check_level(level)
+    fingerprint = ratings_fingerprint(campaign=campaign)
+    record = AgreementResult.objects.filter(campaign=campaign, level=level).first()
+    if (
+        record
+        and record.status == AgreementResult.Status.DONE
+        and record.fingerprint == fingerprint
+    ):
+        return record
+    if Rating.objects.filter(campaign=campaign).count() <= inline_limit:
+        return agreement_refresh(campaign=campaign, level=level)
+    return agreement_schedule(campaign=campaign, level=level)
+
+
+def agreement_schedule(*, campaign: Campaign, level: str = "") -> AgreementResult:
+    """Queue a background computation unless one is already queued or running."""
+    from evaluation.tasks import agreement_refresh_task
+
+    _check_level(level)
+    with transaction.atomic():
+        record, created = AgreementResult.objects.select_for_update().get_or_create(
+            campaign=campaign, level=level
+        )
+        pending = (AgreementResult.Status.QUEUED, AgreementResult.Status.RUNNING)
+        if created or record.status not in pending:
+            record.status = AgreementResult.Status.QUEUED
+            record.save(update_fields=["status"])
+            transaction.on_commit(lambda: agreement_refresh_task.delay(campaign.pk, level))
+    return record
+
+
+def agreement_run(*, campaign_id: int, level: str) -> None:
+    """The worker's side: mark running, compute, store (or record the failure)."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    AgreementResult.objects.filter(campaign=campaign, level=level).update(
+        status=AgreementResult.Status.RUNNING
+    )
+    try:
+        agreement_refresh(campaign=campaign, level=level)
+    except Exception as error:  # recorded for the page; the worker itself must not crash
+        logger.exception("agreement of campaign %s failed", campaign_id)
+        AgreementResult.objects.filter(campaign=campaign, level=level).update(
+            status=AgreementResult.Status.FAILED, error=str(error)
+        )
+
+
+def _agreement_for_manifest(campaign: Campaign) -> dict:
+    record = agreement_current(campaign=campaign, inline_limit=10**12)
+    questions = (record.result or {}).get("questions", {})
+    keys = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
+    return {name: {key: figures.get(key) for key in keys} for name, figures in questions.items()}
+
+
+def export_to_path(
+    *,
+    campaign: Campaign,
+    fmt: str,
+    filters: ItemFilters,
+    output: Path,
+    progress: Progress | None = None,
+) -> dict:
+    """Write an export and its manifest; returns the manifest.
+
+    The file (or, for `hf`, the folder) appears at `output` only once complete: it is written under
+    a temporary sibling name and renamed. The manifest goes beside it as `<output>.manifest.json`,
+    and for `hf` also inside the folder, with a dataset card (README.md).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    output = Path(output)
+    export = Export(campaign=campaign, filters=filters, progress=progress)
+    with atomic_path(output) as partial:
+        write_format(export, fmt, partial)
+        if partial.is_dir():
+            files = {
+                str(path.relative_to(partial)): sha256_of(path)
+                for path in sorted(partial.rglob("*"))
+                if path.is_file()
+            }
+        else:
+            files = {output.name: sha256_of(partial)}
+        manifest = {
+            "campaign": campaign.name,
+            "format": fmt,
+            "filters": filters.as_dict(),
+            "counts": {"items": export.items, "posts": export.posts, "ratings": export.ratings},
+            "alpha": _agreement_for_manifest(campaign),
+            **campaign_provenance(campaign=campaign),
+            "created_at": timezone.now().isoformat(),
+            "files": files,
+            "sha256": files.get(output.name),
+        }
+        if partial.is_dir():
+            (partial / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
+            (partial / "manifest.json").write_text(json.dumps(manifest, indent=2), "utf-8")
+    manifest_path = output.with_name(output.name + ".manifest.json")
+    with atomic_path(manifest_path) as partial:
+        partial.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def export_create(
+    *, campaign: Campaign, fmt: str, filters: ItemFilters, created_by=None
+) -> ExportJob:
+    """Record an export job and queue it for a worker after commit."""
+    from evaluation.tasks import export_run_task
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    questions = set(campaign.questions.values_list("name", flat=True))
+    unknown = set(filters.min_mean) - questions
+    if unknown:
+        raise ValueError(f"unknown question(s): {', '.join(sorted(unknown))}")
+    job = ExportJob.objects.create(
+        campaign=campaign, format=fmt, filters=filters.as_dict(), created_by=created_by
+    )
+    transaction.on_commit(lambda: export_run_task.delay(job.pk))
+    return job
+
+
+def export_run(*, job_id: int) -> ExportJob:
+    """Run a queued job once: the status moves queued → running → done/failed, guarded."""
+    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
+        status=ExportJob.Status.RUNNING, started_at=timezone.now()
+    )
+    job = ExportJob.objects.select_related("campaign").get(pk=job_id)
+    if not claimed:
+        return job
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    name = f"{job.campaign.name}-{job.format}-{job.pk}-{stamp}"
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    folder = Path(settings.MEDIA_ROOT) / "exports" / str(job.campaign_id)
+    last_report = [0.0]
+
+    def progress(percent: int, written: int) -> None:
+        now = time.monotonic()
+        if percent == 100 or now - last_report[0] > 1:
+            last_report[0] = now
+            ExportJob.objects.filter(pk=job.pk).update(percent=percent, items_written=written)
+
+    try:
+        filters = ItemFilters.from_dict(job.filters)
+        if job.format == "hf":
+            manifest = _export_hf_archive(job, filters, folder, name, progress)
+            filename = f"{name}.zip"
+        else:
+            filename = name + EXTENSIONS[job.format]
+            manifest = export_to_path(
+                campaign=job.campaign,
+                fmt=job.format,
+                filters=filters,
+                output=folder / filename,
+                progress=progress,
+            )
+    except Exception as error:  # recorded on the job for the page; the worker must not crash
+        logger.exception("export %s failed", job.pk)
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=str(error), finished_at=timezone.now()
+        )
+        job.refresh_from_db()
+        return job
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.DONE,
+        percent=100,
+        items_written=manifest["counts"]["items"],
+        file=f"exports/{job.campaign_id}/{filename}",
+        sha256=sha256_of(folder / filename),
+        manifest=manifest,
+        finished_at=timezone.now(),
+    )
+    job.refresh_from_db()
+    return job
+
+
+def _export_hf_archive(
+    job: ExportJob, filters: ItemFilters, folder: Path, name: str, progress: Progress
+) -> dict:
+    """The `hf` folder, zipped for download (the zip too appears only once complete)."""
+    import shutil
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        manifest = export_to_path(
+            campaign=job.campaign,
+            fmt="hf",
+            filters=filters,
+            output=Path(scratch) / name,
+            progress=progress,
+        )
+        with atomic_path(folder / f"{name}.zip") as partial:
+            archive = shutil.make_archive(str(Path(scratch) / name), "zip", scratch, name)
+            Path(archive).replace(partial)
+    return manifest
