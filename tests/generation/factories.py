@@ -3,19 +3,7 @@
 import factory
 
 from generation.models import Batch, Dataset, KnowledgeItem, Post
-
-MIKO_KINDS = [
-    "xWant",
-    "oEffect",
-    "xAttr",
-    "xIntent",
-    "xReact",
-    "oReact",
-    "oWant",
-    "xEffect",
-    "xNeed",
-    "open",
-]
+from generation.pipelines.miko import MIKO_KINDS
 
 
 class DatasetFactory(factory.django.DjangoModelFactory):

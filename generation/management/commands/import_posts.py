@@ -1,0 +1,48 @@
+"""`import_posts PATH --dataset NAME [--format F] [--images DIR]`: all or nothing, with progress."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from generation.importers import FORMAT_CHOICES, ImportFileError
+from generation.services.imports import posts_import
+
+
+class Command(BaseCommand):
+    help = "Import posts (and their items) from a file into a dataset, all or nothing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--dataset", required=True, help="dataset name (created when new)")
+        parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+        parser.add_argument("--images", type=Path, help="folder holding the images the file names")
+
+    def handle(self, *args, path: Path, dataset: str, format: str, images: Path | None, **options):
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        bar = tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"import {path.name}",
+            file=self.stderr._out,
+            disable=options["verbosity"] == 0,
+        )
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        try:
+            report = posts_import(
+                path=path, dataset_name=dataset, format=format, images_dir=images, progress=progress
+            )
+        except ImportFileError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            bar.close()
+        for warning in report.warnings:
+            self.stderr.write(f"warning: {warning}")
+        if report.warnings_total > len(report.warnings):
+            self.stderr.write(f"... and {report.warnings_total - len(report.warnings)} more")
+        self.stdout.write(self.style.SUCCESS(report.summary()))

@@ -1,0 +1,455 @@
+"""Importing posts: the one place posts, their imported items and stage results are written.
+
+`posts_import` streams a file through its format's importer and writes posts in chunks, inside
+one transaction: a malformed line, a bad image or a conflict with posts already in the dataset
+rolls everything back. On PostgreSQL rows go in with COPY (ids drawn from the sequences first, so
+items can point at their posts); elsewhere with `bulk_create`.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connection, models, transaction
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from generation.importers import FORMATS, format_detect, importer_for
+from generation.importers.base import ImportFileError, PostRecord, Source
+from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
+
+CHUNK_POSTS = 2000
+MAX_WARNINGS_KEPT = 100
+MAX_CONFLICTS_NAMED = 20
+IMPORTED_HASH = "imported"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ImportReport:
+    dataset_id: int
+    dataset_name: str
+    format: str
+    posts_created: int = 0
+    posts_skipped: int = 0
+    items_created: int = 0
+    stage_results_created: int = 0
+    images_imported: int = 0
+    batch_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    warnings_total: int = 0
+
+    def warn(self, message: str) -> None:
+        self.warnings_total += 1
+        if len(self.warnings) < MAX_WARNINGS_KEPT:
+            self.warnings.append(message)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.posts_created} posts, {self.items_created} items, "
+            f"{self.stage_results_created} stage results and {self.images_imported} images "
+            f"imported into dataset '{self.dataset_name}' ({self.format}); "
+            f"{self.posts_skipped} posts already there"
+        )
+        if self.warnings_total:
+            text += f"; {self.warnings_total} warnings"
+        return text
+
+
+class _Images:
+    """Checks the images a file names and copies them into storage; forgets them on failure."""
+
+    def __init__(self, images_dir: Path | None, report: ImportReport) -> None:
+        self.root = images_dir.resolve() if images_dir else None
+        self.report = report
+        self.saved: list[str] = []
+        self.unresolved = 0
+
+    def check(self, source: Source, record: PostRecord) -> Path | None:
+        if not record.image:
+            return None
+        if self.root is None:
+            self.unresolved += 1
+            return None
+        name = record.image.replace("\\", "/")
+        path = (self.root / name).resolve()
+        if PurePosixPath(name).is_absolute() or not path.is_relative_to(self.root):
+            raise source.error(
+                record.line, f"image path {record.image!r} escapes the images folder"
+            )
+        if not path.is_file():
+            self.report.warn(
+                f"{source.name}:{record.line}: image {record.image!r} not found; "
+                "post imported without it"
+            )
+            return None
+        size = path.stat().st_size
+        if size > settings.DISTILLERY_MAX_IMAGE_BYTES:
+            raise source.error(
+                record.line,
+                f"image {record.image!r} is {size} bytes, above the cap of "
+                f"{settings.DISTILLERY_MAX_IMAGE_BYTES}",
+            )
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > settings.DISTILLERY_MAX_IMAGE_PIXELS:
+                    raise source.error(
+                        record.line,
+                        f"image {record.image!r} has {width}x{height} pixels, above the cap of "
+                        f"{settings.DISTILLERY_MAX_IMAGE_PIXELS}",
+                    )
+                image.verify()
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
+            raise source.error(record.line, f"{record.image!r} is not a readable image") from None
+        return path
+
+    def save(self, dataset_id: int, path: Path) -> str:
+        with path.open("rb") as handle:
+            name = default_storage.save(f"posts/{dataset_id}/{path.name}", File(handle))
+        self.saved.append(name)
+        self.report.images_imported += 1
+        return name
+
+    def discard(self) -> None:
+        for name in self.saved:
+            default_storage.delete(name)
+
+
+def _insert(model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
+    """Insert rows (values in `columns` order, JSON already dumped) and return their ids."""
+    if not rows:
+        return []
+    if connection.vendor == "postgresql":
+        return _insert_copy(model, columns, rows)
+    json_columns = {
+        f.attname for f in model._meta.concrete_fields if isinstance(f, models.JSONField)
+    }
+    objs = []
+    for row in rows:
+        values = dict(zip(columns, row, strict=True))
+        for column in json_columns & values.keys():
+            if values[column] is not None:
+                values[column] = json.loads(values[column])
+        objs.append(model(**values))
+    model.objects.bulk_create(objs, batch_size=500)
+    return [obj.pk for obj in objs]
+
+
+def _insert_copy(model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
+    table = model._meta.db_table
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, len(rows)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        names = ", ".join(quote(column) for column in ["id", *columns])
+        with cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row((pk, *row))
+    return ids
+
+
+POST_COLUMNS = ["dataset_id", "external_id", "text", "image", "metadata", "created_at"]
+STAGE_COLUMNS = [
+    "post_id",
+    "stage",
+    "template_hash",
+    "model",
+    "params_hash",
+    "parameters",
+    "batch_id",
+    "status",
+    "request",
+    "raw_answer",
+    "parsed",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "attempts",
+    "created_at",
+    "updated_at",
+]
+ITEM_COLUMNS = [
+    "post_id",
+    "batch_id",
+    "kind",
+    "position",
+    "text",
+    "stage_result_id",
+    "provenance",
+    "created_at",
+]
+
+
+def _chunks(records: Iterator[PostRecord], size: int) -> Iterator[list[PostRecord]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
+
+
+def _checked(source: Source, records: Iterator[PostRecord]) -> Iterator[PostRecord]:
+    """Checks every importer shares: id length, duplicates within the file, storable text."""
+    first_line: dict[str, int] = {}
+    for record in records:
+        if len(record.external_id) > 255:
+            raise source.error(record.line, "id longer than 255 characters")
+        if record.external_id in first_line:
+            raise source.error(
+                record.line,
+                f"duplicate id {record.external_id!r} (first on line "
+                f"{first_line[record.external_id]})",
+            )
+        first_line[record.external_id] = record.line
+        if "\x00" in record.text:
+            raise source.error(record.line, "text contains a NUL character")
+        for item in record.items:
+            if not item.kind or len(item.kind) > 32:
+                raise source.error(record.line, f"item kind {item.kind!r}: 1 to 32 characters")
+        yield record
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(64 * 1024)
+
+
+def posts_import(
+    *,
+    path: Path,
+    dataset_name: str,
+    format: str = "auto",
+    images_dir: Path | None = None,
+    created_by=None,
+    progress: Progress | None = None,
+    source_name: str | None = None,
+) -> ImportReport:
+    """Import a file of posts into a dataset (created when new), all or nothing.
+
+    Raises ImportFileError (`file:line: what`) for anything malformed, and for posts that exist
+    in the dataset with the same id but other text or metadata (naming the ids). Posts already
+    there unchanged are skipped, so importing a file twice adds nothing.
+    """
+
+    path = Path(path)
+    name = source_name or str(path)
+    if not dataset_name.strip():
+        raise ImportFileError("a dataset name is required")
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise ImportFileError(f"--images {images_dir}: not a folder")
+    if format == "auto":
+        format = format_detect(_head(path), name=name)
+    importer = importer_for(format)
+    total = path.stat().st_size
+    images: _Images | None = None
+    try:
+        with transaction.atomic(), path.open("rb") as stream:
+            dataset, created = Dataset.objects.get_or_create(
+                name=dataset_name.strip(), defaults={"created_by": created_by}
+            )
+            report = ImportReport(dataset_id=dataset.pk, dataset_name=dataset.name, format=format)
+            images = _Images(Path(images_dir) if images_dir else None, report)
+            source = Source(stream, name=name, max_line_bytes=settings.DISTILLERY_MAX_LINE_BYTES)
+            writer = _ChunkWriter(
+                dataset=dataset,
+                new_dataset=created,
+                format=format,
+                pipeline=importer.PIPELINE,
+                source=source,
+                images=images,
+                report=report,
+                created_by=created_by,
+            )
+            for chunk in _chunks(_checked(source, importer.read(source)), CHUNK_POSTS):
+                writer.write(chunk)
+                if progress:
+                    progress(source.bytes_read, total)
+            writer.finish()
+            if progress:
+                progress(total, total)
+    except BaseException:
+        if images is not None:
+            images.discard()
+        raise
+    return report
+
+
+class _ChunkWriter:
+    def __init__(
+        self,
+        *,
+        dataset: Dataset,
+        new_dataset: bool,
+        format: str,
+        pipeline: str,
+        source: Source,
+        images: _Images,
+        report: ImportReport,
+        created_by,
+    ) -> None:
+        self.dataset = dataset
+        self.new_dataset = new_dataset
+        self.format = format
+        self.pipeline = pipeline
+        self.source = source
+        self.images = images
+        self.report = report
+        self.created_by = created_by
+        self.batch: Batch | None = None
+        self.posts_with_items = 0
+        self.conflicts: list[str] = []
+        self.conflicts_total = 0
+        self.now = timezone.now()
+
+    def _existing(self, chunk: list[PostRecord]) -> dict[str, tuple[str, Any]]:
+        if self.new_dataset:
+            return {}
+        rows = Post.objects.filter(
+            dataset=self.dataset, external_id__in=[record.external_id for record in chunk]
+        ).values_list("external_id", "text", "metadata")
+        return {external_id: (text, metadata) for external_id, text, metadata in rows}
+
+    def _batch(self) -> Batch:
+        if self.batch is None:
+            self.batch = Batch.objects.create(
+                dataset=self.dataset,
+                pipeline=self.pipeline,
+                imported=True,
+                source=self.source.name[-500:],
+                parameters={"format": self.format},
+                status=Batch.Status.RUNNING,
+                launched_by=self.created_by,
+                started_at=self.now,
+            )
+            self.report.batch_id = self.batch.pk
+        return self.batch
+
+    def write(self, chunk: list[PostRecord]) -> None:
+        existing = self._existing(chunk)
+        fresh: list[PostRecord] = []
+        for record in chunk:
+            if record.external_id in existing:
+                if existing[record.external_id] != (record.text, record.metadata):
+                    self.conflicts_total += 1
+                    if len(self.conflicts) < MAX_CONFLICTS_NAMED:
+                        self.conflicts.append(record.external_id)
+                else:
+                    self.report.posts_skipped += 1
+                continue
+            fresh.append(record)
+        if self.conflicts_total or not fresh:
+            # After a conflict nothing will be kept: read on only to name every conflict.
+            return
+        post_rows = []
+        for record in fresh:
+            metadata = json.dumps(record.metadata, ensure_ascii=False)
+            if "\\u0000" in metadata:
+                raise self.source.error(record.line, "metadata contains a NUL character")
+            image_path = self.images.check(self.source, record)
+            image = self.images.save(self.dataset.pk, image_path) if image_path else ""
+            post_rows.append(
+                (self.dataset.pk, record.external_id, record.text, image, metadata, self.now)
+            )
+            for warning in record.warnings:
+                self.report.warn(warning)
+        post_ids = _insert(Post, POST_COLUMNS, post_rows)
+        self.report.posts_created += len(post_ids)
+        self._write_knowledge(fresh, post_ids)
+
+    def _write_knowledge(self, fresh: list[PostRecord], post_ids: list[int]) -> None:
+        if not any(record.items or record.stages for record in fresh):
+            return
+        batch_id = self._batch().pk
+        stage_rows, stage_owner = [], []
+        for index, (record, post_id) in enumerate(zip(fresh, post_ids, strict=True)):
+            for stage in record.stages:
+                stage_rows.append(
+                    (
+                        post_id,
+                        stage.stage,
+                        IMPORTED_HASH,
+                        stage.model,
+                        IMPORTED_HASH,
+                        "{}",
+                        batch_id,
+                        StageResult.Status.FAILED if stage.error else StageResult.Status.OK,
+                        json.dumps(stage.request, ensure_ascii=False),
+                        stage.raw_answer,
+                        None if stage.parsed is None else json.dumps(stage.parsed),
+                        stage.error,
+                        0,
+                        0,
+                        0,
+                        1,
+                        self.now,
+                        self.now,
+                    )
+                )
+                stage_owner.append((index, stage.stage))
+        stage_ids = dict(
+            zip(stage_owner, _insert(StageResult, STAGE_COLUMNS, stage_rows), strict=True)
+        )
+        self.report.stage_results_created += len(stage_ids)
+        item_rows = []
+        for index, (record, post_id) in enumerate(zip(fresh, post_ids, strict=True)):
+            if not record.items:
+                continue
+            self.posts_with_items += 1
+            stage_id = stage_ids.get((index, "intentions"))
+            provenance = json.dumps(
+                {"source": self.source.name, "line": record.line, "format": self.format}
+            )
+            seen = set()
+            for item in record.items:
+                if (item.kind, item.position) in seen:
+                    raise self.source.error(
+                        record.line, f"item {item.kind} at position {item.position} twice"
+                    )
+                seen.add((item.kind, item.position))
+                item_rows.append(
+                    (
+                        post_id,
+                        batch_id,
+                        item.kind,
+                        item.position,
+                        item.text,
+                        stage_id,
+                        provenance,
+                        self.now,
+                    )
+                )
+        self.report.items_created += len(_insert(KnowledgeItem, ITEM_COLUMNS, item_rows))
+
+    def finish(self) -> None:
+        if self.conflicts_total:
+            named = ", ".join(self.conflicts)
+            more = self.conflicts_total - len(self.conflicts)
+            raise ImportFileError(
+                f"{self.source.name}: {self.conflicts_total} posts conflict with posts already in "
+                f"dataset '{self.dataset.name}' (same id, other text or metadata): {named}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+        if self.images.unresolved:
+            self.report.warn(
+                f"{self.source.name}: {self.images.unresolved} posts name an image but no "
+                "images folder was given; imported without images"
+            )
+        if self.batch is not None:
+            Batch.objects.filter(pk=self.batch.pk).update(
+                status=Batch.Status.DONE,
+                posts_total=self.posts_with_items,
+                posts_done=self.posts_with_items,
+                finished_at=timezone.now(),
+            )
+
+
+__all__ = ["FORMATS", "ImportFileError", "ImportReport", "posts_import"]
