@@ -2,9 +2,9 @@
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 
 from generation.models import Endpoint
@@ -54,9 +54,9 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
         if not endpoint.base_url:
             errors["base_url"] = "An openai endpoint needs a base URL."
         else:
-            try:
-                URLValidator(schemes=["http", "https"])(endpoint.base_url)
-            except ValidationError:
+            # Not URLValidator: service names such as http://vllm:8000/v1 have no dot.
+            url = urlsplit(endpoint.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname or " " in endpoint.base_url:
                 errors["base_url"] = "Enter a valid http(s) URL."
         if endpoint.model_path:
             errors["model_path"] = "An openai endpoint has a base URL, not a model path."
