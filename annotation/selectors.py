@@ -48,12 +48,17 @@ class QuestionView:
     question: Question
     scale: Scale
 
+    @property
+    def choices(self) -> list[tuple[int, str]]:
+        return [(value, self.scale.anchors.get(value, "")) for value in self.scale.values]
+
 
 @dataclass
 class ItemView:
     item: KnowledgeItem
     relation: str
     values: dict[int, int] = field(default_factory=dict)  # question id -> this annotator's value
+    cells: list[tuple["QuestionView", int | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +70,11 @@ class TaskView:
     description: str
     items: list[ItemView]
     questions: list[QuestionView]
+
+    def refresh_cells(self) -> None:
+        """Pair each item with each question and the value chosen, for the template."""
+        for item in self.items:
+            item.cells = [(q, item.values.get(q.question.pk)) for q in self.questions]
 
 
 def task_view(*, assignment: Assignment) -> TaskView:
@@ -80,13 +90,15 @@ def task_view(*, assignment: Assignment) -> TaskView:
         annotator_id=assignment.annotator_id, item__in=items, campaign=campaign
     ).values_list("item_id", "question_id", "value"):
         mine.setdefault(item_id, {})[question_id] = value
-    return TaskView(
+    view = TaskView(
         assignment=assignment,
         post=assignment.post,
         description=post_description(post=assignment.post),
         items=[ItemView(item, relation_label(item.kind), mine.get(item.pk, {})) for item in items],
         questions=questions,
     )
+    view.refresh_cells()
+    return view
 
 
 def previous_assignment(

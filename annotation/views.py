@@ -1,7 +1,243 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Pages: the annotator's home and rating page, and the admins' campaign pages.
+
+The rating page works as plain forms; with htmx the form swaps the next post into `#task`.
+"""
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.permissions import admin_required
+from annotation.forms import CampaignForm
+from annotation.models import Assignment, Campaign
+from annotation.rendering import render_markdown
+from annotation.selectors import (
+    annotator_done_count,
+    annotator_progress,
+    campaign_progress,
+    gold_accuracy,
+    previous_assignment,
+    task_view,
+)
+from annotation.services import (
+    AnnotationError,
+    RatingInput,
+    assignment_claim,
+    assignment_skip,
+    assignment_submit,
+    campaign_create,
+    question_specs,
+)
 
 
+def _member_campaign(request: HttpRequest, pk: int) -> Campaign:
+    """A campaign the user rates in: members only; everyone else gets a 404."""
+    return get_object_or_404(
+        Campaign.objects.filter(members=request.user, is_active=True).distinct(), pk=pk
+    )
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    campaigns = request.user.campaigns.filter(is_active=True)
+    campaigns = []
+    for campaign in request.user.campaigns.filter(is_active=True).order_by("name"):
+        campaigns.append(
+            {
+                "campaign": campaign,
+                "progress": campaign_progress(campaign=campaign),
+                "mine": annotator_done_count(campaign=campaign, annotator=request.user),
+                "gold": (
+                    gold_accuracy(campaign=campaign, annotator=request.user)
+                    if campaign.show_gold_accuracy
+                    else None
+                ),
+            }
+        )
     return render(request, "annotation/home.html", {"campaigns": campaigns})
+
+
+def _render_task(
+    request: HttpRequest,
+    campaign: Campaign,
+    assignment: Assignment | None,
+    *,
+    posted: dict[tuple[int, int], int] | None = None,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "instructions": render_markdown(campaign.instructions),
+        "progress": campaign_progress(campaign=campaign),
+        "mine": annotator_done_count(campaign=campaign, annotator=request.user),
+        "error": error,
+        "view": None,
+    }
+    if assignment is not None:
+        view = task_view(assignment=assignment)
+        for item in view.items:
+            for question in view.questions:
+                value = (posted or {}).get((item.item.pk, question.question.pk))
+                if value is not None:
+                    item.values[question.question.pk] = value
+        view.refresh_cells()
+        context["view"] = view
+        context["previous"] = previous_assignment(
+            campaign=campaign,
+            annotator=request.user,
+            before=assignment if assignment.status == Assignment.Status.DONE else None,
+        )
+        context["editing"] = assignment.status == Assignment.Status.DONE
+    template = "annotation/_task.html" if request.htmx else "annotation/rate.html"
+    return render(request, template, context, status=status)
+
+
+@require_GET
+def task_next(request: HttpRequest, pk: int) -> HttpResponse:
+    """The annotator's current post: the open lease (so a reload is harmless), or a new one."""
+    return _next_task(request, _member_campaign(request, pk))
+
+
+def _next_task(request: HttpRequest, campaign: Campaign) -> HttpResponse:
+    lease = assignment_claim(campaign=campaign, annotator=request.user)
+    response = _render_task(request, campaign, lease)
+    if request.htmx:
+        response["HX-Push-Url"] = reverse("annotation:task-next", args=[campaign.pk])
+    return response
+
+
+def _posted_ratings(request: HttpRequest) -> tuple[list[RatingInput], dict]:
+    ratings, values = [], {}
+    for key, raw in request.POST.items():
+        if not key.startswith("r-"):
+            continue
+        try:
+            _, item_id, question_id = key.split("-")
+            rating = RatingInput(int(item_id), int(question_id), int(raw))
+        except ValueError:
+            raise AnnotationError(f"{raw!r} is not a valid rating") from None
+        ratings.append(rating)
+        values[(rating.item_id, rating.question_id)] = rating.value
+    return ratings, values
+
+
+def _seconds(request: HttpRequest) -> float | None:
+    try:
+        return float(request.POST["seconds"])
+    except (KeyError, ValueError):
+        return None
+
+
+def assignment_rate(request: HttpRequest, pk: int, assignment_id: int) -> HttpResponse:
+    """GET shows one of the annotator's own posts (to change a done one); POST submits it."""
+    campaign = _member_campaign(request, pk)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("post", "campaign"),
+        pk=assignment_id,
+        campaign=campaign,
+        annotator=request.user,
+    )
+    if request.method == "GET":
+        if assignment.status not in (Assignment.Status.LEASED, Assignment.Status.DONE):
+            raise Http404("This post is no longer yours to rate.")
+        return _render_task(request, campaign, assignment)
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    posted: dict = {}
+    try:
+        ratings, posted = _posted_ratings(request)
+        assignment_submit(assignment=assignment, ratings=ratings, seconds=_seconds(request))
+    except AnnotationError as error:
+        # htmx swaps only 2xx answers; the error is in the page either way.
+        status = 200 if request.htmx else 400
+        return _render_task(
+            request, campaign, assignment, posted=posted, error=str(error), status=status
+        )
+    return _after_post(request, campaign)
+
+
+def _after_post(request: HttpRequest, campaign: Campaign) -> HttpResponse:
+    if request.htmx:
+        return _next_task(request, campaign)
+    return redirect("annotation:task-next", pk=campaign.pk)
+
+
+@require_POST
+def assignment_skip_view(request: HttpRequest, pk: int, assignment_id: int) -> HttpResponse:
+    campaign = _member_campaign(request, pk)
+    assignment = get_object_or_404(
+        Assignment, pk=assignment_id, campaign=campaign, annotator=request.user
+    )
+    assignment_skip(assignment=assignment)
+    return _after_post(request, campaign)
+
+
+# --- admin pages -------------------------------------------------------------------------------
+
+
+@admin_required
+@require_GET
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    rows = [
+        {"campaign": c, "progress": campaign_progress(campaign=c)}
+        for c in Campaign.objects.select_related("dataset")
+    ]
+    return render(request, "annotation/campaign_list.html", {"rows": rows})
+
+
+@admin_required
+def campaign_create_view(request: HttpRequest) -> HttpResponse:
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            campaign = campaign_create(
+                name=data["name"],
+                dataset=data["dataset"],
+                batches=data["batches"],
+                kinds=data["kinds"],
+                questions=question_specs(names=data["questions"], scale=data["scale"]),
+                overlap=data["overlap"],
+                lease_minutes=data["lease_minutes"],
+                instructions=data["instructions"],
+                gold_rate=data["gold_rate"],
+                members=data["members"],
+                created_by=request.user,
+            )
+        except AnnotationError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Campaign {campaign.name} created.")
+            return redirect("annotation:campaign-detail", pk=campaign.pk)
+    status = 400 if form.errors else 200
+    return render(request, "annotation/campaign_form.html", {"form": form}, status=status)
+
+
+def _progress_context(campaign: Campaign) -> dict:
+    return {
+        "campaign": campaign,
+        "progress": campaign_progress(campaign=campaign),
+        "annotators": annotator_progress(campaign=campaign),
+    }
+
+
+@admin_required
+@require_GET
+def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
+    context = _progress_context(campaign) | {
+        "instructions": render_markdown(campaign.instructions),
+        "questions": campaign.questions.all(),
+        "members": campaign.members.order_by("username"),
+    }
+    return render(request, "annotation/campaign_detail.html", context)
+
+
+@admin_required
+@require_GET
+def campaign_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the campaign page, polled by htmx."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    return render(request, "annotation/_progress.html", _progress_context(campaign))
