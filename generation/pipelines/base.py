@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ class ItemSpec:
     kind: str
     position: int
     text: str
+    # What the stage said about the item besides its text (e.g. a plausibility judgement);
+    # meant to be merged into KnowledgeItem.provenance.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
