@@ -1,0 +1,387 @@
+"""REST API: next task, submit, skip, my ratings (annotators); campaigns and progress (admins).
+
+Annotators reach only campaigns they are members of, and only their own assignments and ratings:
+anything else answers 404, so the API does not reveal what exists.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsAdmin, is_admin
+from annotation.models import Assignment, Campaign
+from annotation.rendering import render_markdown
+from annotation.scales import SCALES
+from annotation.selectors import (
+    annotator_progress,
+    campaign_progress,
+    campaigns_visible_to,
+    ratings_of,
+    task_view,
+)
+from annotation.services import (
+    AnnotationError,
+    QuestionSpec,
+    RatingInput,
+    assignment_claim,
+    assignment_skip,
+    assignment_submit,
+    campaign_create,
+    campaign_update,
+    gold_answers_set,
+)
+from generation.models import Batch, Dataset
+
+User = get_user_model()
+
+
+def _member_campaign(request: Request, pk: int) -> Campaign:
+    return get_object_or_404(
+        Campaign.objects.filter(members=request.user, is_active=True).distinct(), pk=pk
+    )
+
+
+def _own_assignment(request: Request, pk: int) -> Assignment:
+    return get_object_or_404(
+        Assignment.objects.select_related("campaign", "post"), pk=pk, annotator=request.user
+    )
+
+
+# --- serializers ---------------------------------------------------------------------------------
+
+
+class QuestionSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.SlugField(max_length=50)
+    prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    scale = serializers.ChoiceField(choices=list(SCALES), default="1-5")
+
+
+class CampaignOutputSerializer(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    batches = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    questions = QuestionSerializer(many=True, read_only=True)
+    members = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "dataset",
+            "batches",
+            "kinds",
+            "questions",
+            "overlap",
+            "lease_minutes",
+            "instructions",
+            "gold_rate",
+            "show_gold_accuracy",
+            "is_active",
+            "members",
+            "created_at",
+        ]
+
+
+class CampaignInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    batches = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Batch.objects.all(), required=False, default=list
+    )
+    kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    questions = QuestionSerializer(many=True, required=False, default=list)
+    overlap = serializers.IntegerField(min_value=1, default=3)
+    lease_minutes = serializers.IntegerField(min_value=1, default=15)
+    instructions = serializers.CharField(required=False, allow_blank=True, default="")
+    gold_rate = serializers.FloatField(min_value=0, max_value=1, default=0.0)
+    members = serializers.SlugRelatedField(
+        many=True, slug_field="username", queryset=User.objects.all(), required=False, default=list
+    )
+
+
+class CampaignUpdateSerializer(serializers.Serializer):
+    instructions = serializers.CharField(required=False, allow_blank=True)
+    lease_minutes = serializers.IntegerField(min_value=1, required=False)
+    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    is_active = serializers.BooleanField(required=False)
+    show_gold_accuracy = serializers.BooleanField(required=False)
+    members = serializers.SlugRelatedField(
+        many=True, slug_field="username", queryset=User.objects.all(), required=False
+    )
+
+
+class ProgressSerializer(serializers.Serializer):
+    posts = serializers.IntegerField()
+    posts_finished = serializers.IntegerField()
+    slots_goal = serializers.IntegerField()
+    slots_done = serializers.IntegerField()
+    slots_leased = serializers.IntegerField()
+    percent = serializers.FloatField()
+
+
+class AnnotatorProgressSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    done = serializers.IntegerField()
+    leased = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    seconds = serializers.FloatField(allow_null=True)
+    gold_accuracy = serializers.FloatField(allow_null=True)
+
+
+class CampaignProgressSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField()
+    progress = ProgressSerializer()
+    annotators = AnnotatorProgressSerializer(many=True)
+
+
+class ChoiceSerializer(serializers.Serializer):
+    value = serializers.IntegerField()
+    label = serializers.CharField()
+
+
+class TaskQuestionSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="question.pk")
+    name = serializers.CharField(source="question.name")
+    prompt = serializers.CharField(source="question.prompt")
+    scale = serializers.CharField(source="question.scale")
+    choices = serializers.SerializerMethodField()
+
+    def get_choices(self, obj) -> list[dict]:
+        return [{"value": value, "label": label} for value, label in obj.choices]
+
+
+class TaskItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="item.pk")
+    kind = serializers.CharField(source="item.kind")
+    relation = serializers.CharField()
+    text = serializers.CharField(source="item.text")
+    my_values = serializers.DictField(source="values", child=serializers.IntegerField())
+
+
+class TaskSerializer(serializers.Serializer):
+    """One post to rate, with its items and questions; only the caller's own earlier values."""
+
+    assignment = serializers.IntegerField(source="assignment.pk")
+    status = serializers.CharField(source="assignment.status")
+    expires_at = serializers.DateTimeField(source="assignment.expires_at")
+    post = serializers.SerializerMethodField()
+    description = serializers.CharField()
+    items = TaskItemSerializer(many=True)
+    questions = TaskQuestionSerializer(many=True)
+
+    def get_post(self, view) -> dict:
+        post = view.post
+        return {
+            "id": post.pk,
+            "external_id": post.external_id,
+            "text": post.text,
+            "image": post.image.url if post.image else None,
+        }
+
+
+class RatingInputSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    question = serializers.IntegerField()
+    value = serializers.IntegerField()
+
+
+class SubmitInputSerializer(serializers.Serializer):
+    ratings = RatingInputSerializer(many=True, allow_empty=False)
+    seconds = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+
+
+class SubmitOutputSerializer(serializers.Serializer):
+    assignment = serializers.IntegerField(source="pk")
+    status = serializers.CharField()
+    seconds_spent = serializers.FloatField(allow_null=True)
+
+
+class MyRatingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.IntegerField(source="campaign_id")
+    post = serializers.CharField(source="item.post.external_id")
+    item = serializers.IntegerField(source="item_id")
+    kind = serializers.CharField(source="item.kind")
+    question = serializers.CharField(source="question.name")
+    value = serializers.IntegerField()
+    seconds = serializers.FloatField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class GoldAnswerInputSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    question = serializers.CharField()
+    value = serializers.IntegerField()
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+def _paginate(request: Request, view: APIView, rows: QuerySet, serializer) -> Response:
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(rows, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class CampaignListApi(APIView):
+    """GET: the campaigns you may see (admins: all; annotators: theirs). POST: create (admins)."""
+
+    @extend_schema(responses=CampaignOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        campaigns = (
+            campaigns_visible_to(user=request.user)
+            .select_related("dataset")
+            .prefetch_related("questions", "batches", "members")
+            .order_by("-id")
+        )
+        return _paginate(request, self, campaigns, CampaignOutputSerializer)
+
+    @extend_schema(request=CampaignInputSerializer, responses={201: CampaignOutputSerializer})
+    def post(self, request: Request) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied(IsAdmin.message)
+        serializer = CampaignInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        questions = [
+            QuestionSpec(q["name"], q["prompt"] or q["name"].capitalize(), q["scale"])
+            for q in data["questions"]
+        ]
+        try:
+            campaign = campaign_create(
+                **{k: v for k, v in data.items() if k != "questions"},
+                questions=questions,
+                created_by=request.user,
+            )
+        except AnnotationError as error:
+            raise ValidationError({"detail": str(error)}) from None
+        return Response(CampaignOutputSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignDetailApi(APIView):
+    @extend_schema(responses=CampaignOutputSerializer)
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(campaigns_visible_to(user=request.user), pk=campaign_id)
+        data = CampaignOutputSerializer(campaign).data
+        data["instructions_html"] = str(render_markdown(campaign.instructions))
+        return Response(data)
+
+    @extend_schema(request=CampaignUpdateSerializer, responses=CampaignOutputSerializer)
+    def patch(self, request: Request, campaign_id: int) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied(IsAdmin.message)
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        serializer = CampaignUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        campaign = campaign_update(campaign=campaign, **serializer.validated_data)
+        return Response(CampaignOutputSerializer(campaign).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, campaign_id: int) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied(IsAdmin.message)
+        get_object_or_404(Campaign, pk=campaign_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CampaignProgressApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=CampaignProgressSerializer)
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        data = {
+            "campaign": campaign.pk,
+            "progress": campaign_progress(campaign=campaign),
+            "annotators": annotator_progress(campaign=campaign),
+        }
+        return Response(CampaignProgressSerializer(data).data)
+
+
+class CampaignGoldApi(APIView):
+    """Set expected answers for items; their posts become gold posts mixed into every queue."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=GoldAnswerInputSerializer(many=True), responses={200: None})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        serializer = GoldAnswerInputSerializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        answers = [(a["item"], a["question"], a["value"]) for a in serializer.validated_data]
+        try:
+            stored = gold_answers_set(campaign=campaign, answers=answers)
+        except AnnotationError as error:
+            raise ValidationError({"detail": str(error)}) from None
+        return Response({"stored": len(stored)})
+
+
+class NextTaskApi(APIView):
+    """Claim your next post (or get back the one you hold). 204 when nothing is left for you."""
+
+    @extend_schema(request=None, responses={200: TaskSerializer, 204: None})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = _member_campaign(request, campaign_id)
+        lease = assignment_claim(campaign=campaign, annotator=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TaskSerializer(task_view(assignment=lease)).data)
+
+
+class AssignmentDetailApi(APIView):
+    """One of your own posts, with your values: to change a done post later."""
+
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request: Request, assignment_id: int) -> Response:
+        assignment = _own_assignment(request, assignment_id)
+        return Response(TaskSerializer(task_view(assignment=assignment)).data)
+
+
+class SubmitApi(APIView):
+    """Submit every item × question of a post. Idempotent: resubmitting updates, counts once."""
+
+    @extend_schema(request=SubmitInputSerializer, responses=SubmitOutputSerializer)
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = _own_assignment(request, assignment_id)
+        serializer = SubmitInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ratings = [
+            RatingInput(r["item"], r["question"], r["value"])
+            for r in serializer.validated_data["ratings"]
+        ]
+        try:
+            done = assignment_submit(
+                assignment=assignment,
+                ratings=ratings,
+                seconds=serializer.validated_data["seconds"],
+            )
+        except AnnotationError as error:
+            raise ValidationError({"detail": str(error)}) from None
+        return Response(SubmitOutputSerializer(done).data)
+
+
+class SkipApi(APIView):
+    @extend_schema(request=None, responses=SubmitOutputSerializer)
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = _own_assignment(request, assignment_id)
+        return Response(SubmitOutputSerializer(assignment_skip(assignment=assignment)).data)
+
+
+class MyRatingsApi(APIView):
+    """Your own ratings in a campaign; never anyone else's."""
+
+    @extend_schema(responses=MyRatingSerializer(many=True))
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = _member_campaign(request, campaign_id)
+        return _paginate(
+            request, self, ratings_of(annotator=request.user, campaign=campaign), MyRatingSerializer
+        )
