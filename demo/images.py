@@ -36,6 +36,11 @@ def draw_sample_images(sample_dir: Path, out_dir: Path) -> int:
     with open(sample_dir / "miko" / "release_sample.json", encoding="utf-8") as release:
         for record in json.load(release):
             names[record["image"]] = record["text"]
+    with open(sample_dir / "cotpd" / "twitter2015_sample.txt", encoding="utf-8") as conll:
+        for line in conll:
+            if line.startswith("IMGID:"):
+                image_id = line.removeprefix("IMGID:").strip()
+                names[f"{image_id}.jpg"] = f"Tweet {image_id}"
     for name, text in names.items():
         draw_image(out_dir / name, text)
     return len(names)
