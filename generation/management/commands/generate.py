@@ -1,0 +1,83 @@
+"""`generate --dataset NAME --pipeline miko|cotpd --endpoint NAME [--stage-endpoint STAGE=NAME ...]
+[--limit N] [--wait]`
+
+Without `--wait` the batch goes to the Celery workers and the command prints its id. With `--wait`
+the command runs the batch itself, in the foreground, with a progress bar (GPU stages still go to
+the `gpu` queue).
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from generation.execution import Progress, batch_execute
+from generation.management.commands.endpoint_add import validation_message
+from generation.models import Batch, Dataset, Endpoint
+from generation.services.batches import batch_launch
+
+
+def _endpoint(name: str) -> Endpoint:
+    try:
+        return Endpoint.objects.get(name=name)
+    except Endpoint.DoesNotExist:
+        raise CommandError(f"No endpoint named {name!r} (add one with endpoint_add).") from None
+
+
+class Command(BaseCommand):
+    help = "Generate knowledge for a dataset with a pipeline (a new batch)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--pipeline", required=True)
+        parser.add_argument("--endpoint", required=True)
+        parser.add_argument(
+            "--stage-endpoint",
+            action="append",
+            default=[],
+            metavar="STAGE=NAME",
+            help="run one stage on another endpoint (repeatable)",
+        )
+        parser.add_argument("--limit", type=int, default=None)
+        parser.add_argument("--token-budget", type=int, default=None)
+        parser.add_argument("--wait", action="store_true", help="run here with a progress bar")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            dataset = Dataset.objects.get(name=options["dataset"])
+        except Dataset.DoesNotExist:
+            raise CommandError(f"No dataset named {options['dataset']!r}.") from None
+        stage_endpoints = {}
+        for value in options["stage_endpoint"]:
+            stage, sep, name = value.partition("=")
+            if not sep or not stage or not name:
+                raise CommandError(f"--stage-endpoint wants STAGE=NAME, not {value!r}.")
+            stage_endpoints[stage.strip()] = _endpoint(name.strip())
+        try:
+            batch = batch_launch(
+                dataset=dataset,
+                pipeline=options["pipeline"],
+                endpoint=_endpoint(options["endpoint"]),
+                stage_endpoints=stage_endpoints,
+                limit=options["limit"],
+                token_budget=options["token_budget"],
+                enqueue=not options["wait"],
+            )
+        except ValidationError as error:
+            raise CommandError(validation_message(error)) from error
+        if not options["wait"]:
+            self.stdout.write(f"Batch {batch.pk} queued: {batch.posts_total} posts.")
+            return
+        with tqdm(total=batch.posts_total, unit="post", desc=f"batch {batch.pk}") as bar:
+
+            def show(progress: Progress) -> None:
+                bar.n = progress.posts_done + progress.posts_failed
+                bar.set_postfix(failed=progress.posts_failed, calls=progress.calls, refresh=False)
+                bar.refresh()
+
+            batch = batch_execute(batch_id=batch.pk, on_progress=show)
+        self.stdout.write(
+            f"Batch {batch.pk} {batch.status}: {batch.posts_done} posts done, "
+            f"{batch.posts_failed} failed, {batch.prompt_tokens + batch.completion_tokens} tokens."
+        )
+        if batch.status == Batch.Status.FAILED:
+            raise CommandError(f"Batch {batch.pk} failed: {batch.error}")
