@@ -200,3 +200,18 @@ def test_import_into_another_dataset_keeps_them_apart(tmp_path):
     run_import(path, dataset="second")
     assert Dataset.objects.count() == 2
     assert Post.objects.count() == 2
+
+
+def test_text_with_tabs_newlines_and_backslashes_survives(tmp_path):
+    text = 'tab\there\nnew line\r\nback\\slash \\N "quoted" é 🙂'
+    path = tmp_path / "posts.jsonl"
+    line = {
+        "id": "x",
+        "text": text,
+        "metadata": {"k": text},
+        "items": [{"kind": "open", "text": text}],
+    }
+    path.write_text(json.dumps(line) + "\n")
+    run_import(path)
+    post = Post.objects.get()
+    assert (post.text, post.metadata["k"], post.items.get().text) == (text, text, text)
