@@ -6,8 +6,38 @@ keep a rolling window of requests in flight; GPU backends answer a list at once,
 device.
 """
 
+import base64
+import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Endpoint parameters that configure the backend rather than sampling; never sent to a model.
+#: `structured_output` (bool): the server supports JSON-schema response formats.
+#: `timeout` (seconds per call, default 120). `allow_download` (bool), `device`, `dtype`,
+#: `batch_size`: local models (see `generation/backends/transformers.py`).
+BACKEND_OPTIONS = frozenset(
+    {"structured_output", "timeout", "allow_download", "device", "dtype", "batch_size"}
+)
+
+
+def sampling_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters meant for the model, without the backend options."""
+    return {k: v for k, v in parameters.items() if k not in BACKEND_OPTIONS}
+
+
+_DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;base64)?,", re.IGNORECASE)
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a base64 `data:` URL (images reach backends this way)."""
+    match = _DATA_URL.match(url)
+    if not match or not match.group(2):
+        raise ValueError("expected a base64 data: URL")
+    try:
+        return base64.b64decode(url[match.end() :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the data URL is not valid base64: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -25,6 +55,8 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: int = 0
+    # "stop", or "length" when the answer was cut at max_tokens (its parse will likely fail).
+    finish_reason: str = "stop"
 
 
 class BackendError(Exception):
@@ -44,6 +76,12 @@ class BackendError(Exception):
         self.status = status
         self.raw = raw
         self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendError({str(self)!r}, retryable={self.retryable}, status={self.status}, "
+            f"retry_after={self.retry_after})"
+        )
 
 
 class Backend:
