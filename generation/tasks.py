@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from generation import execution
+from generation.services.imports import import_job_run
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -14,3 +15,9 @@ def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
 def gpu_batch_chunk_execute(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
     """Routed to the `gpu` queue by CELERY_TASK_ROUTES (`generation.tasks.gpu_*`)."""
     execution.batch_execute_gpu_chunk(batch_id=batch_id, stage=stage, post_ids=post_ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def import_job_run_task(*, job_id: int) -> None:
+    """An uploaded file's import; a job that already ran is left alone (see import_job_run)."""
+    import_job_run(job_id=job_id)

@@ -6,6 +6,9 @@ app_name = "generation"
 
 urlpatterns = [
     path("datasets/", datasets.dataset_list, name="dataset-list"),
+    path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
+    path("imports/new/", datasets.import_new, name="import-new"),
+    path("imports/<int:job_id>/", datasets.import_detail, name="import-detail"),
     path("endpoints/", endpoints.endpoint_list_page, name="endpoint-list"),
     path("endpoints/new/", endpoints.endpoint_new, name="endpoint-new"),
     path("endpoints/<int:endpoint_id>/edit/", endpoints.endpoint_edit, name="endpoint-edit"),

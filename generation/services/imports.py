@@ -7,8 +7,13 @@ items can point at their posts); elsewhere with `bulk_create`.
 """
 
 import json
+import logging
 import queue
+import shutil
+import stat
+import tempfile
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,13 +24,16 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from generation.importers import FORMATS, format_detect, importer_for
 from generation.importers.base import ImportFileError, PostRecord, Source
-from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
+from generation.models import Batch, Dataset, ImportJob, KnowledgeItem, Post, StageResult
+
+logger = logging.getLogger(__name__)
 
 CHUNK_POSTS = 2000
 MAX_WARNINGS_KEPT = 100
@@ -516,6 +524,11 @@ class _ChunkWriter:
                         record.line, f"item {item.kind} at position {item.position} twice"
                     )
                 seen.add((item.kind, item.position))
+                item_provenance = provenance
+                if item.provenance:
+                    item_provenance = json.dumps(
+                        {**json.loads(provenance), **item.provenance}, ensure_ascii=False
+                    )
                 item_rows.append(
                     (
                         post_id,
@@ -524,7 +537,7 @@ class _ChunkWriter:
                         item.position,
                         item.text,
                         stage_id,
-                        provenance,
+                        item_provenance,
                         self.now,
                     )
                 )
@@ -553,4 +566,199 @@ class _ChunkWriter:
             )
 
 
-__all__ = ["FORMATS", "ImportFileError", "ImportReport", "posts_import"]
+# Uploaded zips of images: refused when a member would land outside the folder (zip-slip), is a
+# link, or expands far beyond its compressed size or the caps (a zip bomb).
+MAX_ZIP_MEMBERS = 500_000
+MAX_ZIP_TOTAL_BYTES = 16 * 1024**3
+MAX_ZIP_RATIO = 200
+
+
+def images_zip_extract(*, archive: Path, target: Path, name: str = "images.zip") -> Path:
+    """Extract a zip of images into `target` and return the folder to read images from.
+
+    Every member is checked before anything is written, and the bytes actually written are
+    counted (a zip's declared sizes can lie). A zip whose files sit in one top folder yields that
+    folder, so `images/80.jpg` is found as `80.jpg`.
+    """
+    target = target.resolve()
+    try:
+        bundle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError):
+        raise ImportFileError(f"{name}: not a zip file") from None
+    with bundle:
+        members = [info for info in bundle.infolist() if not info.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise ImportFileError(f"{name}: more than {MAX_ZIP_MEMBERS} files; refused")
+        declared = 0
+        for info in members:
+            destination = (target / info.filename).resolve()
+            if (
+                info.filename.startswith(("/", "\\"))
+                or ".." in PurePosixPath(info.filename.replace("\\", "/")).parts
+                or not destination.is_relative_to(target)
+            ):
+                raise ImportFileError(f"{name}: {info.filename!r} escapes the folder; refused")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ImportFileError(f"{name}: {info.filename!r} is a link; refused")
+            if info.file_size > settings.DISTILLERY_MAX_IMAGE_BYTES:
+                raise ImportFileError(
+                    f"{name}: {info.filename!r} is above the image cap of "
+                    f"{settings.DISTILLERY_MAX_IMAGE_BYTES} bytes; refused"
+                )
+            if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1024):
+                raise ImportFileError(
+                    f"{name}: {info.filename!r} expands {info.file_size} bytes from "
+                    f"{info.compress_size}; refused as a zip bomb"
+                )
+            declared += info.file_size
+        if declared > MAX_ZIP_TOTAL_BYTES:
+            raise ImportFileError(f"{name}: expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
+        for info in members:
+            destination = (target / info.filename).resolve()
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            with bundle.open(info) as member, destination.open("wb") as out:
+                while block := member.read(1024 * 1024):
+                    written += len(block)
+                    if written > info.file_size:
+                        raise ImportFileError(
+                            f"{name}: {info.filename!r} is larger than it says; refused"
+                        )
+                    out.write(block)
+    entries = list(target.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return target
+
+
+def import_job_create(
+    *,
+    file: UploadedFile,
+    dataset_name: str,
+    format: str = "auto",
+    images_zip: UploadedFile | None = None,
+    created_by=None,
+) -> ImportJob:
+    """Store an uploaded file (and zip of images) and queue its import in the background."""
+    from generation.tasks import import_job_run_task
+
+    if format != "auto" and format not in FORMATS:
+        raise ImportFileError(f"unknown format {format!r}")
+    if not dataset_name.strip():
+        raise ImportFileError("a dataset name is required")
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            dataset_name=dataset_name.strip(),
+            format=format,
+            file=file,
+            images_zip=images_zip,
+            total_bytes=file.size or 0,
+            created_by=created_by,
+        )
+        transaction.on_commit(lambda: import_job_run_task.delay(job_id=job.pk))
+    return job
+
+
+class _JobProgress:
+    """Writes a running job's progress from its own thread and database connection.
+
+    The import holds one transaction open; its progress must be committed apart from it to be
+    seen. SQLite has one writer at a time, so there the job reports only when it ends.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.latest = 0
+        self.written = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="import-progress", daemon=True)
+        self.live = connection.vendor == "postgresql"
+
+    def __call__(self, done: int, total: int) -> None:
+        self.latest = done
+
+    def __enter__(self) -> "_JobProgress":
+        if self.live:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.stop.set()
+            self.thread.join()
+
+    def run(self) -> None:
+        from django.db import connection as own_connection
+
+        try:
+            while not self.stop.wait(0.5):
+                if self.latest != self.written:
+                    self.written = self.latest
+                    ImportJob.objects.filter(pk=self.job_id).update(processed_bytes=self.written)
+        finally:
+            own_connection.close()
+
+
+def import_job_run(*, job_id: int) -> ImportJob | None:
+    """Run a queued import job once: queued → running → done or failed (with the message)."""
+    started = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING
+    )
+    if not started:
+        return None  # already run, or running elsewhere
+    job = ImportJob.objects.select_related("created_by").get(pk=job_id)
+    upload_name = PurePosixPath(job.file.name).name
+    try:
+        with tempfile.TemporaryDirectory(prefix="distillery-import-") as tmp:
+            path = Path(tmp) / "upload"
+            with job.file.open("rb") as source, path.open("wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+            images_dir = None
+            if job.images_zip:
+                archive = Path(tmp) / "images.zip"
+                with job.images_zip.open("rb") as source, archive.open("wb") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+                images_dir = images_zip_extract(
+                    archive=archive,
+                    target=Path(tmp) / "images",
+                    name=PurePosixPath(job.images_zip.name).name,
+                )
+            ImportJob.objects.filter(pk=job_id).update(total_bytes=path.stat().st_size)
+            with _JobProgress(job_id) as progress:
+                report = posts_import(
+                    path=path,
+                    dataset_name=job.dataset_name,
+                    format=job.format,
+                    images_dir=images_dir,
+                    created_by=job.created_by,
+                    progress=progress,
+                    source_name=upload_name,
+                )
+    except ImportFileError as exc:
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+    except Exception:
+        logger.exception("import job %s failed", job_id)
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.FAILED,
+            error="The import stopped on an internal error; the database is unchanged.",
+            finished_at=timezone.now(),
+        )
+        raise
+    else:
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.DONE,
+            dataset_id=report.dataset_id,
+            processed_bytes=models.F("total_bytes"),
+            posts_created=report.posts_created,
+            items_created=report.items_created,
+            warnings=[*report.warnings, *_more(report)],
+            finished_at=timezone.now(),
+        )
+    return ImportJob.objects.get(pk=job_id)
+
+
+def _more(report: ImportReport) -> list[str]:
+    hidden = report.warnings_total - len(report.warnings)
+    return [f"... and {hidden} more warnings"] if hidden > 0 else []
