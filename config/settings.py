@@ -148,6 +148,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "BatchStatusEnum": "generation.models.Batch.Status",
+        "StageResultStatusEnum": "generation.models.StageResult.Status",
+        # Imports, exports and agreement runs share one set: queued, running, done, failed.
+        "JobStatusEnum": "generation.models.ImportJob.Status",
+        "AssignmentStatusEnum": "annotation.models.Assignment.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.openapi.add_error_responses",
