@@ -418,7 +418,7 @@ class Executor:
             if not _is_batched(endpoint):
                 self.backends[endpoint.pk] = _backend_for(endpoint)
         # Enough posts in flight to keep every endpoint's window full while posts change stage.
-        window = 2 * sum(
+        window = 4 * sum(
             plan.endpoint.concurrency
             for plan in {p.endpoint.pk: p for p in self.plans.values()}.values()
         )
