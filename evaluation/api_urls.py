@@ -1,3 +1,23 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from evaluation import apis
+
+urlpatterns = [
+    path(
+        "campaigns/<int:campaign_id>/agreement/",
+        apis.AgreementApi.as_view(),
+        name="api-campaign-agreement",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/annotators/",
+        apis.AnnotatorStatisticsApi.as_view(),
+        name="api-campaign-annotators",
+    ),
+    path("exports/", apis.ExportListApi.as_view(), name="api-export-list"),
+    path("exports/<int:export_id>/", apis.ExportDetailApi.as_view(), name="api-export-detail"),
+    path(
+        "exports/<int:export_id>/download/",
+        apis.ExportDownloadApi.as_view(),
+        name="api-export-download",
+    ),
+]

@@ -95,38 +95,52 @@ class ExportRow:
 class Export:
     """One export run: the campaign, its questions, the filters and the rows they select."""
 
-    def __init__(self, *, campaign: Campaign, filters: ItemFilters, progress: Progress | None):
+    def __init__(
+        self,
+        *,
+        campaign: Campaign,
+        filters: ItemFilters,
+        progress: Progress | None,
+        by_post: bool = False,
+    ):
         self.campaign = campaign
+        self.by_post = by_post
         self.filters = filters
         self.questions = list(campaign.questions.order_by("position", "id"))
         self.progress = progress
         self.items = 0
-        self.posts = 0
+        self._posts_seen: set[int] = set()
         self.ratings = 0
-        bounds = campaign_items(campaign=campaign).aggregate(lo=Min("post_id"), hi=Max("post_id"))
+        bounds = Rating.objects.filter(campaign=campaign).aggregate(
+            lo=Min("item_id"), hi=Max("item_id")
+        )
         self._lo, self._hi = bounds["lo"] or 0, bounds["hi"] or 0
+        if by_post:
+            posts = campaign_items(campaign=campaign).aggregate(
+                lo=Min("post_id"), hi=Max("post_id")
+            )
+            self._lo, self._hi = posts["lo"] or 0, posts["hi"] or 0
 
     def chunks(self) -> Iterator[list[ExportRow]]:
-        scores = item_scores(campaign=self.campaign, filters=self.filters)
+        scores = item_scores(campaign=self.campaign, filters=self.filters, by_post=self.by_post)
         chunk: list[dict] = []
-        last_post = None
         for row in scores.iterator(chunk_size=CHUNK_SIZE):
             chunk.append(row)
             if len(chunk) >= CHUNK_SIZE:
                 yield self._complete(chunk)
-                last_post = chunk[-1]["item__post_id"]
-                self._report(last_post)
+                self._report(chunk[-1])
                 chunk = []
         if chunk:
             yield self._complete(chunk)
         if self.progress:
             self.progress(100, self.items)
 
-    def _report(self, post_pk: int) -> None:
+    def _report(self, row: dict) -> None:
+        """Progress as the share of the id range passed (of posts when ordered by post)."""
         if self.progress and self._hi > self._lo:
-            self.progress(
-                min(99, int(100 * (post_pk - self._lo) / (self._hi - self._lo))), self.items
-            )
+            at = row["item__post_id"] if self.by_post else row["item_id"]
+            share = (at - self._lo) / (self._hi - self._lo)
+            self.progress(min(99, max(0, int(100 * share))), self.items)
 
     def _complete(self, chunk: list[dict]) -> list[ExportRow]:
         ids = [row["item_id"] for row in chunk]
@@ -145,7 +159,6 @@ class Export:
         }
         descriptions = post_descriptions(post_ids=list({i["post_id"] for i in items.values()}))
         rows = []
-        previous_post = None
         for score_row in chunk:
             item = items[score_row["item_id"]]
             rows.append(
@@ -162,11 +175,13 @@ class Export:
                     scores=score_summary(score_row, self.questions),
                 )
             )
-            if item["post_id"] != previous_post:
-                self.posts += 1
-                previous_post = item["post_id"]
+            self._posts_seen.add(item["post_id"])
         self.items += len(rows)
         return rows
+
+    @property
+    def posts(self) -> int:
+        return len(self._posts_seen)
 
     def raw_ratings(self, rows: list[ExportRow]) -> list[tuple]:
         ratings = (
@@ -426,6 +441,7 @@ def write_hf(export: Export, folder: Path) -> None:
     """A `datasets` folder (`load_from_disk`), built from a streamed Parquet file."""
     import datasets
 
+    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
         parquet = Path(scratch) / "items.parquet"
         write_parquet(export, parquet)

@@ -24,6 +24,8 @@ class AgreementResult(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     fingerprint = models.CharField(max_length=200, blank=True)
     result = models.JSONField(null=True, blank=True)
+    # Per-annotator statistics for the dashboard, computed with the scale-level result only.
+    annotators = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     requested_at = models.DateTimeField(auto_now_add=True)
     computed_at = models.DateTimeField(null=True, blank=True)

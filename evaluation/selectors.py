@@ -9,7 +9,6 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import get_scale
-from annotation.selectors import campaign_items
 from evaluation.alpha import LEVELS, alpha_from_profiles, distances
 from evaluation.relations import kind_sort_key
 from generation.models import KnowledgeItem, StageResult
@@ -90,7 +89,9 @@ def campaign_agreement(
                 profiles = np.zeros((0, len(domain)), dtype=np.int64)
                 weights = np.zeros(0, dtype=np.int64)
             found = alpha_from_profiles(profiles, weights, domain, q_level, **extra)
-            return {"level": q_level, **found.as_dict()}
+            counts = weights @ profiles if len(weights) else np.zeros(len(domain), dtype=np.int64)
+            values = {str(v): int(n) for v, n in zip(domain, counts, strict=True)}
+            return {"level": q_level, **found.as_dict(), "values": values}
 
         kinds = by_question.get(question.id, {})
         summary = alpha_of([entry for entries in kinds.values() for entry in entries])
@@ -129,23 +130,23 @@ class ItemFilters:
         )
 
 
-def item_scores(*, campaign: Campaign, filters: ItemFilters) -> QuerySet:
-    """One row per rated item that passes `filters`: ids, post id, and per question j the
-    aggregates `n{j}`, `sum{j}`, `min{j}`, `max{j}` and `c{j}_{value}` (counts per scale value, from
-    which the median is read without sorting). Ordered by post, then item, for streaming.
+def item_scores(*, campaign: Campaign, filters: ItemFilters, by_post: bool = False) -> QuerySet:
+    """One row per rated item that passes `filters`: `item_id`, and per question j the aggregates
+    `n{j}`, `sum{j}`, `min{j}`, `max{j}` and `c{j}_{value}` (counts per scale value, from which the
+    median is read without sorting). Ordered by item, or by post then item with `by_post`.
 
     Aggregation and filtering both happen in the database (HAVING), so the rows can be streamed.
+    Ratings are grouped on their own table; items are joined only to filter kinds or order by post.
     """
     questions = campaign_questions(campaign=campaign)
     unknown = set(filters.min_mean) - {q.name for q in questions}
     if unknown:
         known = ", ".join(q.name for q in questions) or "none"
         raise ValueError(f"unknown question(s) {', '.join(sorted(unknown))}; questions: {known}")
-    rows = Rating.objects.filter(
-        campaign=campaign, item_id__in=campaign_items(campaign=campaign).values("id")
-    )
-    if filters.kinds:
-        rows = rows.filter(item__kind__in=filters.kinds)
+    rows = Rating.objects.filter(campaign=campaign)
+    kinds = filters.kinds or tuple(campaign.kinds or ())
+    if kinds:
+        rows = rows.filter(item_id__in=KnowledgeItem.objects.filter(kind__in=kinds).values("id"))
     aggregates = {}
     having = Q()
     for j, question in enumerate(questions):
@@ -164,12 +165,11 @@ def item_scores(*, campaign: Campaign, filters: ItemFilters) -> QuerySet:
             having &= Q(**{f"n{j}__gte": 1}) & Q(**{f"sum{j}__gte": F(f"n{j}") * threshold})
         if filters.max_spread is not None:
             having &= Q(**{f"max{j}__lte": F(f"min{j}") + filters.max_spread}) | Q(**{f"n{j}": 0})
-    return (
-        rows.values("item_id", "item__post_id")
-        .annotate(**aggregates)
-        .filter(having)
-        .order_by("item__post_id", "item_id")
-    )
+    if by_post:
+        grouped = rows.values("item_id", "item__post_id").order_by("item__post_id", "item_id")
+    else:
+        grouped = rows.values("item_id").order_by("item_id")
+    return grouped.annotate(**aggregates).filter(having)
 
 
 def score_summary(row: dict, questions: list[Question]) -> dict[str, dict]:
@@ -358,6 +358,6 @@ def _agreement_with_rest(*, campaign: Campaign) -> dict[int, float | None]:
                 weighted[int(annotator_id)][0] += (1 - observed / expected) * times[mine].sum()
             weighted[int(annotator_id)][1] += times[mine].sum() if expected > 0 else 0
     return {
-        annotator_id: (round(total / weight, 4) if weight else None)
+        annotator_id: (round(float(total / weight), 4) if weight else None)
         for annotator_id, (total, weight) in weighted.items()
     }

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Campaign, Rating
@@ -24,6 +24,7 @@ from evaluation.exports import (
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors import (
     ItemFilters,
+    annotator_statistics,
     campaign_agreement,
     campaign_provenance,
     ratings_fingerprint,
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Campaigns with more ratings than this get their agreement computed by a worker, not the request.
 INLINE_RATING_LIMIT = 200_000
+EXPORT_WORK_MEM = "256MB"
 
 
 def _check_level(level: str) -> None:
@@ -40,12 +42,19 @@ def _check_level(level: str) -> None:
         raise ValueError(f"unknown level {level!r}; known levels: {', '.join(LEVELS)}")
 
 
-def agreement_refresh(*, campaign: Campaign, level: str = "") -> AgreementResult:
-    """Compute the campaign's agreement now and store it with the fingerprint it was computed on."""
+def agreement_refresh(
+    *, campaign: Campaign, level: str = "", with_annotators: bool = False
+) -> AgreementResult:
+    """Compute the campaign's agreement now and store it with the fingerprint it was computed on.
+
+    With `with_annotators`, the per-annotator statistics of the dashboard are computed too;
+    otherwise they are cleared, since they no longer match the ratings.
+    """
     _check_level(level)
     fingerprint = ratings_fingerprint(campaign=campaign)
     started = time.monotonic()
     result = campaign_agreement(campaign=campaign, level=level)
+    annotators = annotator_statistics(campaign=campaign) if with_annotators else None
     record, _ = AgreementResult.objects.update_or_create(
         campaign=campaign,
         level=level,
@@ -53,6 +62,7 @@ def agreement_refresh(*, campaign: Campaign, level: str = "") -> AgreementResult
             "status": AgreementResult.Status.DONE,
             "fingerprint": fingerprint,
             "result": result,
+            "annotators": annotators,
             "error": "",
             "computed_at": timezone.now(),
             "seconds": round(time.monotonic() - started, 3),
@@ -62,7 +72,11 @@ def agreement_refresh(*, campaign: Campaign, level: str = "") -> AgreementResult
 
 
 def agreement_current(
-    *, campaign: Campaign, level: str = "", inline_limit: int = INLINE_RATING_LIMIT
+    *,
+    campaign: Campaign,
+    level: str = "",
+    inline_limit: int | None = None,
+    with_annotators: bool = False,
 ) -> AgreementResult:
     """The cached agreement if the ratings have not changed since; otherwise a fresh one.
 
@@ -73,14 +87,16 @@ def agreement_current(
     _check_level(level)
     fingerprint = ratings_fingerprint(campaign=campaign)
     record = AgreementResult.objects.filter(campaign=campaign, level=level).first()
-    if (
-        record
+    fresh = (
+        record is not None
         and record.status == AgreementResult.Status.DONE
         and record.fingerprint == fingerprint
-    ):
+    )
+    if fresh and (record.annotators is not None or not with_annotators):
         return record
-    if Rating.objects.filter(campaign=campaign).count() <= inline_limit:
-        return agreement_refresh(campaign=campaign, level=level)
+    limit = INLINE_RATING_LIMIT if inline_limit is None else inline_limit
+    if Rating.objects.filter(campaign=campaign).count() <= limit:
+        return agreement_refresh(campaign=campaign, level=level, with_annotators=with_annotators)
     return agreement_schedule(campaign=campaign, level=level)
 
 
@@ -102,13 +118,16 @@ def agreement_schedule(*, campaign: Campaign, level: str = "") -> AgreementResul
 
 
 def agreement_run(*, campaign_id: int, level: str) -> None:
-    """The worker's side: mark running, compute, store (or record the failure)."""
+    """The worker's side: mark running, compute, store (or record the failure).
+
+    At the scale's level the dashboard's annotator statistics are computed as well.
+    """
     campaign = Campaign.objects.get(pk=campaign_id)
     AgreementResult.objects.filter(campaign=campaign, level=level).update(
         status=AgreementResult.Status.RUNNING
     )
     try:
-        agreement_refresh(campaign=campaign, level=level)
+        agreement_refresh(campaign=campaign, level=level, with_annotators=level == "")
     except Exception as error:  # recorded for the page; the worker itself must not crash
         logger.exception("agreement of campaign %s failed", campaign_id)
         AgreementResult.objects.filter(campaign=campaign, level=level).update(
@@ -121,6 +140,16 @@ def _agreement_for_manifest(campaign: Campaign) -> dict:
     questions = (record.result or {}).get("questions", {})
     keys = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
     return {name: {key: figures.get(key) for key in keys} for name, figures in questions.items()}
+
+
+def _aggregation_memory() -> None:
+    """Let PostgreSQL hash a campaign's per-item aggregates in memory rather than spill to disk.
+
+    Scoped to the current transaction (SET LOCAL). About 200 bytes an item: 256 MB covers MIKO.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL work_mem = '{EXPORT_WORK_MEM}'")
 
 
 def export_to_path(
@@ -140,9 +169,11 @@ def export_to_path(
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     output = Path(output)
-    export = Export(campaign=campaign, filters=filters, progress=progress)
+    export = Export(campaign=campaign, filters=filters, progress=progress, by_post=fmt == "cotpd")
     with atomic_path(output) as partial:
-        write_format(export, fmt, partial)
+        with transaction.atomic():
+            _aggregation_memory()
+            write_format(export, fmt, partial)
         if partial.is_dir():
             files = {
                 str(path.relative_to(partial)): sha256_of(path)

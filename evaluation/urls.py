@@ -1,5 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from evaluation import views
 
 app_name = "evaluation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("evaluation/", views.evaluation_home, name="home"),
+    path("campaigns/<int:pk>/evaluation/", views.campaign_dashboard, name="campaign-dashboard"),
+    path("campaigns/<int:pk>/exports/new/", views.export_create_view, name="export-create"),
+    path("exports/<int:pk>/", views.export_detail, name="export-detail"),
+    path("exports/<int:pk>/download/", views.export_download, name="export-download"),
+]

@@ -1,0 +1,181 @@
+"""Evaluation API (admins only): agreement, annotator statistics, export jobs and their files."""
+
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsAdmin
+from annotation.models import Campaign
+from evaluation.alpha import LEVELS
+from evaluation.exports import FORMATS
+from evaluation.models import AgreementResult, ExportJob
+from evaluation.selectors import ItemFilters, annotator_statistics
+from evaluation.services import agreement_current, export_create
+
+
+class AgreementInputSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["", *LEVELS], required=False, default="")
+
+
+class AgreementOutputSerializer(serializers.ModelSerializer):
+    campaign = serializers.IntegerField(source="campaign_id")
+    stale = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AgreementResult
+        fields = [
+            "campaign",
+            "level",
+            "status",
+            "stale",
+            "computed_at",
+            "seconds",
+            "result",
+            "error",
+        ]
+
+    def get_stale(self, record: AgreementResult) -> bool:
+        return record.status != AgreementResult.Status.DONE
+
+
+class AgreementApi(APIView):
+    """Krippendorff's alpha per question and kind, with bootstrap 95% intervals.
+
+    Cached per campaign and level; recomputed when ratings change. Large campaigns are computed
+    by a worker: the answer is then 202 with `status` queued or running and the last `result`
+    (null the first time); poll again.
+    """
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(parameters=[AgreementInputSerializer], responses=AgreementOutputSerializer)
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        params = AgreementInputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        record = agreement_current(campaign=campaign, level=params.validated_data["level"])
+        code = status.HTTP_200_OK if record.status == "done" else status.HTTP_202_ACCEPTED
+        return Response(AgreementOutputSerializer(record).data, status=code)
+
+
+class AnnotatorStatisticsSerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    ratings = serializers.IntegerField()
+    posts_done = serializers.IntegerField()
+    median_seconds_per_post = serializers.FloatField(allow_null=True)
+    gold_ratings = serializers.IntegerField()
+    gold_accuracy = serializers.FloatField(allow_null=True)
+    agreement_with_rest = serializers.FloatField(allow_null=True)
+
+
+class AnnotatorStatisticsApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=AnnotatorStatisticsSerializer(many=True))
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        rows = annotator_statistics(campaign=campaign)
+        return Response(AnnotatorStatisticsSerializer(rows, many=True).data)
+
+
+class ExportInputSerializer(serializers.Serializer):
+    campaign = serializers.PrimaryKeyRelatedField(queryset=Campaign.objects.all())
+    format = serializers.ChoiceField(choices=FORMATS)
+    min_mean = serializers.DictField(
+        child=serializers.FloatField(), required=False, default=dict,
+        help_text='minimum mean per question, e.g. {"plausibility": 4, "typicality": 3}',
+    )  # fmt: skip
+    kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    min_ratings = serializers.IntegerField(min_value=0, required=False, default=1)
+    max_spread = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+
+
+class ExportOutputSerializer(serializers.ModelSerializer):
+    campaign = serializers.IntegerField(source="campaign_id")
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = [
+            "id", "campaign", "format", "filters", "status", "percent", "items_written", "sha256",
+            "manifest", "error", "created_at", "started_at", "finished_at", "download_url",
+        ]  # fmt: skip
+
+    def get_download_url(self, job: ExportJob) -> str | None:
+        if not job.is_downloadable:
+            return None
+        return reverse("api-export-download", kwargs={"export_id": job.pk})
+
+
+class ExportListApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=ExportOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        jobs = ExportJob.objects.all()
+        if "campaign" in request.query_params:
+            jobs = jobs.filter(campaign_id=request.query_params["campaign"])
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(ExportOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=ExportInputSerializer, responses={201: ExportOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = ExportInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        filters = ItemFilters(
+            min_mean=values["min_mean"],
+            kinds=tuple(values["kinds"]),
+            min_ratings=values["min_ratings"],
+            max_spread=values["max_spread"],
+        )
+        try:
+            job = export_create(
+                campaign=values["campaign"], fmt=values["format"], filters=filters,
+                created_by=request.user,
+            )  # fmt: skip
+        except ValueError as error:
+            raise serializers.ValidationError({"min_mean": [str(error)]}) from error
+        return Response(ExportOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ExportDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=ExportOutputSerializer)
+    def get(self, request: Request, export_id: int) -> Response:
+        job = get_object_or_404(ExportJob, pk=export_id)
+        return Response(ExportOutputSerializer(job).data)
+
+
+class ExportDownloadApi(APIView):
+    """The export's file, once the job is done (409 before: a partial file is never served)."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): bytes,
+            409: inline_serializer("ExportNotReady", {"detail": serializers.CharField()}),
+        }
+    )
+    def get(self, request: Request, export_id: int):
+        job = get_object_or_404(ExportJob, pk=export_id)
+        if not job.is_downloadable:
+            return Response(
+                {"detail": f"export {job.pk} is {job.status}, not ready"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return export_file_response(job)
+
+
+def export_file_response(job: ExportJob) -> FileResponse:
+    name = job.file.name.rsplit("/", 1)[-1]
+    return FileResponse(job.file.open("rb"), as_attachment=True, filename=name)

@@ -1,0 +1,97 @@
+"""Evaluation pages (admins only): the campaign dashboard, export jobs and their downloads."""
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.permissions import admin_required
+from annotation.models import Campaign
+from evaluation.apis import export_file_response
+from evaluation.forms import ExportForm
+from evaluation.models import AgreementResult, ExportJob
+from evaluation.plots import alpha_chart, distribution_chart
+from evaluation.services import agreement_current, export_create
+
+
+def _agreement_context(campaign: Campaign) -> dict:
+    record = agreement_current(campaign=campaign, with_annotators=True)
+    questions = []
+    for name, figures in ((record.result or {}).get("questions") or {}).items():
+        questions.append(
+            {
+                "name": name,
+                "figures": figures,
+                "alpha_plot": alpha_chart(name, figures),
+                "distribution_plot": distribution_chart(name, figures),
+            }
+        )
+    return {
+        "campaign": campaign,
+        "record": record,
+        "pending": record.status != AgreementResult.Status.DONE,
+        "questions": questions,
+        "annotators": record.annotators or [],
+    }
+
+
+def _campaign_kinds(context: dict) -> list[str]:
+    kinds: list[str] = []
+    for question in context["questions"]:
+        kinds += [k for k in question["figures"]["kinds"] if k not in kinds]
+    return kinds
+
+
+@admin_required
+@require_GET
+def evaluation_home(request: HttpRequest) -> HttpResponse:
+    campaigns = Campaign.objects.select_related("dataset").order_by("name")
+    exports = ExportJob.objects.select_related("campaign")[:20]
+    return render(request, "evaluation/home.html", {"campaigns": campaigns, "exports": exports})
+
+
+@admin_required
+@require_GET
+def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    """Agreement, distributions and annotators; while a worker computes them, the part polls."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    context = _agreement_context(campaign)
+    if request.htmx:
+        return render(request, "evaluation/_agreement.html", context)
+    context["form"] = ExportForm(campaign=campaign, kinds=_campaign_kinds(context))
+    context["exports"] = ExportJob.objects.filter(campaign=campaign)[:10]
+    return render(request, "evaluation/dashboard.html", context)
+
+
+@admin_required
+@require_POST
+def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    context = _agreement_context(campaign)
+    form = ExportForm(request.POST, campaign=campaign, kinds=_campaign_kinds(context))
+    if not form.is_valid():
+        context |= {"form": form, "exports": ExportJob.objects.filter(campaign=campaign)[:10]}
+        return render(request, "evaluation/dashboard.html", context, status=400)
+    job = export_create(
+        campaign=campaign,
+        fmt=form.cleaned_data["format"],
+        filters=form.filters(),
+        created_by=request.user,
+    )
+    return redirect("evaluation:export-detail", pk=job.pk)
+
+
+@admin_required
+@require_GET
+def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=pk)
+    template = "evaluation/_export_status.html" if request.htmx else "evaluation/export_detail.html"
+    return render(request, template, {"job": job})
+
+
+@admin_required
+@require_GET
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ExportJob, pk=pk)
+    if not job.is_downloadable:
+        raise Http404("This export is not finished.")
+    return export_file_response(job)
