@@ -10,7 +10,8 @@ be injected at random rates or for the next N requests; counters say what it ser
         ...
         server.peak_concurrency, server.status_counts[429]
 
-From the command line: `python -m generation.fake_openai --port 8100 --latency 0.2`.
+From the command line: `python -m generation.fake_openai --port 8100 --latency 0.2`; a server in
+another process reports its counters at `GET /_fake/stats` and zeroes them at `POST /_fake/reset`.
 """
 
 import argparse
@@ -178,6 +179,19 @@ class FakeOpenAIServer:
         self._queued: deque[str] = deque()
         self._random = random.Random(self._seed)
 
+    def stats(self) -> dict[str, Any]:
+        """The counters as plain data (also served at `GET /_fake/stats`)."""
+        return {
+            "requests": self.requests,
+            "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "stage_counts": {str(k): v for k, v in self.stage_counts.items()},
+            "faults_served": dict(self.faults_served),
+            "in_flight": self.in_flight,
+            "peak_concurrency": self.peak_concurrency,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
     def fail_next(self, fault: str, count: int = 1) -> None:
         """The next `count` requests get `fault`."""
         if fault not in FAULTS:
@@ -231,6 +245,9 @@ class FakeOpenAIServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        # For a server in another process (benchmarks, demos): read or zero its counters.
+        app.router.add_get("/_fake/stats", self._stats)
+        app.router.add_post("/_fake/reset", self._reset)
         # Handlers are cancelled when their client goes away, so a hung request that the client
         # timed out on does not keep counting as in flight.
         self._runner = web.AppRunner(
@@ -386,6 +403,13 @@ class FakeOpenAIServer:
             }
         )
 
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response(self.stats())
+
     async def _models(self, request: web.Request) -> web.Response:
         model = {"id": self.model, "object": "model", "created": 0, "owned_by": "distillery"}
         return web.json_response({"object": "list", "data": [model]})
@@ -403,14 +427,26 @@ def main(argv: list[str] | None = None) -> None:
         help=f"inject a fault at a rate, e.g. rate_limit=0.1 ({', '.join(FAULTS)})",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retry-after", type=float, default=1.0, help="seconds, for 429s")
+    parser.add_argument("--hang-seconds", type=float, default=60.0, help="for timeouts")
     args = parser.parse_args(argv)
     faults = {}
     for spec in args.fault:
         name, _, rate = spec.partition("=")
         faults[name] = float(rate or 1)
-    server = FakeOpenAIServer(latency=args.latency, faults=faults, seed=args.seed, port=args.port)
+    server = FakeOpenAIServer(
+        latency=args.latency,
+        faults=faults,
+        seed=args.seed,
+        port=args.port,
+        retry_after=args.retry_after,
+        hang_seconds=args.hang_seconds,
+    )
     with server:
-        print(f"fake OpenAI server on {server.base_url} (latency {args.latency:g} s); Ctrl-C stops")
+        print(
+            f"fake OpenAI server on {server.base_url} (latency {args.latency:g} s); Ctrl-C stops",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(5)

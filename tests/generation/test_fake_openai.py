@@ -195,3 +195,35 @@ def test_the_command_line_refuses_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--latency", "soon"])
     assert "invalid float value" in capsys.readouterr().err
+
+
+def test_counters_are_served_for_a_server_in_another_process(server):
+    chat(server, stage_prompt("miko", "key_info"))
+    stats = HTTP.get(f"{server.url}/_fake/stats").json()
+    assert stats["requests"] == 1 and stats["status_counts"] == {"200": 1}
+    assert stats["stage_counts"] == {"key_info": 1} and stats["peak_concurrency"] == 1
+    assert HTTP.post(f"{server.url}/_fake/reset").json()["requests"] == 0
+    assert server.requests == 0
+
+
+def test_the_command_line_serves_until_interrupted(tmp_path):
+    import subprocess
+    import sys
+
+    from generation.fake_openai import SAMPLE
+
+    port_probe = FakeOpenAIServer().start()
+    port = port_probe.port
+    port_probe.stop()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generation.fake_openai", "--port", str(port), "--latency", "0"],
+        cwd=SAMPLE.parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "fake OpenAI server on" in process.stdout.readline()
+        assert HTTP.get(f"http://127.0.0.1:{port}/v1/models").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
