@@ -13,31 +13,24 @@ from collections.abc import Callable
 from typing import Any
 
 from generation.pipelines.base import ItemSpec, ParseError, Pipeline, Stage, StageInput, register
-from generation.pipelines.parsing import clean_text, json_answer, parse_free_text, strip_markup
+from generation.pipelines.parsing import (
+    DESCRIPTION_SCHEMA,
+    clean_text,
+    json_answer,
+    object_schema,
+    parse_free_text,
+    strip_markup,
+)
 
 COTPD_KINDS = ("cot_noun", "cot_sentence", "cot_multimodal", "aug_style", "aug_entity", "aug_image")
 
-_TEXT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"text": {"type": "string"}},
-    "required": ["text"],
-    "additionalProperties": False,
-}
-_DESCRIPTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"description": {"type": "string"}},
-    "required": ["description"],
-    "additionalProperties": False,
-}
-_AUG_ENTITY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
+_TEXT_SCHEMA = object_schema({"text": {"type": "string"}})
+_AUG_ENTITY_SCHEMA = object_schema(
+    {
         "text": {"type": "string", "description": "the sentence with its entities replaced"},
         "plausible": {"type": "string", "enum": ["yes", "no"]},
-    },
-    "required": ["text", "plausible"],
-    "additionalProperties": False,
-}
+    }
+)
 
 _REWRITTEN = re.compile(
     r"^(?:rewritten(?: sentence| text)?|new sentence|sentence)\s*[:\-–—]\s*(.*)$", re.IGNORECASE
@@ -154,7 +147,7 @@ COTPD = register(
                 parse=parse_caption,
                 uses_image=True,
                 requires_image=True,
-                json_schema=_DESCRIPTION_SCHEMA,
+                json_schema=DESCRIPTION_SCHEMA,
             ),
             _stage("cot_noun", parse_text_answer, needs=("caption",)),
             _stage("cot_sentence", parse_text_answer, needs=("caption",)),

@@ -14,8 +14,10 @@ from typing import Any
 
 from generation.pipelines.base import ItemSpec, ParseError, Pipeline, Stage, register
 from generation.pipelines.parsing import (
+    DESCRIPTION_SCHEMA,
     clean_text,
     json_answer,
+    object_schema,
     parse_free_text,
     require_text,
     strip_markup,
@@ -233,33 +235,21 @@ def parse_description(raw: str) -> dict[str, str]:
     return parse_free_text(raw, key="description", labels=("image description", "description"))
 
 
-DESCRIPTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"description": {"type": "string"}},
-    "required": ["description"],
-    "additionalProperties": False,
-}
-KEY_INFO_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
+KEY_INFO_SCHEMA = object_schema(
+    {
         "concept": {"type": "string"},
         "action": {"type": "string"},
         "object": {"type": "string"},
         "emotion": {"type": "string"},
         "keywords": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": list(KEY_INFO_FIELDS),
-    "additionalProperties": False,
-}
-INTENTIONS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
+    }
+)
+INTENTIONS_SCHEMA = object_schema(
+    {
         kind: {"type": "string", "description": f"A full sentence starting '{start} ...'"}
         for kind, start in MIKO_SLOTS
-    },
-    "required": MIKO_KINDS,
-    "additionalProperties": False,
-}
+    }
+)
 
 MIKO = register(
     Pipeline(

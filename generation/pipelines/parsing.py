@@ -33,6 +33,20 @@ def json_answer(raw: str) -> dict[str, Any] | None:
     return value
 
 
+def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
+    """A strict JSON schema for an object with exactly these (all required) properties."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+#: Image stages answer `{"description": ...}`, the text annotators see beside the image.
+DESCRIPTION_SCHEMA = object_schema({"description": {"type": "string"}})
+
+
 def strip_markup(line: str) -> str:
     """A line without markdown bold markers, list bullets or heading marks."""
     line = _BOLD.sub("", line).strip()
