@@ -37,7 +37,13 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from generation.backends.base import Backend, BackendError, ChatRequest, Completion
+from generation.backends.base import (
+    Backend,
+    BackendError,
+    ChatRequest,
+    Completion,
+    sampling_parameters,
+)
 from generation.models import Batch, Endpoint, KnowledgeItem, Post, StageResult
 from generation.pipelines.base import (
     ItemSpec,
@@ -105,7 +111,8 @@ def stage_plans(batch: Batch, pipeline: Pipeline) -> list[StagePlan]:
     for stage in pipeline.stages:
         endpoint_id = batch.stage_endpoints.get(stage.name)
         endpoint = endpoints[int(endpoint_id)] if endpoint_id else batch.endpoint
-        parameters = {**endpoint.parameters, **batch.parameters}
+        # Backend options (timeout, device...) are not part of the key; sampling parameters are.
+        parameters = {**sampling_parameters(endpoint.parameters), **batch.parameters}
         plans.append(
             StagePlan(
                 stage=stage,

@@ -22,7 +22,20 @@ SAMPLING_PARAMETERS = {
 }
 
 
-def sampling_parameters_clean(parameters: Any) -> dict[str, Any]:
+# Options of the backend itself (see generation/backends/base.py), allowed on endpoints only.
+ENDPOINT_OPTIONS = {
+    "structured_output": (bool,),
+    "timeout": (int, float),
+    "allow_download": (bool,),
+    "device": (str,),
+    "dtype": (str,),
+    "batch_size": (int,),
+}
+
+
+def sampling_parameters_clean(
+    parameters: Any, *, allowed: dict[str, tuple] = SAMPLING_PARAMETERS
+) -> dict[str, Any]:
     """The sampling parameters a batch or endpoint may set, in OpenAI's names and types."""
     if parameters in (None, ""):
         return {}
@@ -30,9 +43,12 @@ def sampling_parameters_clean(parameters: Any) -> dict[str, Any]:
         raise ValidationError({"parameters": "Sampling parameters must be a JSON object."})
     errors = []
     for key, value in parameters.items():
-        types = SAMPLING_PARAMETERS.get(key)
+        types = allowed.get(key)
         if types is None:
-            errors.append(f"unknown parameter {key!r} (allowed: {', '.join(SAMPLING_PARAMETERS)})")
+            errors.append(f"unknown parameter {key!r} (allowed: {', '.join(allowed)})")
+        elif bool in types:
+            if not isinstance(value, bool):
+                errors.append(f"{key} must be true or false")
         elif isinstance(value, bool) or not isinstance(value, types):
             errors.append(f"{key} has the wrong type")
         elif isinstance(value, int | float) and value < 0:
@@ -77,7 +93,9 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
         errors["requests_per_minute"] = "Requests per minute must be at least 1."
     if errors:
         raise ValidationError(errors)
-    endpoint.parameters = sampling_parameters_clean(endpoint.parameters)
+    endpoint.parameters = sampling_parameters_clean(
+        endpoint.parameters, allowed={**SAMPLING_PARAMETERS, **ENDPOINT_OPTIONS}
+    )
 
 
 @transaction.atomic

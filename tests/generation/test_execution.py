@@ -158,11 +158,11 @@ def test_a_timeout_is_retried(fake_server) -> None:
     fake_server.hang_seconds = 5
     fake_server.fail_next("timeout", 2)
     dataset = make_posts("miko", 2)
-    endpoint = fake_endpoint(fake_server, parameters={})
-    endpoint.parameters = {}
-    endpoint.save()
+    endpoint = fake_endpoint(fake_server, parameters={"timeout": 0.5})
     batch = batch_execute(batch_id=launch(dataset, endpoint).pk)
     assert batch.status == Batch.Status.DONE and batch.posts_done == 2
+    assert fake_server.faults_served["timeout"] == 2
+    assert StageResult.objects.filter(attempts=2).exists()
 
 
 def test_the_token_budget_stops_a_batch(fake_server) -> None:
