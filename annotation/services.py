@@ -6,10 +6,12 @@ changes the assignment, so no post is ever handed out more than `overlap` times.
 """
 
 import random
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
@@ -18,7 +20,7 @@ from django.utils import timezone
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.scales import DEFAULT_QUESTIONS, get_scale
 from annotation.selectors import campaign_items
-from generation.models import Batch, Dataset, KnowledgeItem
+from generation.models import Batch, Dataset, KnowledgeItem, Post
 
 
 class AnnotationError(ValueError):
@@ -404,3 +406,221 @@ def gold_answers_set(
     campaign_add_tasks(campaign=campaign, post_ids=post_ids)
     Task.objects.filter(campaign=campaign, post_id__in=post_ids).update(is_gold=True)
     return stored
+
+
+# --- importing ratings ---------------------------------------------------------------------------
+
+
+@dataclass
+class RatingsImportReport:
+    campaign: Campaign
+    created_campaign: bool
+    ratings: int
+    posts: int
+    annotators: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        made = "created" if self.created_campaign else "updated"
+        return (
+            f"campaign {self.campaign.name} {made}: {self.ratings} ratings of {self.posts} posts "
+            f"by {len(self.annotators)} annotator(s)"
+        )
+
+
+def _resolve_items(*, dataset: Dataset, campaign: Campaign | None, posts: dict[str, int]):
+    """Items of the rated posts keyed by (post id, kind) and (post id, position), unambiguous."""
+    items = KnowledgeItem.objects.filter(post_id__in=posts.values()).select_related("batch")
+    if campaign is not None:
+        items = items.filter(pk__in=campaign_items(campaign=campaign).values("pk"))
+    by_key: dict[tuple, list[KnowledgeItem]] = {}
+    for item in items.order_by("-batch__imported", "-batch_id", "position"):
+        by_key.setdefault((item.post_id, "kind", item.kind), []).append(item)
+        by_key.setdefault((item.post_id, "position", item.position), []).append(item)
+    return by_key
+
+
+def ratings_import(
+    *,
+    path,
+    dataset_name: str,
+    campaign_name: str,
+    format: str = "csv",
+    scale: str | None = None,
+) -> RatingsImportReport:
+    """Import ratings from a file, all or nothing; create the campaign when it does not exist.
+
+    A new campaign covers the rated posts' items, asks the questions the file names on `scale`
+    (the format's own scale by default) and has an overlap of at least 3, or the most annotators
+    any post has in the file. Annotators the database does not know become inactive users.
+    Raises AnnotationError naming `file:line: problem`.
+    """
+    from accounts.services import user_create_annotator
+    from annotation.importers import DEFAULT_SCALES, READERS, RatingFileError, level_value
+
+    if format not in READERS:
+        raise AnnotationError(f"unknown format {format!r}; known: {', '.join(READERS)}")
+    try:
+        dataset = Dataset.objects.get(name=dataset_name)
+    except Dataset.DoesNotExist:
+        raise AnnotationError(f"no dataset named {dataset_name!r}") from None
+    campaign = Campaign.objects.filter(name=campaign_name).first()
+    if campaign is not None and campaign.dataset_id != dataset.pk:
+        raise AnnotationError(f"campaign {campaign_name!r} rates another dataset")
+    scale_key = scale or DEFAULT_SCALES[format]
+    try:
+        new_scale = get_scale(scale_key)
+    except ValueError as error:
+        raise AnnotationError(str(error)) from None
+
+    try:
+        rows = list(READERS[format](path))
+    except RatingFileError as error:
+        raise AnnotationError(str(error)) from None
+    except OSError as error:
+        raise AnnotationError(f"{path}: {error.strerror or error}") from None
+    if not rows:
+        raise AnnotationError(f"{path}: no ratings in the file")
+
+    def fail(row, problem: str) -> AnnotationError:
+        return AnnotationError(f"{path}:{row.line}: {problem}")
+
+    posts = dict(
+        Post.objects.filter(dataset=dataset, external_id__in={r.post for r in rows}).values_list(
+            "external_id", "id"
+        )
+    )
+    items = _resolve_items(dataset=dataset, campaign=campaign, posts=posts)
+    questions = {q.name: q for q in campaign.questions.all()} if campaign else {}
+    resolved = []  # (row, item, value)
+    warnings: list[str] = []
+    seen: dict[tuple, int] = {}
+    annotators_per_post: dict[int, list[str]] = {}
+    for row in rows:
+        if row.post not in posts:
+            raise fail(row, f"post {row.post!r} is not in dataset {dataset_name!r}")
+        post_id = posts[row.post]
+        key = (post_id, "kind", row.kind) if row.kind else (post_id, "position", row.position)
+        found = items.get(key, [])
+        what = f"kind {row.kind!r}" if row.kind else f"item {row.position}"
+        if not found:
+            where = "in this campaign" if campaign else "in the dataset"
+            if row.optional:
+                warnings.append(f"{path}:{row.line}: post {row.post!r} has no {what}; skipped")
+                continue
+            raise fail(row, f"post {row.post!r} has no {what} {where}")
+        imported = [i for i in found if i.batch.imported] or found
+        if len({i.batch_id for i in imported}) > 1:
+            raise fail(row, f"post {row.post!r} has several items for {what}; rate one batch")
+        item = imported[0]
+        if campaign:
+            if row.question not in questions:
+                raise fail(row, f"question {row.question!r} is not in campaign {campaign_name!r}")
+            q_scale = get_scale(questions[row.question].scale)
+        else:
+            if not re.fullmatch(r"[-a-zA-Z0-9_]{1,50}", row.question):
+                raise fail(row, f"question {row.question!r} is not a valid name")
+            q_scale = new_scale
+        value = row.value if row.level is None else level_value(q_scale.values, *row.level)
+        if value not in q_scale:
+            allowed = ", ".join(str(v) for v in q_scale.values)
+            raise fail(row, f"value {value} is not on the {q_scale.label} scale ({allowed})")
+        unique = (item.pk, row.question, row.annotator)
+        if unique in seen:
+            raise fail(
+                row,
+                f"a second rating of the same item and question by {row.annotator!r}"
+                f" (first on line {seen[unique]})",
+            )
+        seen[unique] = row.line
+        names = annotators_per_post.setdefault(post_id, [])
+        if row.annotator not in names:
+            names.append(row.annotator)
+        resolved.append((row, item, value))
+
+    with transaction.atomic():
+        created = campaign is None
+        if created:
+            names = list(dict.fromkeys(row.question for row, _, _ in resolved))
+            campaign = campaign_create(
+                name=campaign_name,
+                dataset=dataset,
+                batches=Batch.objects.filter(
+                    pk__in={item.batch_id for _, item, _ in resolved}
+                ).order_by("pk"),
+                questions=question_specs(names=names, scale=scale_key),
+                overlap=max(3, *(len(n) for n in annotators_per_post.values())),
+                with_tasks=False,
+            )
+            questions = {q.name: q for q in campaign.questions.all()}
+        campaign_add_tasks(campaign=campaign, post_ids=annotators_per_post)
+        users = {}
+        for name in dict.fromkeys(row.annotator for row, _, _ in resolved):
+            user = get_user_model().objects.filter(username=name).first()
+            users[name] = user or user_create_annotator(username=name, active=False)
+        now = timezone.now()
+        tasks = {
+            t.post_id: t for t in Task.objects.filter(campaign=campaign, post_id__in=posts.values())
+        }
+        assignments = {}
+        first_line = {}
+        for row, item, _ in resolved:
+            first_line.setdefault((item.post_id, row.annotator), row.line)
+        for (post_id, name), line in first_line.items():
+            task, user = tasks[post_id], users[name]
+            assignment, made = Assignment.objects.get_or_create(
+                task=task,
+                annotator=user,
+                defaults={
+                    "campaign": campaign,
+                    "post_id": post_id,
+                    "status": Assignment.Status.DONE,
+                    "leased_at": now,
+                    "expires_at": now,
+                    "completed_at": now,
+                },
+            )
+            if not made and assignment.status != Assignment.Status.DONE:
+                if assignment.status == Assignment.Status.LEASED:
+                    Task.objects.filter(pk=task.pk).update(done=F("done") + 1)
+                else:
+                    Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1, done=F("done") + 1)
+                assignment.status = Assignment.Status.DONE
+                assignment.completed_at = now
+                assignment.save(update_fields=["status", "completed_at"])
+            elif made:
+                Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1, done=F("done") + 1)
+            task.refresh_from_db(fields=["taken", "done"])
+            if task.taken > campaign.overlap:
+                raise AnnotationError(
+                    f"{path}:{line}: post {task.post_id} would have {task.taken} annotators, "
+                    f"more than the campaign's overlap of {campaign.overlap}"
+                )
+            assignments[(post_id, name)] = assignment
+        Rating.objects.bulk_create(
+            [
+                Rating(
+                    campaign=campaign,
+                    item=item,
+                    question=questions[row.question],
+                    annotator=users[row.annotator],
+                    assignment=assignments[(item.post_id, row.annotator)],
+                    value=value,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for row, item, value in resolved
+            ],
+            update_conflicts=True,
+            unique_fields=["item", "question", "annotator"],
+            update_fields=["value", "assignment", "updated_at"],
+            batch_size=2000,
+        )
+    return RatingsImportReport(
+        campaign=campaign,
+        created_campaign=created,
+        ratings=len(resolved),
+        posts=len(annotators_per_post),
+        annotators=list(users),
+        warnings=warnings,
+    )

@@ -33,7 +33,8 @@
   }
 
   function rate(digit) {
-    const group = currentGroup() || groups().find((g) => !g.querySelector("input:checked"));
+    const group =
+      currentGroup() || groups().find((g) => !g.querySelector("input:checked")) || groups()[0];
     if (!group) return;
     const input = group.querySelector('input[value="' + digit + '"]');
     if (!input) return;

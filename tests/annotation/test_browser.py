@@ -16,6 +16,7 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     browser_login(page, live_server, "anna")
     page.goto(f"{live_server.url}/annotate/{campaign.pk}/")
     first = Assignment.objects.get(annotator=annotator, status="leased")
+    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
     assert first.post.text in page.inner_text("article.post")
     # Three items × two questions: a digit rates the focused question and moves on.
     for digit in "453215":
@@ -51,6 +52,7 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     # U goes back to the previous post, its answers shown; change one and save with Enter.
     page.keyboard.press("u")
     page.wait_for_selector("text=Changing your answers")
+    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
     page.keyboard.press("5")  # focus starts on the first question of the first item
     page.keyboard.press("Enter")
     page.wait_for_function(

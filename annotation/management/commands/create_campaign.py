@@ -1,0 +1,69 @@
+"""`create_campaign NAME --dataset NAME [--batch ID ...] [--kinds K,K] [--questions Q,Q]
+[--scale 1-5] [--overlap 3] [--annotators A,B]`."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.models import Task
+from annotation.scales import DEFAULT_QUESTIONS, SCALES
+from annotation.services import AnnotationError, campaign_create, question_specs
+from generation.models import Batch, Dataset
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+class Command(BaseCommand):
+    help = "Create a rating campaign over a dataset's generated items, one task per post."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument(
+            "--batch", type=int, action="append", default=[], help="batch id (repeatable)"
+        )
+        parser.add_argument("--kinds", type=_names, default=[], help="item kinds, e.g. xWant,open")
+        parser.add_argument("--questions", type=_names, default=list(DEFAULT_QUESTIONS))
+        parser.add_argument("--scale", choices=list(SCALES), default="1-5")
+        parser.add_argument("--overlap", type=int, default=3, help="annotators per post (k)")
+        parser.add_argument("--lease-minutes", type=int, default=15)
+        parser.add_argument("--instructions", default="", help="markdown")
+        parser.add_argument(
+            "--annotators", type=_names, default=[], help="usernames, comma-separated"
+        )
+
+    def handle(self, *args, **options) -> None:
+        try:
+            dataset = Dataset.objects.get(name=options["dataset"])
+        except Dataset.DoesNotExist:
+            raise CommandError(f"no dataset named {options['dataset']!r}") from None
+        batches = list(Batch.objects.filter(pk__in=options["batch"], dataset=dataset))
+        missing = set(options["batch"]) - {b.pk for b in batches}
+        if missing:
+            raise CommandError(f"no batch {sorted(missing)} in dataset {dataset.name!r}")
+        users = list(get_user_model().objects.filter(username__in=options["annotators"]))
+        unknown = set(options["annotators"]) - {u.username for u in users}
+        if unknown:
+            raise CommandError(f"unknown annotator(s): {', '.join(sorted(unknown))}")
+        try:
+            campaign = campaign_create(
+                name=options["name"],
+                dataset=dataset,
+                batches=batches,
+                kinds=options["kinds"],
+                questions=question_specs(names=options["questions"], scale=options["scale"]),
+                overlap=options["overlap"],
+                lease_minutes=options["lease_minutes"],
+                instructions=options["instructions"],
+                members=users,
+            )
+        except AnnotationError as error:
+            raise CommandError(str(error)) from None
+        tasks = Task.objects.filter(campaign=campaign).count()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"campaign {campaign.name} (id {campaign.pk}): {tasks} posts, "
+                f"k = {campaign.overlap}, {len(users)} annotator(s)"
+            )
+        )
