@@ -183,6 +183,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"generation.tasks.gpu_*": {"queue": "gpu"}}
 CELERY_TIMEZONE = TIME_ZONE
+# annotation: expired leases go back to the pool every minute (claims also expire them lazily).
+CELERY_BEAT_SCHEDULE = {
+    "annotation-leases-expire": {"task": "annotation.tasks.leases_expire_task", "schedule": 60.0},
+}
 
 # Security headers everywhere; cookies and redirects for HTTPS when it terminates in front of us.
 SESSION_COOKIE_HTTPONLY = True
