@@ -111,15 +111,11 @@ class Export:
         self.items = 0
         self._posts_seen: set[int] = set()
         self.ratings = 0
-        bounds = Rating.objects.filter(campaign=campaign).aggregate(
-            lo=Min("item_id"), hi=Max("item_id")
-        )
+        # Progress is the share of the id range passed; the range comes from the campaign's items
+        # (through the batch index), not from a scan of the ratings.
+        field = "post_id" if by_post else "id"
+        bounds = campaign_items(campaign=campaign).aggregate(lo=Min(field), hi=Max(field))
         self._lo, self._hi = bounds["lo"] or 0, bounds["hi"] or 0
-        if by_post:
-            posts = campaign_items(campaign=campaign).aggregate(
-                lo=Min("post_id"), hi=Max("post_id")
-            )
-            self._lo, self._hi = posts["lo"] or 0, posts["hi"] or 0
 
     def chunks(self) -> Iterator[list[ExportRow]]:
         scores = item_scores(campaign=self.campaign, filters=self.filters, by_post=self.by_post)

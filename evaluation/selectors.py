@@ -4,7 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
@@ -24,14 +24,30 @@ def campaign_questions(*, campaign: Campaign) -> list[Question]:
     return list(Question.objects.filter(campaign=campaign).order_by("position", "id"))
 
 
-def ratings_fingerprint(*, campaign: Campaign) -> str:
-    """Changes whenever a rating is added, removed or changed, or a question's scale changes."""
+def ratings_fingerprint(*, campaign: Campaign) -> tuple[str, int]:
+    """(fingerprint, number of ratings). The fingerprint changes whenever a rating is added,
+    removed or changed, or a question's scale changes."""
     stats = Rating.objects.filter(campaign=campaign).aggregate(
         n=Count("id"), last=Max("updated_at")
     )
     questions = ",".join(f"{q.id}:{q.scale}" for q in campaign_questions(campaign=campaign))
     last = stats["last"].isoformat() if stats["last"] else "-"
-    return f"{stats['n']}|{last}|{questions}"
+    return f"{stats['n']}|{last}|{questions}", stats["n"]
+
+
+# Memory PostgreSQL may use per hash aggregate in the campaign-wide queries (SET LOCAL, so only
+# inside their transaction): about 200 bytes a unit, so 256 MB keeps MIKO's in memory.
+AGGREGATION_WORK_MEM = "256MB"
+
+
+def aggregation_memory() -> None:
+    """Let PostgreSQL hash a campaign's aggregates in memory rather than spill them to disk.
+
+    Call inside `transaction.atomic()`; it lasts until the transaction ends.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL work_mem = '{AGGREGATION_WORK_MEM}'")
 
 
 def _value_count_profiles(
@@ -55,7 +71,8 @@ def _value_count_profiles(
         f"JOIN {item_table} i ON i.id = u.item_id "
         f"GROUP BY u.question_id, i.kind, {outer}"
     )
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        aggregation_memory()
         cursor.execute(sql, [*domain, campaign.pk])
         return [(row[0], row[1], tuple(row[2:-1]), row[-1]) for row in cursor.fetchall()]
 

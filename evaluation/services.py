@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Campaign, Rating
+from annotation.models import Campaign
 from evaluation.alpha import LEVELS
 from evaluation.exports import (
     EXTENSIONS,
@@ -24,6 +24,7 @@ from evaluation.exports import (
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors import (
     ItemFilters,
+    aggregation_memory,
     annotator_statistics,
     campaign_agreement,
     campaign_provenance,
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 # Campaigns with more ratings than this get their agreement computed by a worker, not the request.
 INLINE_RATING_LIMIT = 200_000
-EXPORT_WORK_MEM = "256MB"
 
 
 def _check_level(level: str) -> None:
@@ -43,7 +43,11 @@ def _check_level(level: str) -> None:
 
 
 def agreement_refresh(
-    *, campaign: Campaign, level: str = "", with_annotators: bool = False
+    *,
+    campaign: Campaign,
+    level: str = "",
+    with_annotators: bool = False,
+    fingerprint: str | None = None,
 ) -> AgreementResult:
     """Compute the campaign's agreement now and store it with the fingerprint it was computed on.
 
@@ -51,7 +55,7 @@ def agreement_refresh(
     otherwise they are cleared, since they no longer match the ratings.
     """
     _check_level(level)
-    fingerprint = ratings_fingerprint(campaign=campaign)
+    fingerprint = fingerprint or ratings_fingerprint(campaign=campaign)[0]
     started = time.monotonic()
     result = campaign_agreement(campaign=campaign, level=level)
     annotators = annotator_statistics(campaign=campaign) if with_annotators else None
@@ -85,7 +89,7 @@ def agreement_current(
     show the stale figures while the new ones are computed.
     """
     _check_level(level)
-    fingerprint = ratings_fingerprint(campaign=campaign)
+    fingerprint, n_ratings = ratings_fingerprint(campaign=campaign)
     record = AgreementResult.objects.filter(campaign=campaign, level=level).first()
     fresh = (
         record is not None
@@ -95,8 +99,13 @@ def agreement_current(
     if fresh and (record.annotators is not None or not with_annotators):
         return record
     limit = INLINE_RATING_LIMIT if inline_limit is None else inline_limit
-    if Rating.objects.filter(campaign=campaign).count() <= limit:
-        return agreement_refresh(campaign=campaign, level=level, with_annotators=with_annotators)
+    if n_ratings <= limit:
+        return agreement_refresh(
+            campaign=campaign,
+            level=level,
+            with_annotators=with_annotators,
+            fingerprint=fingerprint,
+        )
     return agreement_schedule(campaign=campaign, level=level)
 
 
@@ -142,16 +151,6 @@ def _agreement_for_manifest(campaign: Campaign) -> dict:
     return {name: {key: figures.get(key) for key in keys} for name, figures in questions.items()}
 
 
-def _aggregation_memory() -> None:
-    """Let PostgreSQL hash a campaign's per-item aggregates in memory rather than spill to disk.
-
-    Scoped to the current transaction (SET LOCAL). About 200 bytes an item: 256 MB covers MIKO.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL work_mem = '{EXPORT_WORK_MEM}'")
-
-
 def export_to_path(
     *,
     campaign: Campaign,
@@ -172,7 +171,7 @@ def export_to_path(
     export = Export(campaign=campaign, filters=filters, progress=progress, by_post=fmt == "cotpd")
     with atomic_path(output) as partial:
         with transaction.atomic():
-            _aggregation_memory()
+            aggregation_memory()
             write_format(export, fmt, partial)
         if partial.is_dir():
             files = {
