@@ -148,8 +148,10 @@ class TransformersBackend(Backend):
         """One answer (or error) per request, in order, generated `batch_size` at a time.
 
         Requests are grouped by sampling parameters and by whether they carry images, so every
-        generate call is uniform. Loading failures fail every request (not retryable); running
-        out of device memory fails the chunk as retryable.
+        generate call is uniform, and sorted by length within a group, so little is padding.
+        Loading failures fail every request (not retryable). A chunk that runs out of device
+        memory is split in halves and tried again; a single request that still does not fit
+        fails as retryable.
         """
         try:
             loaded = self.loaded()
@@ -169,6 +171,7 @@ class TransformersBackend(Backend):
             groups.setdefault(key, []).append(index)
         for (parameters_json, has_image), indexes in groups.items():
             parameters = json.loads(parameters_json)
+            indexes.sort(key=lambda i: len(json.dumps(requests[i].messages)))
             for start in range(0, len(indexes), self.batch_size):
                 chunk = indexes[start : start + self.batch_size]
                 answers = self._generate_chunk(
@@ -201,7 +204,13 @@ class TransformersBackend(Backend):
         except torch.OutOfMemoryError as exc:
             if str(loaded.device).startswith("cuda"):
                 torch.cuda.empty_cache()
-            return [BackendError(f"out of memory: {exc}", retryable=True)] * len(requests)
+            if len(requests) == 1:
+                return [BackendError(f"out of memory: {exc}", retryable=True)]
+            half = len(requests) // 2
+            return [
+                *self._generate_chunk(loaded, requests[:half], parameters, has_image),
+                *self._generate_chunk(loaded, requests[half:], parameters, has_image),
+            ]
         except (ValueError, RuntimeError, OSError) as exc:
             error = BackendError(f"generation failed: {type(exc).__name__}: {exc}", retryable=False)
             return [error] * len(requests)
@@ -235,12 +244,7 @@ class TransformersBackend(Backend):
         self, loaded: LoadedModel, requests: list[ChatRequest], has_image: bool
     ) -> dict[str, Any]:
         if loaded.processor is None:
-            prompts = [
-                loaded.tokenizer.apply_chat_template(
-                    _text_only(r.messages), add_generation_prompt=True, tokenize=False
-                )
-                for r in requests
-            ]
+            prompts = [self._text_prompt(loaded, _text_only(r.messages)) for r in requests]
             encoded = loaded.tokenizer(
                 prompts, return_tensors="pt", padding=True, add_special_tokens=False
             )
@@ -264,6 +268,15 @@ class TransformersBackend(Backend):
         if "pixel_values" in encoded:
             encoded["pixel_values"] = encoded["pixel_values"].to(loaded.dtype)
         return encoded
+
+    @staticmethod
+    def _text_prompt(loaded: LoadedModel, messages: list[dict[str, Any]]) -> str:
+        if loaded.tokenizer.chat_template is None:
+            # A base model without a chat template continues the plain text.
+            return "\n\n".join(m["content"] for m in messages) + "\n"
+        return loaded.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
 
     def _generation_options(self, loaded: LoadedModel, parameters: dict[str, Any]) -> dict:
         temperature = float(parameters.get("temperature") or 0.0)

@@ -74,6 +74,11 @@ def model_dirs(tmp_path_factory):
     llama = transformers.LlamaForCausalLM(tiny_llama_config(tokenizer))
     llama.save_pretrained(root / "llama")
     tokenizer.save_pretrained(root / "llama")
+    # The same weights as a base model: no chat template.
+    llama.save_pretrained(root / "base")
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(root / "base")
+    tokenizer.chat_template = CHAT_TEMPLATE
 
     vision = transformers.CLIPVisionConfig(
         hidden_size=32,
@@ -204,3 +209,10 @@ def test_a_model_that_is_not_there_fails_every_request_without_downloading(tmp_p
     errors = backend.complete_batch([text_request("a"), text_request("b")])
     assert all(isinstance(e, BackendError) and not e.retryable for e in errors)
     assert "cannot load distillery-tests/no-such-model" in str(errors[0])
+
+
+def test_a_base_model_without_a_chat_template_continues_the_plain_prompt(model_dirs):
+    backend = backend_for(endpoint(model_dirs / "base"))
+    (answer,) = backend.complete_batch([text_request("Text: hi")])
+    assert not isinstance(answer, BackendError)
+    assert answer.prompt_tokens == len("Text: hi\n")
