@@ -51,9 +51,12 @@ _NUMBERED = re.compile(r"^\(?(\d{1,2})\s*[:.)]\s*(.*)$")
 _KIND_LABELLED = re.compile(
     r"^(" + "|".join(MIKO_KINDS) + r")\s*(?:\(\d{1,2}\))?\s*:\s*(.*)$", re.IGNORECASE
 )
+_KEY_INFO_LABEL = r"(concepts?|actions?|objects?|emotions?|key\s*words?)"
 _KEY_INFO_LINE = re.compile(
-    r"^(concepts?|actions?|objects?|emotions?|key\s*words?)\b\s*[:\-–—=]?\s*(.*)$", re.IGNORECASE
+    rf"^{_KEY_INFO_LABEL}\b\s*(?:\([^)]*\))?\s*([:\-–—=]?)\s*(.*)$", re.IGNORECASE
 )
+# "Concept: A. Action: B." on one line: each labelled field starts a line of its own.
+_INLINE_KEY_INFO_LABEL = re.compile(rf"(?<=\S)\s+(?={_KEY_INFO_LABEL}\s*:)", re.IGNORECASE)
 
 
 def _item_start(line: str, style: re.Pattern[str]) -> tuple[int, str] | None:
@@ -200,14 +203,17 @@ def parse_key_info(raw: str) -> dict[str, Any]:
     if data is None:
         data = {}
         current = None
-        for line in raw.splitlines():
+        for line in _INLINE_KEY_INFO_LABEL.sub("\n", raw).splitlines():
             cleaned = re.sub(r"^\(?\d{1,2}\s*[:.)]\s*", "", strip_markup(line))
             match = _KEY_INFO_LINE.match(cleaned)
-            if match:
-                current = _field_name(match.group(1))
-                if current in data:
-                    raise ParseError(f"the key information names {current!r} twice")
-                data[current] = match.group(2)
+            name = _field_name(match.group(1)) if match else None
+            # A bare word such as "Action figures" listed under Keywords is a keyword, not a
+            # second action; with a colon it is a field given twice.
+            if match and (match.group(2) or name not in data):
+                if name in data:
+                    raise ParseError(f"the key information names {name!r} twice")
+                current = name
+                data[current] = match.group(3)
             elif current == "keywords" and cleaned:
                 # Keywords listed one per line under their label.
                 data[current] = f"{data[current]}, {cleaned}"

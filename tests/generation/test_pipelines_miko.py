@@ -184,6 +184,20 @@ def test_key_info_surface_variations():
     }
 
 
+def test_key_info_on_one_line_and_keywords_that_look_like_labels():
+    raw = (
+        "Concept (main idea): Toys. Action: Buying. Object: Figures. Emotion: Joy. Keywords:\n"
+        "- Action figures\n- Objects of desire"
+    )
+    assert parse_key_info(raw) == {
+        "concept": "Toys",
+        "action": "Buying",
+        "object": "Figures",
+        "emotion": "Joy",
+        "keywords": ["Action figures", "Objects of desire"],
+    }
+
+
 def test_split_intentions_separates_the_post_text():
     text, parsed = split_intentions("Cariloha is Hiring \n" + CLEAN)
     assert text == "Cariloha is Hiring"
