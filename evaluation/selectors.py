@@ -262,16 +262,6 @@ def campaign_provenance(*, campaign: Campaign) -> dict:
     }
 
 
-def rating_distribution(*, campaign: Campaign) -> list[dict]:
-    """Counts of each value per question and kind, for the dashboard's distribution plot."""
-    rows = (
-        Rating.objects.filter(campaign=campaign)
-        .values("question__name", "item__kind", "value")
-        .annotate(n=Count("id"))
-    )
-    return list(rows)
-
-
 def annotator_statistics(*, campaign: Campaign) -> list[dict]:
     """Per annotator: ratings, median seconds per post, gold accuracy, agreement with the rest.
 
