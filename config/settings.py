@@ -126,6 +126,18 @@ DISTILLERY_MAX_IMAGE_PIXELS = env.int("DISTILLERY_MAX_IMAGE_PIXELS", default=40_
 # A line longer than this in an import file is refused rather than parsed.
 DISTILLERY_MAX_LINE_BYTES = env.int("DISTILLERY_MAX_LINE_BYTES", default=1024 * 1024)
 
+# Batch runner (generation/execution.py): a runner's lease outlives a heartbeat by this much before
+# another may take the batch over; results are written every FLUSH_SECONDS or FLUSH_RESULTS;
+# retryable failures back off exponentially from RETRY_BASE to RETRY_MAX seconds, with jitter.
+DISTILLERY_BATCH_LEASE_SECONDS = env.float("DISTILLERY_BATCH_LEASE_SECONDS", default=10.0)
+DISTILLERY_FLUSH_SECONDS = env.float("DISTILLERY_FLUSH_SECONDS", default=0.2)
+DISTILLERY_FLUSH_RESULTS = env.int("DISTILLERY_FLUSH_RESULTS", default=200)
+DISTILLERY_RETRY_BASE_SECONDS = env.float("DISTILLERY_RETRY_BASE_SECONDS", default=1.0)
+DISTILLERY_RETRY_MAX_SECONDS = env.float("DISTILLERY_RETRY_MAX_SECONDS", default=60.0)
+DISTILLERY_RETRY_MAX_ATTEMPTS = env.int("DISTILLERY_RETRY_MAX_ATTEMPTS", default=6)
+# Posts per task on the `gpu` queue (local models generate a chunk as one batch).
+DISTILLERY_GPU_CHUNK_SIZE = env.int("DISTILLERY_GPU_CHUNK_SIZE", default=16)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an unauthenticated API call gets 401 with a WWW-Authenticate header.
