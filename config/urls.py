@@ -27,3 +27,6 @@ urlpatterns = [
         {"document_root": settings.MEDIA_ROOT},
     ),
 ]
+
+handler404 = "accounts.views.not_found"
+handler500 = "accounts.views.server_error"
