@@ -47,6 +47,11 @@ _OPENINGS = tuple({" ".join(start.lower().split()[:2]) for _, start in MIKO_SLOT
 # Item lines come in three styles; an answer uses one, and the first style found wins, so a
 # sentence that happens to start with "3." inside a labelled answer is not read as an item.
 _LABELLED = re.compile(r"^intentions?\s*#?\s*(\d{1,2})\b\s*[:.)\-–—]?\s*(.*)$", re.IGNORECASE)
+# "Intention 1 (xWant): ..." or "1. xWant: ...": the kind named before the sentence is dropped.
+_KINDS_PATTERN = "|".join(MIKO_KINDS)
+_KIND_PREFIX = re.compile(
+    rf"^(?:\((?:{_KINDS_PATTERN})\)\s*[:\-–—]?|(?:{_KINDS_PATTERN})\s*[:\-–—])\s*", re.IGNORECASE
+)
 _NUMBERED = re.compile(r"^\(?(\d{1,2})\s*[:.)]\s*(.*)$")
 _KIND_LABELLED = re.compile(
     r"^(" + "|".join(MIKO_KINDS) + r")\s*(?:\(\d{1,2}\))?\s*:\s*(.*)$", re.IGNORECASE
@@ -114,7 +119,7 @@ def _ten_items(texts: dict[int, str]) -> dict[str, str]:
         )
     parsed = {}
     for position, kind in enumerate(MIKO_KINDS, start=1):
-        text = clean_text(texts[position])
+        text = _KIND_PREFIX.sub("", clean_text(texts[position]))
         if not text:
             raise ParseError(f"intention {position} ({kind}) is empty")
         parsed[kind] = _full_sentence(position, text)

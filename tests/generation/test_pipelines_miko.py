@@ -94,6 +94,14 @@ SURFACE_VARIANTS = {
         f"{kind}: {line.split(': ', 1)[1]}"
         for kind, line in zip(MIKO_KINDS, CLEAN.splitlines(), strict=True)
     ),
+    "kinds named after the numbers": "\n".join(
+        line.replace(": ", f" ({kind}): ", 1)
+        for kind, line in zip(MIKO_KINDS, CLEAN.splitlines(), strict=True)
+    ),
+    "kinds named after plain numbers": "\n".join(
+        f"{n}. {kind}: {line.split(': ', 1)[1]}"
+        for n, (kind, line) in enumerate(zip(MIKO_KINDS, CLEAN.splitlines(), strict=True), 1)
+    ),
     "wrapped lines": CLEAN.replace("the user wants to ", "the user wants to\n"),
     "label alone on its line": CLEAN.replace("Intention3: ", "Intention3:\n"),
     "out of order": "\n".join(reversed(CLEAN.splitlines())),
@@ -113,6 +121,14 @@ def test_a_missing_sentence_start_is_restored():
     parsed = parse_intentions(raw)
     assert (
         parsed["xWant"] == "After posting this Tweet, the user wants to attract potential partners."
+    )
+
+
+def test_a_sentence_that_starts_with_a_kind_word_keeps_it():
+    raw = re.sub(r"Intention10: [^\n]*", "Intention10: Open the door to new friends.", CLEAN)
+    # Not read as a "open" label; the missing sentence start is restored as usual.
+    assert parse_intentions(raw)["open"] == (
+        "The user post this tweet because open the door to new friends."
     )
 
 
