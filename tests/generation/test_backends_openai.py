@@ -218,3 +218,30 @@ def test_a_backend_survives_a_new_event_loop(server):
     second = asyncio.run(backend.acomplete(request))
     asyncio.run(backend.aclose())
     assert first.text == second.text
+
+
+@pytest.mark.parametrize("structured", [False, True], ids=["text", "structured"])
+def test_the_three_miko_stages_chain_through_the_backend(server, structured):
+    miko = get_pipeline("miko")
+    backend = backend_for(endpoint(server, parameters={"structured_output": structured}))
+    text = "is anyone else okay with this … cause im not"
+
+    async def run():
+        upstream = {}
+        for wave in miko.waves():
+            (stage,) = wave
+            stage_input = StageInput(
+                text=text, image_data_url=IMAGE, metadata={}, upstream=upstream
+            )
+            completion = await backend.acomplete(miko.build_request(stage, stage_input, {}))
+            upstream[stage.name] = stage.parse(completion.text)
+        await backend.aclose()
+        return upstream
+
+    upstream = asyncio.run(run())
+    assert upstream["describe_image"]["description"].startswith("The image features a young boy")
+    assert upstream["key_info"]["concept"] == "Agreement/Disagreement"
+    items = miko.stage("intentions").items(upstream["intentions"])
+    assert [item.position for item in items] == list(range(1, 11))
+    assert server.stage_counts == {"describe_image": 1, "key_info": 1, "intentions": 1}
+    assert "Concept: Agreement/Disagreement." in server.last_request["messages"][0]["content"]
