@@ -47,6 +47,16 @@ class PeakRss(threading.Thread):
             self.peak = max(self.peak, rss_bytes())
 
 
+def backend_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a PostgreSQL backend process, when the server runs on this machine."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def generate(path: Path, posts: int, seed: int) -> None:
     from generation.pipelines.miko import MIKO_SLOTS
 
@@ -112,12 +122,21 @@ def main() -> None:
                 f"generated {args.posts} posts ({size_mb:.0f} MB) in "
                 f"{time.perf_counter() - started:.1f} s"
             )
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
+            server_before = backend_cpu_seconds(backend)
+            load_before = f"{os.getloadavg()[0]:.2f}"
             sampler = PeakRss()
             baseline = sampler.peak
             sampler.start()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             report = posts_import(path=path, dataset_name="bench", format="jsonl")
             wall = time.perf_counter() - started
+            client_cpu = time.process_time() - cpu_started
+            server_after = backend_cpu_seconds(backend)
             sampler.stopped.set()
             sampler.join()
         posts, items = Post.objects.count(), KnowledgeItem.objects.count()
@@ -131,6 +150,15 @@ def main() -> None:
             f"peak memory (RSS) during import: {sampler.peak / 2**20:.0f} MiB "
             f"(before: {baseline / 2**20:.0f} MiB; process max "
             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
+        )
+        server_cpu = (
+            f"{server_after - server_before:.1f} s"
+            if server_before is not None and server_after is not None
+            else "n/a (server not on this machine)"
+        )
+        print(
+            f"CPU time: {client_cpu:.1f} s in this process, {server_cpu} in its PostgreSQL "
+            f"backend; load average before/after: {load_before} / {os.getloadavg()[0]:.2f}"
         )
         from django.db import connections
 

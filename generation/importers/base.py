@@ -8,9 +8,21 @@ An importer is a module with `NAME`, `PIPELINE` (the pipeline its items are file
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from types import MappingProxyType
+from typing import IO, Any, NamedTuple
 
 from generation.pipelines.base import ItemSpec
+
+NO_PROVENANCE: Any = MappingProxyType({})
+
+
+class ImportedItem(NamedTuple):
+    """An item read from a file: ItemSpec's fields in a lighter shape (files hold millions)."""
+
+    kind: str
+    position: int
+    text: str
+    provenance: Any = NO_PROVENANCE
 
 
 class ImportFileError(Exception):
@@ -36,7 +48,7 @@ class PostRecord:
     text: str
     image: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    items: list[ItemSpec] = field(default_factory=list)
+    items: list[ItemSpec | ImportedItem] = field(default_factory=list)
     stages: list[StageRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -9,8 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from generation.importers.base import PostRecord, Source, json_array, require
-from generation.pipelines.base import ItemSpec
+from generation.importers.base import ImportedItem, PostRecord, Source, json_array, require
 from generation.pipelines.miko import MIKO_KINDS
 
 NAME = "miko-release"
@@ -43,10 +42,7 @@ def read(source: Source) -> Iterator[PostRecord]:
             # The release has a few posts with nine intentions: keep the ones there are.
             missing = ", ".join(str(n) for n in range(1, 11) if n not in numbered)
             warnings.append(f"{source.name}:{line}: intention {missing} missing; imported the rest")
-        items = [
-            ItemSpec(kind=MIKO_KINDS[n - 1], position=n, text=numbered[n].strip())
-            for n in sorted(numbered)
-        ]
+        items = [ImportedItem(MIKO_KINDS[n - 1], n, numbered[n].strip()) for n in sorted(numbered)]
         external_id = PurePosixPath(image.replace("\\", "/")).stem
         if not external_id:
             raise source.error(line, "field 'image' must name an image file")

@@ -187,3 +187,9 @@ def test_failure_after_earlier_chunks_undoes_them_and_their_images(
     refused(path, f"{path}:5: missing field 'text'", images=tmp_path)
     stored = Path(settings.MEDIA_ROOT) / "posts"
     assert not stored.exists() or not any(p.is_file() for p in stored.rglob("*"))
+
+
+def test_two_items_in_one_slot(tmp_path, existing):
+    items = [{"kind": "xWant", "text": "a", "position": 2}, {"kind": "xWant", "text": "b"}]
+    path = write_lines(tmp_path / "p.jsonl", GOOD, {"id": "b", "text": "x", "items": items})
+    refused(path, f"{path}:2: two items with the same kind and position")

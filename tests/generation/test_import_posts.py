@@ -127,11 +127,13 @@ def test_generic_jsonl_with_items_and_images(tmp_path):
         ("xWant", 1),
         ("open", 2),
     ]
-    assert KnowledgeItem.objects.first().provenance == {
-        "source": str(path),
-        "line": 1,
-        "format": "jsonl",
-    }
+    assert KnowledgeItem.objects.first().provenance == {"line": 1}
+    batch = Batch.objects.get()
+    assert (batch.source, batch.parameters, batch.pipeline) == (
+        str(path),
+        {"format": "jsonl"},
+        "import",
+    )
 
 
 def test_generic_csv_keeps_other_columns_as_metadata(tmp_path):
