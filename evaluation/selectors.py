@@ -9,6 +9,7 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import get_scale
+from annotation.selectors import campaign_items
 from evaluation.alpha import LEVELS, alpha_from_profiles, distances
 from evaluation.relations import kind_sort_key
 from generation.models import KnowledgeItem, StageResult
@@ -367,4 +368,36 @@ def _agreement_with_rest(*, campaign: Campaign) -> dict[int, float | None]:
     return {
         annotator_id: (round(float(total / weight), 4) if weight else None)
         for annotator_id, (total, weight) in weighted.items()
+    }
+
+
+def item_score_page(*, campaign: Campaign, after: int = 0, size: int = 25) -> dict:
+    """A page of the campaign's items (by id, after `after`) with their scores per question.
+
+    Keyset pagination and scores aggregated for the page's items only, so a page of a campaign of
+    millions of ratings costs a few index look-ups.
+    """
+    questions = campaign_questions(campaign=campaign)
+    items = list(
+        campaign_items(campaign=campaign)
+        .filter(id__gt=after)
+        .order_by("id")
+        .values("id", "kind", "text", "post__external_id")[: size + 1]
+    )
+    has_next = len(items) > size
+    items = items[:size]
+    unrated = {"n": 0, "mean": None, "median": None, "spread": None}
+    scored = {
+        row["item_id"]: score_summary(row, questions)
+        for row in item_scores(
+            campaign=campaign, filters=ItemFilters(min_mean={}, min_ratings=0)
+        ).filter(item_id__in=[item["id"] for item in items])
+    }
+    for item in items:
+        scores = scored.get(item["id"], {})
+        item["scores"] = [(q.name, scores.get(q.name, unrated)) for q in questions]
+    return {
+        "items": items,
+        "questions": [q.name for q in questions],
+        "next_after": items[-1]["id"] if has_next else None,
     }

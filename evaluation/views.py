@@ -10,6 +10,7 @@ from evaluation.apis import export_file_response
 from evaluation.forms import ExportForm
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.plots import alpha_chart, distribution_chart
+from evaluation.selectors import item_score_page
 from evaluation.services import agreement_current, export_create
 
 
@@ -59,7 +60,22 @@ def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "evaluation/_agreement.html", context)
     context["form"] = ExportForm(campaign=campaign, kinds=_campaign_kinds(context))
     context["exports"] = ExportJob.objects.filter(campaign=campaign)[:10]
+    context["page"] = item_score_page(campaign=campaign)
     return render(request, "evaluation/dashboard.html", context)
+
+
+@admin_required
+@require_GET
+def campaign_item_scores(request: HttpRequest, pk: int) -> HttpResponse:
+    """A page of item scores: the table alone for htmx, else a page of its own."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        after = max(0, int(request.GET.get("after", 0)))
+    except ValueError:
+        after = 0
+    context = {"campaign": campaign, "page": item_score_page(campaign=campaign, after=after)}
+    template = "evaluation/_item_scores.html" if request.htmx else "evaluation/item_scores.html"
+    return render(request, template, context)
 
 
 @admin_required
@@ -69,7 +85,11 @@ def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
     context = _agreement_context(campaign)
     form = ExportForm(request.POST, campaign=campaign, kinds=_campaign_kinds(context))
     if not form.is_valid():
-        context |= {"form": form, "exports": ExportJob.objects.filter(campaign=campaign)[:10]}
+        context |= {
+            "form": form,
+            "exports": ExportJob.objects.filter(campaign=campaign)[:10],
+            "page": item_score_page(campaign=campaign),
+        }
         return render(request, "evaluation/dashboard.html", context, status=400)
     job = export_create(
         campaign=campaign,

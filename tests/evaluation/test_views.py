@@ -73,7 +73,13 @@ def test_invalid_export_form_is_shown_again(admin_client, campaign):
 
 @pytest.mark.parametrize(
     "url",
-    ["/evaluation/", "/campaigns/{c}/evaluation/", "/exports/{j}/", "/exports/{j}/download/"],
+    [
+        "/evaluation/",
+        "/campaigns/{c}/evaluation/",
+        "/campaigns/{c}/evaluation/items/",
+        "/exports/{j}/",
+        "/exports/{j}/download/",
+    ],
 )
 def test_annotators_cannot_open_evaluation_pages(annotator_client, campaign, url):
     job = ExportJob.objects.create(campaign=campaign, format="jsonl", status="done")
@@ -105,3 +111,17 @@ def test_admin_exports_in_the_browser(page, live_server, admin_user, campaign, m
         page.click("a:has-text('Download')")
     text = open(download.value.path()).read()
     assert text.count('"messages"') == 3
+
+
+def test_item_scores_are_paged(admin_client, campaign):
+    html = admin_client.get(f"/campaigns/{campaign.pk}/evaluation/").content.decode()
+    assert 'id="item-scores"' in html and "4.667" not in html  # rounded to 4 places
+    assert "4.6667" in html
+    first_id = campaign.questions.get().ratings.order_by("item_id").first().item_id
+    partial = admin_client.get(
+        f"/campaigns/{campaign.pk}/evaluation/items/?after={first_id}", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "<html" not in partial and f"<td>{first_id}</td>" not in partial
+    assert partial.count("<tr>") == 2 + 5  # two header rows, the five other items
+    page = admin_client.get(f"/campaigns/{campaign.pk}/evaluation/items/?after=x")
+    assert page.status_code == 200 and b"<html" in page.content
