@@ -86,10 +86,12 @@ def task_view(*, assignment: Assignment) -> TaskView:
         .order_by("position", "id")
     )
     mine: dict[int, dict[int, int]] = {}
-    for item_id, question_id, value in Rating.objects.filter(
-        annotator_id=assignment.annotator_id, item__in=items, campaign=campaign
-    ).values_list("item_id", "question_id", "value"):
-        mine.setdefault(item_id, {})[question_id] = value
+    # A fresh lease has no ratings yet: only a post rated before is looked up.
+    if assignment.status != Assignment.Status.LEASED:
+        for item_id, question_id, value in Rating.objects.filter(
+            annotator_id=assignment.annotator_id, item__in=items, campaign=campaign
+        ).values_list("item_id", "question_id", "value"):
+            mine.setdefault(item_id, {})[question_id] = value
     view = TaskView(
         assignment=assignment,
         post=assignment.post,

@@ -9,7 +9,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -184,6 +184,19 @@ def leases_expire(*, campaign: Campaign | None = None, now=None) -> int:
     return expired
 
 
+# Lazy expiry at claim time, at most every few seconds per campaign and process: the periodic task
+# does the rest, and a claim never has to wait for a full scan of open leases.
+EXPIRY_EVERY = timedelta(seconds=5)
+_last_expiry: dict[int, datetime] = {}
+
+
+def _expire_now_and_then(*, campaign: Campaign, now: datetime, force: bool) -> None:
+    last = _last_expiry.get(campaign.pk)
+    if force or last is None or not timedelta(0) <= now - last < EXPIRY_EVERY:
+        _last_expiry[campaign.pk] = now
+        leases_expire(campaign=campaign, now=now)
+
+
 def _open_lease(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
     return (
         Assignment.objects.filter(
@@ -220,7 +233,7 @@ def assignment_claim(
     if lease is not None:
         if lease.expires_at > now:
             return lease
-    leases_expire(campaign=campaign, now=now)
+    _expire_now_and_then(campaign=campaign, now=now, force=lease is not None)
     if not campaign.is_active:
         return None
     gold_first = campaign.gold_rate > 0 and random.random() < campaign.gold_rate
@@ -246,7 +259,8 @@ def _claim_one(
             task = (
                 _claimable(campaign=campaign, annotator=annotator, gold=gold)
                 .select_for_update(skip_locked=skip_locked, of=("self",))
-                .only("id", "post_id")
+                .select_related("post")
+                .only("id", "post")
                 .first()
             )
             if task is None:
@@ -258,8 +272,8 @@ def _claim_one(
                 continue  # filled while we waited for its lock; look again
             return Assignment.objects.create(
                 campaign=campaign,
-                task_id=task.pk,
-                post_id=task.post_id,
+                task=task,
+                post=task.post,
                 annotator=annotator,
                 status=Assignment.Status.LEASED,
                 leased_at=now,

@@ -1,0 +1,403 @@
+"""Annotation at MIKO scale over real HTTP: many annotators claim the next post and submit it.
+
+    .venv/bin/python benchmarks/bench_annotation.py [--duration 60] [--annotators 32] [--think 0.5]
+
+Creates its own PostgreSQL database (`distillery_bench_annotation`, dropped at the end unless
+--keep), builds a campaign of 137,287 posts x 10 items with k = 3, starts gunicorn on 127.0.0.1,
+and runs simulated annotators (threads with httpx, token auth) against the REST API:
+`POST /api/campaigns/<id>/next/` then `POST /api/assignments/<id>/submit/` with every item rated
+on both questions, after `--think` seconds. A second phase runs with no thinking time for the top
+throughput. It prints latency percentiles of both calls, throughput, and checks the database for
+duplicate assignments, posts over quota, items with more than k ratings and lost ratings.
+"""
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KINDS = "xWant oEffect xAttr xIntent xReact oReact oWant xEffect xNeed open".split()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL")
+    parser.add_argument("--database", default="distillery_bench_annotation")
+    parser.add_argument("--posts", type=int, default=137_287)
+    parser.add_argument("--items", type=int, default=10)
+    parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument("--annotators", type=int, default=32)
+    parser.add_argument("--think", type=float, default=0.5, help="seconds between claim and submit")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of the paced phase")
+    parser.add_argument("--burst", type=float, default=20, help="seconds of the no-think phase")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    return parser.parse_args()
+
+
+def admin_sql(args, sql: str) -> None:
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def timed(label: str):
+    class Timer:
+        def __enter__(self):
+            self.start = time.perf_counter()
+            print(f"{label} ...", end=" ", flush=True)
+
+        def __exit__(self, *exc):
+            print(f"{time.perf_counter() - self.start:.1f} s", flush=True)
+
+    return Timer()
+
+
+def insert_select(model, values: dict[str, str], from_sql: str, params: list) -> int:
+    """INSERT INTO model SELECT ...: every column not given gets the field's default.
+
+    `values` are SQL expressions without parameters; `params` belong to `from_sql`.
+    """
+    from django.db import connection
+
+    columns, exprs, defaults = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(field.column)
+        if field.name in values:
+            exprs.append(values[field.name])
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            exprs.append("now()")
+        elif field.null and not field.has_default():
+            exprs.append("NULL")
+        else:
+            exprs.append("%s")
+            defaults.append(field.get_db_prep_save(field.get_default(), connection))
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(exprs)} {from_sql}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*defaults, *params])
+        return cursor.rowcount
+
+
+def build(args):
+    """The dataset, an imported batch, posts, ten items each, descriptions, users, the campaign."""
+    from django.core.management import call_command
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from accounts.services import user_create_annotator
+    from annotation.services import campaign_create
+    from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
+
+    with timed("migrate"):
+        call_command("migrate", verbosity=0)
+    dataset = Dataset.objects.create(name="miko-bench")
+    batch = Batch.objects.create(dataset=dataset, pipeline="miko", imported=True, status="done")
+    with timed(f"{args.posts:,} posts"):
+        insert_select(
+            Post,
+            {
+                "dataset": str(dataset.pk),
+                "external_id": "g::text",
+                "text": "'Post ' || g || ' about a sunny day at the beach #weekend'",
+            },
+            "FROM generate_series(1, %s) AS g",
+            [args.posts],
+        )
+    with timed("image descriptions"):
+        insert_select(
+            StageResult,
+            {
+                "post": "p.id",
+                "stage": "'describe_image'",
+                "template_hash": "'bench'",
+                "model": "'llava'",
+                "params_hash": "'bench'",
+                "batch": str(batch.pk),
+                "status": "'ok'",
+                "parsed": "jsonb_build_object('description', 'A beach at noon, post ' || p.id)",
+            },
+            "FROM generation_post AS p WHERE p.dataset_id = %s",
+            [dataset.pk],
+        )
+    with timed(f"{args.posts * args.items:,} items"):
+        insert_select(
+            KnowledgeItem,
+            {
+                "post": "p.id",
+                "batch": str(batch.pk),
+                "kind": "(ARRAY[" + ", ".join(f"'{k}'" for k in KINDS) + "])[g]",
+                "position": "g",
+                "text": "'After posting this Tweet, the user wants to relax (' || p.id || ')'",
+            },
+            "FROM generation_post AS p, generate_series(1, %s) AS g WHERE p.dataset_id = %s",
+            [args.items, dataset.pk],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    users = [
+        user_create_annotator(username=f"bench{i:02d}", password=None)
+        for i in range(args.annotators * 2)
+    ]
+    tokens = [Token.objects.get_or_create(user=user)[0].key for user in users]
+    with timed("campaign (one task per post)"):
+        campaign = campaign_create(
+            name="bench", dataset=dataset, batches=[batch], overlap=args.overlap, members=users
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return campaign, tokens
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(args, env) -> subprocess.Popen:
+    command = [
+        str(ROOT / ".venv" / "bin" / "gunicorn"),
+        "config.wsgi",
+        "--bind", f"127.0.0.1:{args.port}",
+        "--workers", str(args.workers),
+        "--threads", str(args.threads),
+        "--worker-class", "gthread",
+        "--keep-alive", "30",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{args.port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("gunicorn did not come up")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_ms: list[float] = []
+        self.submit_ms: list[float] = []
+        self.errors: list[str] = []
+        self.submitted: dict[int, int] = {}  # assignment id -> ratings sent and acknowledged
+        self.empty = 0
+
+
+def annotator(base: str, token: str, campaign_id: int, think: float, stop: float, stats: Stats):
+    headers = {"Authorization": f"Token {token}"}
+    rng = random.Random(token)
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        # Warm the connection so the first measured call does not pay the TCP handshake.
+        client.get("/healthz")
+        while time.time() < stop:
+            start = time.perf_counter()
+            response = client.post(f"/api/campaigns/{campaign_id}/next/")
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code == 204:
+                with stats.lock:
+                    stats.empty += 1
+                return
+            if response.status_code != 200:
+                with stats.lock:
+                    stats.errors.append(f"next {response.status_code} {response.text[:200]}")
+                time.sleep(0.2)
+                continue
+            task = response.json()
+            ratings = [
+                {"item": item["id"], "question": q["id"], "value": rng.randint(1, 5)}
+                for item in task["items"]
+                for q in task["questions"]
+            ]
+            if think:
+                time.sleep(think)
+            start = time.perf_counter()
+            response = client.post(
+                f"/api/assignments/{task['assignment']}/submit/",
+                json={"ratings": ratings, "seconds": think},
+            )
+            submit_elapsed = (time.perf_counter() - start) * 1000
+            with stats.lock:
+                stats.next_ms.append(elapsed)
+                stats.submit_ms.append(submit_elapsed)
+                if response.status_code == 200:
+                    stats.submitted[task["assignment"]] = len(ratings)
+                else:
+                    stats.errors.append(f"submit {response.status_code} {response.text[:200]}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def run_phase(args, base, campaign_id, tokens, think, duration, label) -> Stats:
+    stats = Stats()
+    stop = time.time() + duration
+    threads = [
+        threading.Thread(
+            target=annotator, args=(base, token, campaign_id, think, stop, stats), daemon=True
+        )
+        for token in tokens
+    ]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    print(f"\n== {label}: {len(tokens)} annotators, think {think} s, {wall:.1f} s ==")
+    for name, values in (("next task", stats.next_ms), ("submit", stats.submit_ms)):
+        print(
+            f"{name:>10}: n={len(values):6d}  p50={percentile(values, 50):6.1f} ms  "
+            f"p95={percentile(values, 95):6.1f} ms  p99={percentile(values, 99):6.1f} ms  "
+            f"max={max(values, default=float('nan')):6.1f} ms  "
+            f"mean={statistics.fmean(values) if values else float('nan'):6.1f} ms"
+        )
+    print(
+        f"throughput: {len(stats.submitted) / wall:.1f} posts/s submitted, "
+        f"{(len(stats.next_ms) + len(stats.submit_ms)) / wall:.1f} requests/s; "
+        f"errors: {len(stats.errors)}"
+    )
+    for error in stats.errors[:5]:
+        print("  error:", error)
+    return stats
+
+
+def check(campaign_id: int, overlap: int, phases: list[Stats]) -> int:
+    """Count what must be zero: duplicate assignments, posts over quota, lost ratings."""
+    from django.db import connection
+
+    sent = {}
+    for stats in phases:
+        sent.update(stats.submitted)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT task_id, annotator_id FROM annotation_assignment "
+            "WHERE campaign_id = %s GROUP BY 1, 2 HAVING count(*) > 1) d",
+            [campaign_id],
+        )
+        duplicates = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT task_id FROM annotation_assignment "
+            "WHERE campaign_id = %s AND status IN ('leased', 'done') "
+            "GROUP BY 1 HAVING count(*) > %s) o",
+            [campaign_id, overlap],
+        )
+        over_quota = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM annotation_task t WHERE campaign_id = %s AND ("
+            " taken > %s OR done > taken OR taken <> (SELECT count(*) FROM annotation_assignment a"
+            " WHERE a.task_id = t.id AND a.status IN ('leased', 'done'))"
+            " OR done <> (SELECT count(*) FROM annotation_assignment a"
+            " WHERE a.task_id = t.id AND a.status = 'done'))",
+            [campaign_id, overlap],
+        )
+        bad_counters = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT item_id, question_id FROM annotation_rating "
+            "WHERE campaign_id = %s GROUP BY 1, 2 HAVING count(*) > %s) r",
+            [campaign_id, overlap],
+        )
+        over_rated = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT assignment_id, count(*) FROM annotation_rating WHERE campaign_id = %s "
+            "GROUP BY 1",
+            [campaign_id],
+        )
+        stored = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT count(*) FROM annotation_assignment WHERE campaign_id = %s AND "
+            "id = ANY(%s) AND status <> 'done'",
+            [campaign_id, list(sent)],
+        )
+        not_done = cursor.fetchone()[0]
+    lost = sum(max(0, n - stored.get(assignment, 0)) for assignment, n in sent.items())
+    print("\n== integrity ==")
+    print(f"acknowledged submissions: {len(sent)}, ratings acknowledged: {sum(sent.values())}")
+    print(f"duplicate assignments (same post twice to one annotator): {duplicates}")
+    print(f"posts over quota (more than k leased or done): {over_quota}")
+    print(f"task counters out of step with assignments: {bad_counters}")
+    print(f"items with more than k ratings on a question: {over_rated}")
+    print(
+        f"lost ratings (acknowledged, not stored): {lost}; acknowledged posts not done: {not_done}"
+    )
+    return duplicates + over_quota + bad_counters + over_rated + lost + not_done
+
+
+def main() -> int:
+    args = parse_args()
+    args.port = args.port or free_port()
+    url = f"{args.pg}/{args.database}"
+    admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    admin_sql(args, f'CREATE DATABASE "{args.database}"')
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DEBUG": "false",
+        "LOG_LEVEL": "ERROR",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    server = None
+    try:
+        campaign, tokens = build(args)
+        print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+        server = start_gunicorn(args, env)
+        base = f"http://127.0.0.1:{args.port}"
+        paced = run_phase(
+            args, base, campaign.pk, tokens[: args.annotators], args.think, args.duration, "paced"
+        )
+        burst = run_phase(
+            args,
+            base,
+            campaign.pk,
+            tokens[args.annotators :],
+            0.0,
+            args.burst,
+            "top throughput (no thinking time)",
+        )
+        failures = check(campaign.pk, args.overlap, [paced, burst])
+        p99 = max(percentile(paced.next_ms, 99), percentile(paced.submit_ms, 99))
+        print(f"\npaced p99 of both calls: {p99:.1f} ms (target <= 50 ms)")
+        return 1 if failures else 0
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep:
+            admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    sys.exit(main())
