@@ -196,10 +196,13 @@ def _insert_copy(model: type[models.Model], columns: list[str], rows: list[tuple
     return _copy_lines(model, columns, lines)
 
 
-def _copy_lines(model: type[models.Model], columns: list[str], lines: list[str]) -> list[int]:
+def _copy_lines(
+    model: type[models.Model], columns: list[str], lines: list[str], *, need_ids: bool = True
+) -> list[int]:
     """COPY rows given as text-format lines (without their ids), returning the ids they got.
 
-    Ids come from the table's sequence first, so that children can refer to them. Rows are
+    With `need_ids`, ids come from the table's sequence first, so that children can refer to
+    them; otherwise the database numbers the rows itself and no ids come back. Rows are
     formatted by us and sent in large writes: the driver's per-row adaptation costs more than
     the server's whole work.
     """
@@ -208,17 +211,19 @@ def _copy_lines(model: type[models.Model], columns: list[str], lines: list[str])
     table = model._meta.db_table
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [table, len(lines)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        names = ", ".join(quote(column) for column in ["id", *columns])
+        if need_ids:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, len(lines)],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            lines = [f"{pk}\t{line}" for pk, line in zip(ids, lines, strict=True)]
+            columns = ["id", *columns]
+        names = ", ".join(quote(column) for column in columns)
         with cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
             for start in range(0, len(lines), 5000):
-                block = zip(ids[start : start + 5000], lines[start : start + 5000], strict=True)
-                copy.write("".join([f"{pk}\t{line}\n" for pk, line in block]).encode())
-    return ids
+                copy.write(("\n".join(lines[start : start + 5000]) + "\n").encode())
+    return ids if need_ids else []
 
 
 POST_COLUMNS = ["dataset_id", "external_id", "text", "image", "metadata", "created_at"]
@@ -570,10 +575,11 @@ class _ChunkWriter:
                         f"{_copy_text(item_provenance)}\t{now_text}"
                     )
         if copy:
-            ids = _copy_lines(KnowledgeItem, ITEM_COLUMNS, item_rows)
+            # Nothing refers to the items: the database numbers them.
+            _copy_lines(KnowledgeItem, ITEM_COLUMNS, item_rows, need_ids=False)
         else:
-            ids = _insert(KnowledgeItem, ITEM_COLUMNS, item_rows)
-        self.report.items_created += len(ids)
+            _insert(KnowledgeItem, ITEM_COLUMNS, item_rows)
+        self.report.items_created += len(item_rows)
 
     def finish(self) -> None:
         if self.conflicts_total:
