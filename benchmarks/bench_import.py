@@ -90,6 +90,9 @@ def main() -> None:
     )
     parser.add_argument("--posts", type=int, default=MIKO_POSTS)
     parser.add_argument("--seed", type=int, default=20240120)
+    parser.add_argument(
+        "--reimport", action="store_true", help="also time importing the same file again"
+    )
     args = parser.parse_args()
     if not args.database_url.startswith(("postgres", "psql")):
         sys.exit("bench_import measures PostgreSQL: pass --database-url postgres://...")
@@ -139,6 +142,12 @@ def main() -> None:
             server_after = backend_cpu_seconds(backend)
             sampler.stopped.set()
             sampler.join()
+            again = None
+            if args.reimport:
+                started = time.perf_counter()
+                second = posts_import(path=path, dataset_name="bench", format="jsonl")
+                again = time.perf_counter() - started
+                assert second.posts_created == 0 and second.posts_skipped == args.posts
         posts, items = Post.objects.count(), KnowledgeItem.objects.count()
         assert (posts, items) == (args.posts, 10 * args.posts), (posts, items)
         print(report.summary())
@@ -160,6 +169,8 @@ def main() -> None:
             f"CPU time: {client_cpu:.1f} s in this process, {server_cpu} in its PostgreSQL "
             f"backend; load average before/after: {load_before} / {os.getloadavg()[0]:.2f}"
         )
+        if again is not None:
+            print(f"importing the same file again: {again:.1f} s, nothing added")
         from django.db import connections
 
         connections.close_all()

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -330,21 +331,31 @@ def _checked(source: Source, records: Iterator[PostRecord]) -> Iterator[PostReco
         yield record
 
 
-def _skip_foreign_key_triggers() -> None:
-    """On PostgreSQL, skip the per-row foreign key checks for this transaction where allowed.
+@contextmanager
+def _foreign_key_triggers_skipped() -> Iterator[None]:
+    """On PostgreSQL, skip the per-row foreign key checks of the rows written inside, if allowed.
 
-    Every row this import writes points at the locked dataset, its own batch or rows written just
+    Every row the import writes points at the locked dataset, its own batch or rows written just
     before in the same transaction, so the checks (one query per row at commit, a third of the
     import's time) cannot fail. Needs superuser or `GRANT SET ON PARAMETER
-    session_replication_role`; without it the checks simply run.
+    session_replication_role`; without it the checks simply run. The setting is put back on the
+    way out, so a transaction around the import checks its own rows as usual.
     """
     if connection.vendor != "postgresql":
+        yield
         return
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        previous = cursor.fetchone()[0]
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
     except DatabaseError:
-        pass
+        previous = None
+    yield
+    if previous is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('session_replication_role', %s, true)", [previous])
 
 
 def _head(path: Path) -> bytes:
@@ -388,7 +399,6 @@ def posts_import(
             # Held until commit: the dataset cannot be deleted under the import, and two imports
             # into one dataset run one after the other (so the duplicate check stays true).
             dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-            _skip_foreign_key_triggers()
             report = ImportReport(dataset_id=dataset.pk, dataset_name=dataset.name, format=format)
             images = _Images(Path(images_dir) if images_dir else None, report)
             source = Source(stream, name=name, max_line_bytes=settings.DISTILLERY_MAX_LINE_BYTES)
@@ -403,10 +413,11 @@ def posts_import(
                 created_by=created_by,
             )
             chunks = _chunks(_checked(source, importer.read(source)), CHUNK_POSTS)
-            for chunk in _prefetched(chunks):
-                writer.write(chunk)
-                if progress:
-                    progress(source.bytes_read, total)
+            with _foreign_key_triggers_skipped():
+                for chunk in _prefetched(chunks):
+                    writer.write(chunk)
+                    if progress:
+                        progress(source.bytes_read, total)
             writer.finish()
             if progress:
                 progress(total, total)
@@ -710,7 +721,9 @@ class _JobProgress:
         self.written = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="import-progress", daemon=True)
-        self.live = connection.vendor == "postgresql"
+        # Inside an outer transaction the job row may be locked by this very connection: the
+        # progress thread would wait on it forever.
+        self.live = connection.vendor == "postgresql" and not connection.in_atomic_block
 
     def __call__(self, done: int, total: int) -> None:
         self.latest = done

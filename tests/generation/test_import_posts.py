@@ -217,3 +217,15 @@ def test_text_with_tabs_newlines_and_backslashes_survives(tmp_path):
     run_import(path)
     post = Post.objects.get()
     assert (post.text, post.metadata["k"], post.items.get().text) == (text, text, text)
+
+
+@pytest.mark.postgres
+def test_foreign_key_checks_are_back_after_the_import(tmp_path):
+    from django.db import connection
+
+    path = tmp_path / "posts.jsonl"
+    path.write_text('{"id": "a", "text": "one", "items": [{"kind": "open", "text": "x"}]}\n')
+    posts_import(path=path, dataset_name="d")  # inside the test's transaction
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        assert cursor.fetchone()[0] == "origin"
