@@ -1,9 +1,8 @@
 """MNRE (multimodal relation extraction): one Python dict literal a line, one entity pair a line.
 
 `{'token': [...], 'h': {'name', 'pos'}, 't': {...}, 'img_id': '...jpg', 'relation': '...'}`.
-Lines of the same sentence and image (consecutive in the released files) become one post; its
-tokens and every entity pair with its relation go into the metadata. The external id is the image
-file name without its extension.
+Lines of the same sentence and image become one post; its tokens and every entity pair with its
+relation go into the metadata. The external id is the image file name without its extension.
 """
 
 import ast
@@ -35,12 +34,13 @@ def _entity(source: Source, line: int, obj: dict, key: str, n_tokens: int) -> di
 
 
 def read(source: Source) -> Iterator[PostRecord]:
-    current: PostRecord | None = None
-    seen_any = False
+    # Lines of one sentence are gathered from anywhere in the file, so posts are held until the
+    # end: MNRE files are small (12,247 lines in the largest split).
+    posts: dict[tuple[str, tuple[str, ...]], PostRecord] = {}
+    sentences_of_image: dict[str, int] = {}
     for line, text in source:
         if not text.strip():
             continue
-        seen_any = True
         try:
             obj = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -54,19 +54,20 @@ def read(source: Source) -> Iterator[PostRecord]:
             "tail": _entity(source, line, obj, "t", len(tokens)),
             "relation": require(source, line, obj, "relation", str),
         }
-        if current is not None and (current.image, current.metadata["tokens"]) == (image, tokens):
-            current.metadata["relations"].append(pair)
+        key = (image, tuple(tokens))
+        if key in posts:
+            posts[key].metadata["relations"].append(pair)
             continue
-        if current is not None:
-            yield current
-        current = PostRecord(
+        # An image with a second, different sentence gets "<image>#2" as its id.
+        n = sentences_of_image[image] = sentences_of_image.get(image, 0) + 1
+        stem = PurePosixPath(image).stem
+        posts[key] = PostRecord(
             line=line,
-            external_id=PurePosixPath(image).stem,
+            external_id=stem if n == 1 else f"{stem}#{n}",
             text=" ".join(tokens),
             image=image,
             metadata={"tokens": tokens, "relations": [pair], "image_name": image},
         )
-    if not seen_any:
+    if not posts:
         raise source.error(1, "the file is empty")
-    if current is not None:
-        yield current
+    yield from posts.values()

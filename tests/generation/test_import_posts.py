@@ -229,3 +229,27 @@ def test_foreign_key_checks_are_back_after_the_import(tmp_path):
     with connection.cursor() as cursor:
         cursor.execute("SHOW session_replication_role")
         assert cursor.fetchone()[0] == "origin"
+
+
+def test_mnre_gathers_a_sentence_from_anywhere_and_numbers_second_sentences(tmp_path):
+    def line(tokens, image, relation):
+        pair = {"name": tokens[0], "pos": [0, 1]}
+        return repr({"token": tokens, "h": pair, "t": pair, "img_id": image, "relation": relation})
+
+    path = tmp_path / "mnre.txt"
+    path.write_text(
+        "\n".join(
+            [
+                line(["a", "b"], "1.jpg", "r1"),
+                line(["c", "d"], "2.jpg", "r2"),
+                line(["a", "b"], "1.jpg", "r3"),
+                line(["e"], "1.jpg", "r4"),
+            ]
+        )
+        + "\n"
+    )
+    out, _ = run_import(path)
+    assert out.startswith("3 posts")
+    first = Post.objects.get(external_id="1")
+    assert [r["relation"] for r in first.metadata["relations"]] == ["r1", "r3"]
+    assert Post.objects.get(external_id="1#2").text == "e"
