@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
+from annotation.services import campaign_add_tasks
 
 
 class QuestionInline(admin.TabularInline):
@@ -13,6 +14,17 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "dataset", "overlap", "is_active", "created_at"]
     filter_horizontal = ["members", "batches"]
     inlines = [QuestionInline]
+    actions = ["add_tasks"]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # Batches and kinds are known only now: give every post with items its task.
+        super().save_related(request, form, formsets, change)
+        campaign_add_tasks(campaign=form.instance)
+
+    @admin.action(description="Add tasks for posts with new items")
+    def add_tasks(self, request, queryset) -> None:
+        added = sum(campaign_add_tasks(campaign=campaign) for campaign in queryset)
+        self.message_user(request, f"{added} task(s) added.")
 
 
 @admin.register(Task)

@@ -1,7 +1,13 @@
 import pytest
+from django.core.cache import cache
 
 from annotation.services import campaign_create
 from tests.annotation.factories import DatasetFactory, miko_batch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
 
 
 @pytest.fixture

@@ -204,3 +204,29 @@ def test_admin_creates_a_campaign_and_watches_progress(admin_client, dataset, an
     assert b"web" in listing.content
     bad = admin_client.post(reverse("annotation:campaign-create"), {"name": "web"})
     assert bad.status_code == 400
+
+
+def test_campaign_made_in_the_django_admin_gets_its_tasks(admin_client, dataset):
+    batch = miko_batch(dataset=dataset, posts=2)
+    response = admin_client.post(
+        "/admin/annotation/campaign/add/",
+        {
+            "name": "from-admin",
+            "dataset": dataset.pk,
+            "batches": [batch.pk],
+            "kinds": '["xWant"]',
+            "overlap": 3,
+            "lease_minutes": 15,
+            "instructions": "",
+            "gold_rate": 0,
+            "is_active": "on",
+            "questions-TOTAL_FORMS": 1,
+            "questions-INITIAL_FORMS": 0,
+            "questions-0-name": "plausibility",
+            "questions-0-prompt": "Plausible?",
+            "questions-0-scale": "1-5",
+            "questions-0-position": 0,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Campaign.objects.get(name="from-admin").tasks.count() == 2
