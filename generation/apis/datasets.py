@@ -13,6 +13,7 @@ from accounts.permissions import IsAdmin
 from generation.importers import FORMAT_CHOICES, ImportFileError
 from generation.models import Dataset, ImportJob, Post
 from generation.selectors.datasets import (
+    dataset_get,
     datasets_with_counts,
     post_get,
     post_list,
@@ -23,20 +24,18 @@ from generation.services.imports import import_job_create
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
     post_count = serializers.IntegerField()
-    item_count = serializers.IntegerField()
     batch_count = serializers.IntegerField()
 
     class Meta:
         model = Dataset
-        fields = [
-            "id",
-            "name",
-            "description",
-            "created_at",
-            "post_count",
-            "item_count",
-            "batch_count",
-        ]
+        fields = ["id", "name", "description", "created_at", "post_count", "batch_count"]
+
+
+class DatasetDetailOutputSerializer(DatasetOutputSerializer):
+    item_count = serializers.IntegerField()
+
+    class Meta(DatasetOutputSerializer.Meta):
+        fields = [*DatasetOutputSerializer.Meta.fields, "item_count"]
 
 
 class ItemOutputSerializer(serializers.Serializer):
@@ -76,10 +75,10 @@ class DatasetListApi(APIView):
 class DatasetDetailApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=DatasetOutputSerializer)
+    @extend_schema(responses=DatasetDetailOutputSerializer)
     def get(self, request: Request, dataset_id: int) -> Response:
-        dataset = get_object_or_404(datasets_with_counts(), pk=dataset_id)
-        return Response(DatasetOutputSerializer(dataset).data)
+        get_object_or_404(Dataset, pk=dataset_id)
+        return Response(DatasetDetailOutputSerializer(dataset_get(dataset_id=dataset_id)).data)
 
 
 class PostListApi(APIView):

@@ -3,7 +3,7 @@
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from generation.models import Dataset, ImportJob, KnowledgeItem, Post, StageResult
+from generation.models import Batch, Dataset, ImportJob, KnowledgeItem, Post, StageResult
 
 
 def _count(model, **filters) -> Subquery:
@@ -19,15 +19,20 @@ def _count(model, **filters) -> Subquery:
 
 
 def datasets_with_counts() -> QuerySet[Dataset]:
+    """Datasets with their post and batch counts (cheap, from indexes: fit for a list)."""
     return Dataset.objects.annotate(
         post_count=_count(Post, dataset=OuterRef("pk")),
-        item_count=_count(KnowledgeItem, post__dataset=OuterRef("pk")),
-        batch_count=Count("batches", distinct=True),
+        batch_count=_count(Batch, dataset=OuterRef("pk")),
     ).order_by("name")
 
 
 def dataset_get(*, dataset_id: int) -> Dataset:
-    return datasets_with_counts().get(pk=dataset_id)
+    """One dataset with its counts, items included (a scan of its items' batch index)."""
+    return (
+        datasets_with_counts()
+        .annotate(item_count=_count(KnowledgeItem, batch__dataset=OuterRef("pk")))
+        .get(pk=dataset_id)
+    )
 
 
 def post_list(*, dataset: Dataset, search: str = "") -> QuerySet[Post]:

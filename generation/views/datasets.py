@@ -44,13 +44,14 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         request.GET.get("page")
     )
     context = {
-        "dataset": dataset_get(dataset_id=dataset.pk),
+        "dataset": dataset,
         "page": page,
         "posts": with_descriptions(posts_with_items(page.object_list)),
         "search": search,
     }
     if request.htmx and request.htmx.target == "posts":
         return render(request, "generation/_post_page.html", context)
+    context["dataset"] = dataset_get(dataset_id=dataset.pk)  # with its counts
     return render(request, "generation/dataset_detail.html", context)
 
 
