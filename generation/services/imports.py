@@ -379,11 +379,10 @@ def posts_import(
     in the dataset with the same id but other text or metadata (naming the ids). Posts already
     there unchanged are skipped, so importing a file twice adds nothing.
     """
-
     path = Path(path)
     name = source_name or str(path)
-    if not dataset_name.strip():
-        raise ImportFileError("a dataset name is required")
+    if not dataset_name.strip() or len(dataset_name.strip()) > 200:
+        raise ImportFileError("a dataset name of 1 to 200 characters is required")
     if images_dir is not None and not Path(images_dir).is_dir():
         raise ImportFileError(f"--images {images_dir}: not a folder")
     if format == "auto":
@@ -693,8 +692,8 @@ def import_job_create(
 
     if format != "auto" and format not in FORMATS:
         raise ImportFileError(f"unknown format {format!r}")
-    if not dataset_name.strip():
-        raise ImportFileError("a dataset name is required")
+    if not dataset_name.strip() or len(dataset_name.strip()) > 200:
+        raise ImportFileError("a dataset name of 1 to 200 characters is required")
     with transaction.atomic():
         job = ImportJob.objects.create(
             dataset_name=dataset_name.strip(),

@@ -193,3 +193,11 @@ def test_two_items_in_one_slot(tmp_path, existing):
     items = [{"kind": "xWant", "text": "a", "position": 2}, {"kind": "xWant", "text": "b"}]
     path = write_lines(tmp_path / "p.jsonl", GOOD, {"id": "b", "text": "x", "items": items})
     refused(path, f"{path}:2: two items with the same kind and position")
+
+
+def test_missing_images_folder_and_bad_dataset_name(tmp_path, existing):
+    path = write_lines(tmp_path / "p.jsonl", GOOD)
+    refused(path, "--images /nonexistent: not a folder", images="/nonexistent")
+    with pytest.raises(ImportFileError, match="a dataset name of 1 to 200 characters"):
+        posts_import(path=path, dataset_name="x" * 201)
+    assert snapshot() == existing
