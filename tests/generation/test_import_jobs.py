@@ -5,6 +5,7 @@ import json
 import zipfile
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
@@ -189,3 +190,41 @@ def test_upload_form_errors(admin_client):
     assert response.status_code == 200
     assert b"This field is required." in response.content
     assert not ImportJob.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_visible_while_the_import_runs(admin_user, monkeypatch):
+    """On PostgreSQL the job's progress is committed apart from the import's transaction."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from generation.services import imports
+
+    monkeypatch.setattr(imports, "CHUNK_POSTS", 500)
+    lines = [{"id": str(n), "text": f"post {n}"} for n in range(150_000)]
+    # Queued as import_job_create queues it (without a broker to hand it to in this test).
+    job = ImportJob.objects.create(
+        dataset_name="big", file=ContentFile(jsonl(lines), name="big.jsonl"), created_by=admin_user
+    )
+
+    def work() -> None:  # a worker: runs the task, then closes its connection
+        try:
+            import_job_run_task(job_id=job.pk)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=work)
+    runner.start()
+    seen = set()
+    while runner.is_alive():
+        job.refresh_from_db()
+        if job.status == "running" and 0 < job.percent < 100:
+            seen.add(job.percent)
+        time.sleep(0.05)
+    runner.join()
+    job.refresh_from_db()
+    assert job.status == "done" and job.posts_created == 150_000
+    assert seen, "no progress was visible before the import ended"
