@@ -155,32 +155,24 @@ def campaign_update(*, campaign: Campaign, **fields) -> Campaign:
 def leases_expire(*, campaign: Campaign | None = None, now=None) -> int:
     """Return expired leases to the pool: status `expired`, and the post's `taken` goes down.
 
-    Each expired lease is decremented exactly once, even when several claims expire at once: the
-    UPDATE that flips the status is conditional, and only the rows it changed are counted down.
+    Each lease is expired in its own short transaction by a conditional UPDATE: when two callers
+    race, the second waits for the first and then finds nothing to change, so `taken` goes down
+    exactly once. When this returns, every lease that had expired is back in the pool. Holding
+    one lease row at a time also means expiry cannot deadlock with a claim.
     """
     now = now or timezone.now()
     open_leases = Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lt=now)
     if campaign is not None:
         open_leases = open_leases.filter(campaign=campaign)
-    ids = list(open_leases.values_list("id", flat=True)[:1000])
-    if not ids:
-        return 0
     expired = 0
-    with transaction.atomic():
-        task_ids = []
-        for assignment in (
-            Assignment.objects.select_for_update(skip_locked=True)
-            .filter(id__in=ids, status=Assignment.Status.LEASED, expires_at__lt=now)
-            .order_by("id")
-        ):
+    for assignment_id, task_id in open_leases.order_by("id").values_list("id", "task_id")[:1000]:
+        with transaction.atomic():
             changed = Assignment.objects.filter(
-                pk=assignment.pk, status=Assignment.Status.LEASED
+                pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
             ).update(status=Assignment.Status.EXPIRED)
             if changed:
-                task_ids.append(assignment.task_id)
+                Task.objects.filter(pk=task_id, taken__gt=F("done")).update(taken=F("taken") - 1)
                 expired += 1
-        for task_id in sorted(task_ids):
-            Task.objects.filter(pk=task_id, taken__gt=F("done")).update(taken=F("taken") - 1)
     return expired
 
 

@@ -89,3 +89,27 @@ def test_concurrent_double_submit_counts_once():
     task = Task.objects.get(pk=lease.task_id)
     assert (task.taken, task.done) == (1, 1)
     assert Rating.objects.count() == 20
+
+
+def test_expiry_racing_with_claims_keeps_counters_exact():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    dataset = DatasetFactory(name="expiry")
+    miko_batch(dataset=dataset, posts=12, kinds=["xWant"])
+    users = [user_create_annotator(username=f"e{i}", password="x") for i in range(8)]
+    campaign = campaign_create(name="expiry", dataset=dataset, overlap=1, members=users)
+    for user in users:
+        assignment_claim(campaign=campaign, annotator=user)
+    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    leases = run_in_threads(
+        lambda user: assignment_claim(campaign=campaign, annotator=user).task_id,
+        [(u,) for u in users],
+    )
+    assert len(set(leases)) == len(users), "two annotators got the same post with k = 1"
+    assert Assignment.objects.filter(status="expired").count() == len(users)
+    for task in Task.objects.filter(campaign=campaign):
+        open_or_done = task.assignments.filter(status__in=["leased", "done"]).count()
+        assert task.taken == open_or_done <= 1
