@@ -171,14 +171,22 @@ def json_array(source: Source) -> Iterator[tuple[int, Any]]:
                 value, end = decoder.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError as exc:
+                # The buffer ends at a line end, so an element cut short fails only where the
+                # buffer ends; an error before that is in the file.
+                cut_short = not buf[exc.pos :].strip()
                 pending = len(buf) - pos
-                if eof or pending > source.max_line_bytes:
-                    if pending > source.max_line_bytes:
-                        what = f"array element longer than {source.max_line_bytes} bytes; refused"
-                    else:
-                        what = f"bad JSON: {exc.msg}"
-                    raise source.error(line_at(min(exc.pos, len(buf))), what) from None
+                if eof or not cut_short:
+                    raise source.error(line_at(exc.pos), f"bad JSON: {exc.msg}") from None
+                if pending > source.max_line_bytes:
+                    raise source.error(
+                        start_line,
+                        f"array element longer than {source.max_line_bytes} bytes; refused",
+                    ) from None
                 fill(at_least=max(pending, 4096))
+        if end - pos > source.max_line_bytes:
+            raise source.error(
+                start_line, f"array element longer than {source.max_line_bytes} bytes; refused"
+            )
         yield start_line, value
         # Drop what was read so the buffer holds one element at a time.
         base_line = line_at(end)

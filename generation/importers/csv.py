@@ -26,6 +26,8 @@ def detect(head: str) -> bool:
 
 
 def read(source: Source) -> Iterator[PostRecord]:
+    # A field may be as long as a line may be (the csv module's own limit is 128 KiB).
+    csv.field_size_limit(max(csv.field_size_limit(), source.max_line_bytes))
     lines = (text for _, text in source)
     reader = csv.reader(lines)
     try:

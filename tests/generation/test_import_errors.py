@@ -201,3 +201,30 @@ def test_missing_images_folder_and_bad_dataset_name(tmp_path, existing):
     with pytest.raises(ImportFileError, match="a dataset name of 1 to 200 characters"):
         posts_import(path=path, dataset_name="x" * 201)
     assert snapshot() == existing
+
+
+def test_error_early_in_a_long_json_array_names_its_line(tmp_path, existing, settings):
+    settings.DISTILLERY_MAX_LINE_BYTES = 10_000
+    record = {
+        "image": "1.jpg",
+        "text": "x",
+        "intentions": {"Intention 1": "a"},
+        "intention_labels": [1] * 10,
+    }
+    body = ",\n".join(json.dumps(record | {"image": f"{n}.jpg"}, indent=1) for n in range(300))
+    path = tmp_path / "release.json"
+    path.write_text('[\n{"image": "0.jpg", "text": "x" "y"},\n' + body + "\n]\n")
+    refused(path, f"{path}:2: bad JSON: Expecting ',' delimiter", format="miko-release")
+
+
+def test_oversized_array_element(tmp_path, existing, settings):
+    settings.DISTILLERY_MAX_LINE_BYTES = 1000
+    record = {
+        "image": "1.jpg",
+        "text": "x",
+        "intentions": {f"Intention {n}": "y" * 150 for n in range(1, 11)},
+        "intention_labels": [1] * 10,
+    }
+    path = tmp_path / "release.json"
+    path.write_text("[\n" + json.dumps(record, indent=1) + "\n]\n")
+    refused(path, f"{path}:2: array element longer than 1000 bytes; refused")
