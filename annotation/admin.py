@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
-from annotation.services import campaign_add_tasks
+from annotation.services import campaign_add_tasks, gold_answers_set
 
 
 class QuestionInline(admin.TabularInline):
@@ -53,3 +53,9 @@ class RatingAdmin(admin.ModelAdmin):
 class GoldAnswerAdmin(admin.ModelAdmin):
     list_display = ["campaign", "item", "question", "value"]
     raw_id_fields = ["item"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the service, so the item's post becomes a gold task and the value is checked.
+        gold_answers_set(
+            campaign=obj.campaign, answers=[(obj.item_id, obj.question.name, obj.value)]
+        )

@@ -230,3 +230,14 @@ def test_campaign_made_in_the_django_admin_gets_its_tasks(admin_client, dataset)
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Campaign.objects.get(name="from-admin").tasks.count() == 2
+
+
+def test_gold_answer_added_in_the_django_admin_marks_a_gold_post(admin_client, campaign):
+    item = campaign.tasks.first().post.items.get(kind="xWant")
+    question = campaign.questions.get(name="plausibility")
+    response = admin_client.post(
+        "/admin/annotation/goldanswer/add/",
+        {"campaign": campaign.pk, "item": item.pk, "question": question.pk, "value": 4},
+    )
+    assert response.status_code == 302
+    assert campaign.tasks.get(post=item.post).is_gold
