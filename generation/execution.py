@@ -2,7 +2,7 @@
 
 Two threads share the work. The *caller's* thread owns the database connection: it claims the
 batch (a lease with a heartbeat, so one runner at a time), reads what is already done, writes
-results every `FLUSH_SECONDS` or `FLUSH_RESULTS` in one transaction, keeps the progress counters
+results every `FLUSH_SECONDS` in transactions of `FLUSH_RESULTS` at most, keeps the counters
 and acts on pause, cancel and the token budget. The *loop* thread runs asyncio: each post walks
 its pipeline's waves, a call waits on its endpoint's semaphore (concurrency) and requests-per-minute
 limiter, and a post goes on to its next stage as soon as its previous one answers. Nothing in the
@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -227,62 +227,181 @@ def persist_outcomes(
     """Write results and their items in one transaction.
 
     New keys are inserted (a conflicting row, written meanwhile by another batch, wins and lends
-    its id); keys in `known_ids` (earlier failures being retried) are updated in place.
+    its id); keys in `known_ids` (earlier failures being retried) are updated in place. On
+    PostgreSQL new rows go through COPY, which keeps the writer's CPU per call small.
     """
     if not outcomes:
         return
     now = timezone.now()
-    inserts, updates = [], []
-    for outcome in outcomes:
-        plan = plans[outcome.stage]
-        result = StageResult(
-            post_id=outcome.post_id,
-            stage=outcome.stage,
-            template_hash=plan.template_hash,
-            model=plan.model,
-            params_hash=plan.params_hash,
-            parameters=plan.parameters,
-            batch_id=batch.pk,
-            endpoint_id=plan.endpoint.pk,
-            status=StageResult.Status.OK if outcome.ok else StageResult.Status.FAILED,
-            request=outcome.request,
-            raw_answer=outcome.raw,
-            parsed=outcome.parsed,
-            error=outcome.error,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            latency_ms=outcome.latency_ms,
-            attempts=outcome.attempts,
-            created_at=now,
-            updated_at=now,
-        )
-        known = known_ids.get((outcome.post_id, outcome.stage))
-        if known:
-            result.pk = known
-            updates.append(result)
-        else:
-            inserts.append(result)
+    fresh = [o for o in outcomes if (o.post_id, o.stage) not in known_ids]
+    retried = [o for o in outcomes if (o.post_id, o.stage) in known_ids]
     with transaction.atomic():
-        if inserts:
+        if retried:
+            updates = [_result(batch, plans[o.stage], o, now) for o in retried]
+            for result in updates:
+                result.pk = known_ids[(result.post_id, result.stage)]
+            StageResult.objects.bulk_update(updates, RESULT_FIELDS)
+        if fresh and connection.vendor == "postgresql":
+            known_ids.update(_insert_results_by_copy(batch, plans, fresh, now))
+        elif fresh:
+            inserts = [_result(batch, plans[o.stage], o, now) for o in fresh]
             StageResult.objects.bulk_create(
                 inserts,
                 update_conflicts=True,
                 unique_fields=STAGE_RESULT_KEY,
                 update_fields=["updated_at"],
             )
-        if updates:
-            StageResult.objects.bulk_update(updates, RESULT_FIELDS)
-        items = []
-        by_key = {(r.post_id, r.stage): r for r in inserts + updates}
-        for key, result in by_key.items():
-            known_ids[key] = result.pk
-        for outcome in outcomes:
-            if not outcome.ok or not outcome.items:
-                continue
-            result = by_key[(outcome.post_id, outcome.stage)]
-            items.extend(_items(batch, plans[outcome.stage], outcome.post_id, result.pk, outcome))
-        if items:
+            known_ids.update({(r.post_id, r.stage): r.pk for r in inserts})
+        items = [
+            item
+            for o in outcomes
+            if o.ok and o.items
+            for item in _items(batch, plans[o.stage], o.post_id, known_ids[(o.post_id, o.stage)], o)
+        ]
+        if items and connection.vendor == "postgresql":
+            _insert_items_by_copy(items, now)
+        elif items:
             KnowledgeItem.objects.bulk_create(items, ignore_conflicts=True)
+
+
+def _result(batch: Batch, plan: StagePlan, outcome: Outcome, now: Any) -> StageResult:
+    return StageResult(
+        post_id=outcome.post_id,
+        stage=outcome.stage,
+        template_hash=plan.template_hash,
+        model=plan.model,
+        params_hash=plan.params_hash,
+        parameters=plan.parameters,
+        batch_id=batch.pk,
+        endpoint_id=plan.endpoint.pk,
+        status=StageResult.Status.OK if outcome.ok else StageResult.Status.FAILED,
+        request=outcome.request,
+        raw_answer=outcome.raw,
+        parsed=outcome.parsed,
+        error=outcome.error,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        latency_ms=outcome.latency_ms,
+        attempts=outcome.attempts,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+_RESULT_COPY_FIELDS = [
+    "post",
+    "stage",
+    "template_hash",
+    "model",
+    "params_hash",
+    "parameters",
+    "batch",
+    "endpoint",
+    "status",
+    "request",
+    "raw_answer",
+    "parsed",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "attempts",
+    "created_at",
+    "updated_at",
+]
+_ITEM_COPY_FIELDS = [
+    "post",
+    "batch",
+    "kind",
+    "position",
+    "text",
+    "stage_result",
+    "provenance",
+    "created_at",
+]
+
+
+def _columns(model: type, names: list[str]) -> str:
+    return ", ".join(model._meta.get_field(name).column for name in names)
+
+
+def _copy_into_temp(cursor: Any, model: type, names: list[str], rows: list[tuple]) -> str:
+    """COPY rows into a session temp table shaped like the model's; emptied at commit."""
+    table = f"_copy_{model._meta.db_table}"
+    columns = _columns(model, names)
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {table} ON COMMIT DELETE ROWS "
+        f"AS SELECT {columns} FROM {model._meta.db_table} WITH NO DATA"
+    )
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    return table
+
+
+def _insert_results_by_copy(
+    batch: Batch, plans: dict[str, StagePlan], outcomes: list[Outcome], now: Any
+) -> dict[tuple[int, str], int]:
+    rows = []
+    for o in outcomes:
+        plan = plans[o.stage]
+        rows.append(
+            (
+                o.post_id,
+                o.stage,
+                plan.template_hash,
+                plan.model,
+                plan.params_hash,
+                json.dumps(plan.parameters),
+                batch.pk,
+                plan.endpoint.pk,
+                StageResult.Status.OK.value if o.ok else StageResult.Status.FAILED.value,
+                json.dumps(o.request),
+                o.raw,
+                None if o.parsed is None else json.dumps(o.parsed),
+                o.error,
+                o.prompt_tokens,
+                o.completion_tokens,
+                o.latency_ms,
+                o.attempts,
+                now,
+                now,
+            )
+        )
+    columns = _columns(StageResult, _RESULT_COPY_FIELDS)
+    key = _columns(StageResult, STAGE_RESULT_KEY)
+    with connection.cursor() as cursor:
+        temp = _copy_into_temp(cursor, StageResult, _RESULT_COPY_FIELDS, rows)
+        # A key another batch stored meanwhile keeps its row; its id is returned all the same.
+        cursor.execute(
+            f"INSERT INTO {StageResult._meta.db_table} ({columns}) SELECT {columns} FROM {temp} "
+            f"ON CONFLICT ({key}) DO UPDATE SET updated_at = EXCLUDED.updated_at "
+            "RETURNING id, post_id, stage"
+        )
+        return {(post_id, stage): pk for pk, post_id, stage in cursor.fetchall()}
+
+
+def _insert_items_by_copy(items: list[KnowledgeItem], now: Any) -> None:
+    rows = [
+        (
+            item.post_id,
+            item.batch_id,
+            item.kind,
+            item.position,
+            item.text,
+            item.stage_result_id,
+            json.dumps(item.provenance),
+            now,
+        )
+        for item in items
+    ]
+    columns = _columns(KnowledgeItem, _ITEM_COPY_FIELDS)
+    with connection.cursor() as cursor:
+        temp = _copy_into_temp(cursor, KnowledgeItem, _ITEM_COPY_FIELDS, rows)
+        cursor.execute(
+            f"INSERT INTO {KnowledgeItem._meta.db_table} ({columns}) SELECT {columns} "
+            f"FROM {temp} ON CONFLICT DO NOTHING"
+        )
 
 
 def _items(
@@ -698,7 +817,6 @@ class BatchRun:
 
     def run(self) -> None:
         flush_seconds = _setting("DISTILLERY_FLUSH_SECONDS", 0.2)
-        flush_results = int(_setting("DISTILLERY_FLUSH_RESULTS", 200))
         work, self.progress, self.known_ids, cached_items = _prepare(
             self.batch, self.plan_list, retry_failed=self.retry_failed
         )
@@ -710,29 +828,42 @@ class BatchRun:
         self.executor = Executor(
             pipeline=self.pipeline, plans=self.plan_list, work=work, events=self.events
         )
-        thread = threading.Thread(target=self.executor.run, name=f"batch-{self.batch.pk}")
+        finished = threading.Event()
+
+        def run_loop() -> None:
+            try:
+                self.executor.run()
+            finally:
+                finished.set()
+
+        thread = threading.Thread(target=run_loop, name=f"batch-{self.batch.pk}")
         thread.start()
         try:
-            last_flush = time.monotonic()
-            while thread.is_alive() or not self.events.empty():
-                try:
-                    self._handle(self.events.get(timeout=flush_seconds / 2))
-                except queue.Empty:
-                    pass
+            # Wake a few times a second, not once a result: each wake takes the GIL from the
+            # loop thread, and thousands a second would slow the window down.
+            while True:
+                done = finished.wait(flush_seconds)
+                self._drain_events()
                 self._collect_gpu_requests()
-                now = time.monotonic()
-                if len(self.pending) >= flush_results or now - last_flush >= flush_seconds:
-                    self._flush()
-                    self._dispatch_gpu(force=not thread.is_alive())
-                    self._poll_gpu()
-                    last_flush = now
+                self._flush()
+                self._dispatch_gpu(force=done)
+                self._poll_gpu()
+                if done and self.events.empty():
+                    break
         except BaseException:
             self.executor.stop(cancel=True)
             thread.join(timeout=30)
             raise
         thread.join()
-        self._flush()
         self._finish()
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(event)
 
     def _handle(self, event: tuple) -> None:
         if event[0] == "result":
@@ -758,9 +889,14 @@ class BatchRun:
 
     def _flush(self) -> None:
         pending, self.pending = self.pending, []
-        persist_outcomes(
-            batch=self.batch, plans=self.plans, outcomes=pending, known_ids=self.known_ids
-        )
+        size = int(_setting("DISTILLERY_FLUSH_RESULTS", 200))
+        for start in range(0, len(pending), size):
+            persist_outcomes(
+                batch=self.batch,
+                plans=self.plans,
+                outcomes=pending[start : start + size],
+                known_ids=self.known_ids,
+            )
         self._heartbeat()
 
     def _heartbeat(self) -> None:
