@@ -47,6 +47,19 @@ def database_url(base: str, name: str) -> str:
     return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The process's resident-set high-water mark (VmHWM), reset at exec, so it is the command's
+    own; ru_maxrss of a forked child would carry the parent's size over."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
 def run_measured(args: list[str], env: dict) -> tuple[float, float, str]:
     """Run a manage.py command as a child; (wall seconds, its peak RSS in MiB, its stdout)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -54,15 +67,16 @@ def run_measured(args: list[str], env: dict) -> tuple[float, float, str]:
         child = subprocess.Popen(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=out, stderr=err
         )
-        # wait4 reaps the child and returns its own resource usage (ru_maxrss in KiB).
-        _, status, usage = os.wait4(child.pid, 0)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, peak_rss_kib(child.pid))
+            time.sleep(0.02)
         wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if child.returncode:
             sys.exit(f"{' '.join(args)} failed:\n{err.read()}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return wall, peak / 1024, out.read()
 
 
 def copy_rows(cursor, table: str, columns: str, lines) -> None:
@@ -205,6 +219,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=MIKO_POSTS)
     parser.add_argument("--seed", type=int, default=20240121)
     parser.add_argument("--keep-database", action="store_true", help="leave it for profiling")
+    parser.add_argument(
+        "--reuse-database", action="store_true", help="measure a kept database again, no load"
+    )
     args = parser.parse_args()
     if not args.database_url.startswith(("postgres", "psql")):
         sys.exit("bench_evaluation measures PostgreSQL: pass --database-url postgres://...")
@@ -213,31 +230,35 @@ def main() -> None:
 
     admin_url = database_url(args.database_url, "postgres")
     bench_url = database_url(args.database_url, BENCH_DB)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DB}")
     env = {**os.environ, "DATABASE_URL": bench_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    if not args.reuse_database:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {BENCH_DB}")
     try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env,
-            check=True,
-        )  # fmt: skip
-        os.environ.update(env)
-        sys.path.insert(0, str(ROOT))
-        import django
+        if not args.reuse_database:
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env,
+                check=True,
+            )  # fmt: skip
+            os.environ.update(env)
+            sys.path.insert(0, str(ROOT))
+            import django
 
-        django.setup()
-        started = time.perf_counter()
-        counts = load(args.seed, args.posts)
-        from django.db import connections
+            django.setup()
+            started = time.perf_counter()
+            counts = load(args.seed, args.posts)
+            from django.db import connections
 
-        connections.close_all()
-        print(
-            f"loaded {counts['generation_post']:,} posts, "
-            f"{counts['generation_knowledgeitem']:,} items, "
-            f"{counts['annotation_rating']:,} ratings with COPY in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+            connections.close_all()
+            print(
+                f"loaded {counts['generation_post']:,} posts, "
+                f"{counts['generation_knowledgeitem']:,} items, "
+                f"{counts['annotation_rating']:,} ratings with COPY in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+        with psycopg.connect(bench_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM evaluation_agreementresult")  # measure a computation
 
         wall, peak, out = run_measured(["agreement", "--campaign", "miko-bench", "--json"], env)
         result = json.loads(out)

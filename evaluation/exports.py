@@ -118,9 +118,14 @@ class Export:
         self._lo, self._hi = bounds["lo"] or 0, bounds["hi"] or 0
 
     def chunks(self) -> Iterator[list[ExportRow]]:
-        scores = item_scores(campaign=self.campaign, filters=self.filters, by_post=self.by_post)
+        scores = item_scores(
+            campaign=self.campaign,
+            filters=self.filters,
+            by_post=self.by_post,
+            chunk_size=CHUNK_SIZE,
+        )
         chunk: list[dict] = []
-        for row in scores.iterator(chunk_size=CHUNK_SIZE):
+        for row in scores:
             chunk.append(row)
             if len(chunk) >= CHUNK_SIZE:
                 yield self._complete(chunk)
@@ -134,7 +139,7 @@ class Export:
     def _report(self, row: dict) -> None:
         """Progress as the share of the id range passed (of posts when ordered by post)."""
         if self.progress and self._hi > self._lo:
-            at = row["item__post_id"] if self.by_post else row["item_id"]
+            at = row["post_id"] if self.by_post else row["item_id"]
             share = (at - self._lo) / (self._hi - self._lo)
             self.progress(min(99, max(0, int(100 * share))), self.items)
 

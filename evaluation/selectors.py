@@ -1,11 +1,12 @@
 """Reads: agreement from aggregated ratings, item scores, annotator statistics."""
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, Max
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import get_scale
@@ -42,40 +43,76 @@ AGGREGATION_WORK_MEM = "256MB"
 
 
 def aggregation_memory() -> None:
-    """Let PostgreSQL hash a campaign's aggregates in memory rather than spill them to disk.
+    """Let PostgreSQL hash a campaign's aggregates in memory in one pass, without JIT compilation.
 
     Call inside `transaction.atomic()`; it lasts until the transaction ends.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL work_mem = '{AGGREGATION_WORK_MEM}'")
+            # A one-off scan: compiling it (seconds for these many aggregates) never pays off.
+            cursor.execute("SET LOCAL jit = off")
+            # About one group per six rows: parallel workers would each build most of the hash
+            # table and the leader merge them again, slower than one pass (measured on 2 cores).
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
+# Questions aggregated together in one scan of the ratings (their profiles are grouped jointly).
+QUESTIONS_PER_SCAN = 3
+
+
+def _packing_bits(domain: tuple[int, ...]) -> int:
+    """Bits per value when a unit's counts are packed into one 63-bit integer: 12 for a 1-5 scale
+    (up to 4,095 ratings of one value on one item), 8 for 1-7 (255)."""
+    return min(16, 62 // len(domain))
 
 
 def _value_count_profiles(
-    *, campaign: Campaign, domain: tuple[int, ...]
+    *, campaign: Campaign, questions: list[Question]
 ) -> list[tuple[int, str, tuple[int, ...], int]]:
-    """(question id, kind, counts per value of `domain`, units with those counts), from SQL.
+    """(question id, kind, counts per scale value, units with those counts), from SQL.
 
-    Ratings are counted per unit (item × question) in the database and the units are grouped by
-    their counts, so what comes back is a few hundred rows whatever the number of ratings or
-    annotators.
+    Each rating adds 2^(bits × value index) to its unit, so one SUM per question packs the unit's
+    value counts into one integer; units are then grouped by kind and packed counts. What comes
+    back is a few hundred rows whatever the number of items or annotators, and the database hashes
+    one integer per item and question instead of one counter per value.
     """
+    found: list[tuple[int, str, tuple[int, ...], int]] = []
+    for start in range(0, len(questions), QUESTIONS_PER_SCAN):
+        found += _profiles_of(campaign, questions[start : start + QUESTIONS_PER_SCAN])
+    return found
+
+
+def _profiles_of(campaign: Campaign, questions: list[Question]) -> list:
     rating_table = Rating._meta.db_table
     item_table = KnowledgeItem._meta.db_table
-    cols = [f"c{i}" for i in range(len(domain))]
-    inner = ", ".join(f"SUM(CASE WHEN value = %s THEN 1 ELSE 0 END) AS {col}" for col in cols)
-    outer = ", ".join(f"u.{col}" for col in cols)
+    sums = [f"{_packed_sum(question)} p{j}" for j, question in enumerate(questions)]
+    packed = ", ".join(f"u.p{j}" for j in range(len(questions)))
     sql = (
-        f"SELECT u.question_id, i.kind, {outer}, COUNT(*) FROM ("
-        f"SELECT item_id, question_id, {inner} FROM {rating_table} "
-        f"WHERE campaign_id = %s GROUP BY item_id, question_id) u "
-        f"JOIN {item_table} i ON i.id = u.item_id "
-        f"GROUP BY u.question_id, i.kind, {outer}"
+        f"SELECT i.kind, {packed}, COUNT(*) FROM ("
+        f"SELECT item_id, {', '.join(sums)} FROM {rating_table} "
+        f"WHERE campaign_id = %s GROUP BY item_id) u "
+        f"JOIN {item_table} i ON i.id = u.item_id GROUP BY i.kind, {packed}"
     )
     with transaction.atomic(), connection.cursor() as cursor:
         aggregation_memory()
-        cursor.execute(sql, [*domain, campaign.pk])
-        return [(row[0], row[1], tuple(row[2:-1]), row[-1]) for row in cursor.fetchall()]
+        cursor.execute(sql, [campaign.pk])
+        rows = cursor.fetchall()
+    units: dict[tuple[int, str, int], int] = defaultdict(int)
+    for row in rows:
+        kind, count = row[0], row[-1]
+        for j, question in enumerate(questions):
+            if row[1 + j]:
+                units[(question.id, kind, int(row[1 + j]))] += count
+    found = []
+    for (question_id, kind, code), count in units.items():
+        question = next(q for q in questions if q.id == question_id)
+        domain = question_domain(question)
+        bits = _packing_bits(domain)
+        mask = (1 << bits) - 1
+        counts = tuple((code >> (bits * i)) & mask for i in range(len(domain)))
+        found.append((question_id, kind, counts, count))
+    return found
 
 
 def campaign_agreement(
@@ -86,8 +123,7 @@ def campaign_agreement(
         raise ValueError(f"unknown level {level!r}; known levels: {', '.join(LEVELS)}")
     questions = campaign_questions(campaign=campaign)
     domains = {q.id: question_domain(q) for q in questions}
-    union = tuple(sorted({v for domain in domains.values() for v in domain}))
-    rows = _value_count_profiles(campaign=campaign, domain=union) if questions else []
+    rows = _value_count_profiles(campaign=campaign, questions=questions)
     by_question: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for question_id, kind, counts, units in rows:
         by_question[question_id][kind].append((counts, units))
@@ -97,11 +133,10 @@ def campaign_agreement(
     for question in questions:
         q_level = level or get_scale(question.scale).level
         domain = domains[question.id]
-        columns = [union.index(v) for v in domain]
 
-        def alpha_of(entries: list, domain=domain, columns=columns, q_level=q_level) -> dict:
+        def alpha_of(entries: list, domain=domain, q_level=q_level) -> dict:
             if entries:
-                profiles = np.array([c for c, _ in entries], dtype=np.int64)[:, columns]
+                profiles = np.array([c for c, _ in entries], dtype=np.int64)
                 weights = np.array([u for _, u in entries], dtype=np.int64)
             else:
                 profiles = np.zeros((0, len(domain)), dtype=np.int64)
@@ -148,62 +183,117 @@ class ItemFilters:
         )
 
 
-def item_scores(*, campaign: Campaign, filters: ItemFilters, by_post: bool = False) -> QuerySet:
-    """One row per rated item that passes `filters`: `item_id`, and per question j the aggregates
-    `n{j}`, `sum{j}`, `min{j}`, `max{j}` and `c{j}_{value}` (counts per scale value, from which the
-    median is read without sorting). Ordered by item, or by post then item with `by_post`.
+def _packed_sum(question: Question, value_column: str = "value") -> str:
+    """SQL adding 2^(bits × value index) for each rating of `question`: its unit's value counts,
+    packed in one integer (see `_packing_bits`). The weights are integers computed here."""
+    domain = question_domain(question)
+    bits = _packing_bits(domain)
+    code = " ".join(f"WHEN {int(v)} THEN {1 << (bits * i)}" for i, v in enumerate(domain))
+    # PostgreSQL sums bigints into numeric, which has no bit operators: cast back.
+    return (
+        f"CAST(SUM(CASE WHEN question_id = {int(question.id)} "
+        f"THEN (CASE {value_column} {code} END) END) AS BIGINT)"
+    )
 
-    Aggregation and filtering both happen in the database (HAVING), so the rows can be streamed.
-    Ratings are grouped on their own table; items are joined only to filter kinds or order by post.
+
+def _unpacked(column: str, question: Question) -> list[tuple[int, str]]:
+    """(value, SQL for the number of ratings of that value) from a packed column."""
+    domain = question_domain(question)
+    bits = _packing_bits(domain)
+    mask = (1 << bits) - 1
+    return [(v, f"(({column} >> {bits * i}) & {mask})") for i, v in enumerate(domain)]
+
+
+def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[str]:
+    """WHERE conditions on the packed columns `p0`, `p1`...; numbers only, validated as floats."""
+    conditions = []
+    for j, question in enumerate(questions):
+        counts = _unpacked(f"p{j}", question)
+        n = " + ".join(sql for _, sql in counts)
+        if filters.min_ratings:
+            conditions.append(f"({n}) >= {int(filters.min_ratings)}")
+        if question.name in filters.min_mean:
+            # mean ≥ x ⟺ Σ value·count ≥ x·n, with n ≥ 1 (an unrated question fails).
+            total = " + ".join(f"{int(v)} * {sql}" for v, sql in counts)
+            threshold = float(filters.min_mean[question.name])
+            conditions.append(f"({n}) >= 1 AND ({total}) >= {threshold!r} * ({n})")
+        if filters.max_spread is not None:
+            filled = _unpacked(f"COALESCE(p{j}, 0)", question)
+            for a, (va, sa) in enumerate(filled):
+                for vb, sb in filled[a + 1 :]:
+                    if abs(vb - va) > filters.max_spread:
+                        conditions.append(f"NOT ({sa} > 0 AND {sb} > 0)")
+    return conditions
+
+
+def item_scores(
+    *,
+    campaign: Campaign,
+    filters: ItemFilters,
+    by_post: bool = False,
+    item_ids: list[int] | None = None,
+    chunk_size: int = 2000,
+) -> Iterator[dict]:
+    """Stream one row per rated item that passes `filters`: `item_id`, `post_id` and per question
+    j `p{j}`, its value counts packed in one integer (`score_summary` reads them). Ordered by item,
+    or by post then item with `by_post`.
+
+    The database sums one packed integer per question and item and filters on them, so the rows
+    can be streamed from a server-side cursor and the per-row work stays small.
     """
     questions = campaign_questions(campaign=campaign)
     unknown = set(filters.min_mean) - {q.name for q in questions}
     if unknown:
         known = ", ".join(q.name for q in questions) or "none"
         raise ValueError(f"unknown question(s) {', '.join(sorted(unknown))}; questions: {known}")
-    rows = Rating.objects.filter(campaign=campaign)
+    if not questions:
+        return
+    rating_table = Rating._meta.db_table
+    item_table = KnowledgeItem._meta.db_table
+    sums = ", ".join(f"{_packed_sum(q, 'r.value')} AS p{j}" for j, q in enumerate(questions))
+    where, params = ["r.campaign_id = %s"], [campaign.pk]
     kinds = filters.kinds or tuple(campaign.kinds or ())
     if kinds:
-        rows = rows.filter(item_id__in=KnowledgeItem.objects.filter(kind__in=kinds).values("id"))
-    aggregates = {}
-    having = Q()
-    for j, question in enumerate(questions):
-        in_q = Q(question_id=question.id)
-        aggregates[f"n{j}"] = Count("id", filter=in_q)
-        aggregates[f"sum{j}"] = Sum("value", filter=in_q)
-        aggregates[f"min{j}"] = Min("value", filter=in_q)
-        aggregates[f"max{j}"] = Max("value", filter=in_q)
-        for value in question_domain(question):
-            aggregates[f"c{j}_{value}"] = Count("id", filter=in_q & Q(value=value))
-        if filters.min_ratings:
-            having &= Q(**{f"n{j}__gte": filters.min_ratings})
-        if question.name in filters.min_mean:
-            # mean ≥ x ⟺ sum ≥ x·n, with n ≥ 1 (an unrated question fails the threshold).
-            threshold = filters.min_mean[question.name]
-            having &= Q(**{f"n{j}__gte": 1}) & Q(**{f"sum{j}__gte": F(f"n{j}") * threshold})
-        if filters.max_spread is not None:
-            having &= Q(**{f"max{j}__lte": F(f"min{j}") + filters.max_spread}) | Q(**{f"n{j}": 0})
-    if by_post:
-        grouped = rows.values("item_id", "item__post_id").order_by("item__post_id", "item_id")
-    else:
-        grouped = rows.values("item_id").order_by("item_id")
-    return grouped.annotate(**aggregates).filter(having)
+        where.append(f"i.kind IN ({', '.join(['%s'] * len(kinds))})")
+        params += list(kinds)
+    if item_ids is not None:
+        where.append(f"r.item_id IN ({', '.join(['%s'] * len(item_ids))})" if item_ids else "1 = 0")
+        params += list(item_ids)
+    conditions = _item_conditions(questions, filters)
+    order = "u.post_id, u.item_id" if by_post else "u.item_id"
+    sql = (
+        f"SELECT u.* FROM (SELECT r.item_id, i.post_id, {sums} FROM {rating_table} r "
+        f"JOIN {item_table} i ON i.id = r.item_id WHERE {' AND '.join(where)} "
+        f"GROUP BY r.item_id, i.post_id) u"
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        + f" ORDER BY {order}"
+    )
+    columns = ["item_id", "post_id", *(f"p{j}" for j in range(len(questions)))]
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            for row in rows:
+                yield dict(zip(columns, row, strict=True))
 
 
 def score_summary(row: dict, questions: list[Question]) -> dict[str, dict]:
     """Ratings, mean, median and spread (max − min) per question from an `item_scores` row."""
     scores = {}
     for j, question in enumerate(questions):
-        n = row[f"n{j}"]
+        domain = question_domain(question)
+        bits = _packing_bits(domain)
+        packed = int(row[f"p{j}"] or 0)
+        counts = [(v, (packed >> (bits * i)) & ((1 << bits) - 1)) for i, v in enumerate(domain)]
+        n = sum(c for _, c in counts)
         if not n:
             scores[question.name] = {"n": 0, "mean": None, "median": None, "spread": None}
             continue
-        counts = [(value, row[f"c{j}_{value}"]) for value in question_domain(question)]
+        present = [v for v, c in counts if c]
         scores[question.name] = {
             "n": n,
-            "mean": round(row[f"sum{j}"] / n, 4),
+            "mean": round(sum(v * c for v, c in counts) / n, 4),
             "median": _median_from_counts(counts),
-            "spread": row[f"max{j}"] - row[f"min{j}"],
+            "spread": max(present) - min(present),
         }
     return scores
 
@@ -387,12 +477,12 @@ def item_score_page(*, campaign: Campaign, after: int = 0, size: int = 25) -> di
     has_next = len(items) > size
     items = items[:size]
     unrated = {"n": 0, "mean": None, "median": None, "spread": None}
-    scored = {
-        row["item_id"]: score_summary(row, questions)
-        for row in item_scores(
-            campaign=campaign, filters=ItemFilters(min_mean={}, min_ratings=0)
-        ).filter(item_id__in=[item["id"] for item in items])
-    }
+    rows = item_scores(
+        campaign=campaign,
+        filters=ItemFilters(min_mean={}, min_ratings=0),
+        item_ids=[item["id"] for item in items],
+    )
+    scored = {row["item_id"]: score_summary(row, questions) for row in rows}
     for item in items:
         scores = scored.get(item["id"], {})
         item["scores"] = [(q.name, scores.get(q.name, unrated)) for q in questions]
