@@ -28,8 +28,13 @@ from annotation.services import leases_expire
 from generation.fake_openai import FakeOpenAIServer
 from generation.models import Batch, KnowledgeItem, StageResult
 from tests.conftest import PASSWORD, browser_login
+from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_retries", "eager_tasks"),
+]
 
 RELEASE = Path(__file__).resolve().parents[2] / "sample_data/miko/release_sample.json"
 SIMULATED = ["sim1", "sim2", "sim3"]
@@ -41,13 +46,6 @@ MIN_RATINGS = 3
 
 # (item id, question name) -> {annotator: value}: every rating this test submitted.
 Submitted = dict[tuple[int, str], dict[str, int]]
-
-
-@pytest.fixture
-def fast_retries(settings) -> None:
-    settings.DISTILLERY_RETRY_BASE_SECONDS = 0.01
-    settings.DISTILLERY_RETRY_MAX_SECONDS = 0.05
-    settings.DISTILLERY_FLUSH_SECONDS = 0.05
 
 
 @pytest.fixture
@@ -207,9 +205,7 @@ def _alpha(submitted: Submitted, question: str) -> float:
     )
 
 
-def test_import_generate_rate_measure_and_export(
-    tmp_path, live_server, page, admin_user, fast_retries, eager_tasks
-) -> None:
+def test_import_generate_rate_measure_and_export(tmp_path, live_server, page, admin_user) -> None:
     for username in ["anna", *SIMULATED]:
         user_create_annotator(username=username, password=PASSWORD)
 
