@@ -1,6 +1,7 @@
 """The batch runner against the fake OpenAI-compatible server: the window, the cache, faults."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -249,3 +250,13 @@ def test_a_second_runner_leaves_a_live_batch_to_the_first(fake_server, settings)
     )
     result = batch_execute(batch_id=batch.pk)
     assert result.runner == "someone-else" and fake_server.requests == 0
+
+
+def test_the_requests_per_minute_limit_spaces_the_calls(fake_server) -> None:
+    dataset = make_posts("miko", 2)
+    endpoint = fake_endpoint(fake_server, concurrency=8, requests_per_minute=600)
+    started = time.monotonic()
+    batch = batch_execute(batch_id=launch(dataset, endpoint).pk)
+    # Six calls at one every 0.1 s: at least 0.5 s, however wide the window.
+    assert batch.status == Batch.Status.DONE and time.monotonic() - started >= 0.5
+    assert fake_server.peak_concurrency <= 2
