@@ -169,3 +169,15 @@ def test_import_miko_release_labels(tmp_path, db):
         run("import_ratings", str(path), "--dataset", "rel", "--campaign", "rel2",
             "--format", "miko-release")  # fmt: skip
     assert not Campaign.objects.filter(name="rel2").exists()
+
+
+def test_create_campaign_from_call_command_keywords(dataset, annotator, other_annotator):
+    batch = miko_batch(dataset=dataset, posts=2)
+    run_kw = StringIO()
+    call_command(
+        "create_campaign", "kw", dataset="miko", batch=[str(batch.pk)], kinds="xWant,open",
+        annotators="anna,otto", overlap=2, stdout=run_kw,
+    )  # fmt: skip
+    campaign = Campaign.objects.get(name="kw")
+    assert campaign.kinds == ["xWant", "open"] and campaign.tasks.count() == 2
+    assert campaign.members.count() == 2

@@ -10,8 +10,10 @@ from annotation.services import AnnotationError, campaign_create, question_specs
 from generation.models import Batch, Dataset
 
 
-def _names(value: str) -> list[str]:
-    return [name.strip() for name in value.split(",") if name.strip()]
+def _names(value: str | list[str]) -> list[str]:
+    """`a,b` from the command line; call_command may also pass a list (or a string, untyped)."""
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [name.strip() for name in parts if name.strip()]
 
 
 class Command(BaseCommand):
@@ -34,6 +36,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        # call_command(..., name=value) skips argparse's `type`: normalise here too.
+        for key in ("kinds", "questions", "annotators"):
+            options[key] = _names(options[key])
+        try:
+            options["batch"] = [int(b) for b in options["batch"]]
+        except (TypeError, ValueError):
+            raise CommandError(f"batch ids must be numbers: {options['batch']}") from None
         try:
             dataset = Dataset.objects.get(name=options["dataset"])
         except Dataset.DoesNotExist:
