@@ -205,9 +205,8 @@ def run_distillery(dataset, endpoint, seed: int) -> tuple[float, float, object]:
 
 def report(name: str, calls: int, wall: float, latency: float, concurrency: int) -> float:
     efficiency = (calls * latency / concurrency) / wall
-    print(
-        f"{name:<28} wall {wall:7.2f} s   {calls / wall:7.1f} calls/s   efficiency {efficiency:.3f}"
-    )
+    rate = calls / wall
+    print(f"{name:<30} wall {wall:6.2f} s  {rate:6.1f} calls/s  efficiency {efficiency:.3f}")
     return calls / wall
 
 
@@ -216,6 +215,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, alternating")
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
 
@@ -252,25 +252,42 @@ def main() -> None:
         )
         run_bare(fast.base_url, calls[:50], args.concurrency)  # warm imports and connections
 
-        bare_wall, _ = run_bare(slow.base_url, calls, args.concurrency)
-        ours_wall, _, batch = run_distillery(dataset, slow_endpoint, seed=1)
-        assert batch.status == "done" and batch.posts_done == args.posts, batch.error
-        stored = StageResult.objects.filter(batch=batch, status="ok").count()
-        assert stored == n_calls, f"{stored} results stored, expected {n_calls}"
-        print(f"(Distillery made {batch.calls} calls, retries included)")
-        bare_rate = report("bare AsyncOpenAI", n_calls, bare_wall, args.latency, args.concurrency)
+        # The machine is shared: alternate the two, --repeat times, and compare the best runs.
+        def alternate(base_url: str, endpoint, first_seed: int) -> tuple[list, list]:
+            bare, ours = [], []
+            for seed in range(first_seed, first_seed + args.repeat):
+                bare.append(run_bare(base_url, calls, args.concurrency))
+                wall, cpu, batch = run_distillery(dataset, endpoint, seed=seed)
+                ours.append((wall, cpu))
+                assert batch.status == "done" and batch.posts_done == args.posts, batch.error
+                stored = StageResult.objects.filter(batch=batch, status="ok").count()
+                assert stored == n_calls and batch.calls == n_calls, (stored, batch.calls)
+            return bare, ours
+
+        bare_runs, ours_runs = alternate(slow.base_url, slow_endpoint, first_seed=1)
+        bare_walls = [wall for wall, _ in bare_runs]
+        ours_walls = [wall for wall, _ in ours_runs]
+        print("runs (s): bare " + ", ".join(f"{w:.2f}" for w in bare_walls))
+        print("    Distillery " + ", ".join(f"{w:.2f}" for w in ours_walls))
+        bare_rate = report(
+            "bare AsyncOpenAI (best)", n_calls, min(bare_walls), args.latency, args.concurrency
+        )
         ours_rate = report(
-            "Distillery (persisting)", n_calls, ours_wall, args.latency, args.concurrency
+            "Distillery, persisting (best)",
+            n_calls,
+            min(ours_walls),
+            args.latency,
+            args.concurrency,
         )
         print(f"throughput ratio Distillery / bare: {ours_rate / bare_rate:.3f} (target >= 0.95)")
 
-        bare_wall0, bare_cpu = run_bare(fast.base_url, calls, args.concurrency)
-        ours_wall0, ours_cpu, batch = run_distillery(dataset, fast_endpoint, seed=2)
-        assert batch.status == "done" and batch.posts_done == args.posts, batch.error
+        bare_runs, ours_runs = alternate(fast.base_url, fast_endpoint, first_seed=100)
+        bare_cpus = [cpu for _, cpu in bare_runs]
+        ours_cpus = [cpu for _, cpu in ours_runs]
+        bare_cpu, ours_cpu = min(bare_cpus), min(ours_cpus)
         print(
-            f"zero latency: bare {bare_wall0:.2f} s wall, "
-            f"{1000 * bare_cpu / n_calls:.2f} ms CPU/call; Distillery {ours_wall0:.2f} s wall, "
-            f"{1000 * ours_cpu / n_calls:.2f} ms CPU/call"
+            f"zero latency, CPU per call (best): bare {1000 * bare_cpu / n_calls:.2f} ms, "
+            f"Distillery {1000 * ours_cpu / n_calls:.2f} ms"
         )
         extra = 1000 * (ours_cpu - bare_cpu) / n_calls
         print(f"Distillery CPU per call beyond the bare client: {extra:.2f} ms (target <= 2 ms)")
