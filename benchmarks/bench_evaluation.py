@@ -20,6 +20,7 @@ not counted (it is another process). Run:
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -60,23 +61,67 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def run_measured(args: list[str], env: dict) -> tuple[float, float, str]:
-    """Run a manage.py command as a child; (wall seconds, its peak RSS in MiB, its stdout)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the benchmark database (same host)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if f"{BENCH_DB} ".encode() not in cmdline.read().replace(b"\0", b" "):
+                    continue
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+    return found
+
+
+def run_measured(args: list[str], env: dict) -> dict:
+    """Run a manage.py command as a child: its wall time, peak RSS (MiB), CPU seconds, the CPU
+    seconds of the PostgreSQL backends it used, the machine's load, and its stdout."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        before = backend_cpu_seconds()
+        spent = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         child = subprocess.Popen(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=out, stderr=err
         )
-        peak = 0
+        peak, backends, polls = 0, dict(before), 0
         while child.poll() is None:
             peak = max(peak, peak_rss_kib(child.pid))
+            if polls % 5 == 0:
+                backends.update(backend_cpu_seconds())
+            polls += 1
             time.sleep(0.02)
         wall = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         out.seek(0)
         err.seek(0)
         if child.returncode:
             sys.exit(f"{' '.join(args)} failed:\n{err.read()}")
-        return wall, peak / 1024, out.read()
+        return {
+            "wall": wall,
+            "peak_mib": peak / 1024,
+            "cpu": usage.ru_utime + usage.ru_stime - spent.ru_utime - spent.ru_stime,
+            "db_cpu": sum(cpu - before.get(pid, 0.0) for pid, cpu in backends.items()),
+            "load": os.getloadavg()[0],
+            "stdout": out.read(),
+        }
+
+
+def describe(name: str, run: dict, wall_target: float, mib_target: float) -> str:
+    verdict = "ok" if run["wall"] <= wall_target and run["peak_mib"] <= mib_target else "OVER"
+    return (
+        f"{name}: {run['wall']:.2f} s wall [target {wall_target:.0f} s: {verdict}], "
+        f"{run['peak_mib']:.0f} MiB peak RSS [target {mib_target:.0f} MiB]; CPU {run['cpu']:.2f} s "
+        f"in the command + {run['db_cpu']:.2f} s in PostgreSQL; load average {run['load']:.1f}"
+    )
 
 
 def copy_rows(cursor, table: str, columns: str, lines) -> None:
@@ -260,23 +305,21 @@ def main() -> None:
         with psycopg.connect(bench_url, autocommit=True) as conn:
             conn.execute("DELETE FROM evaluation_agreementresult")  # measure a computation
 
-        wall, peak, out = run_measured(["agreement", "--campaign", "miko-bench", "--json"], env)
-        result = json.loads(out)
-        verdict = "ok" if wall <= 10 and peak <= 2048 else "OVER TARGET"
-        print(f"agreement (computed): {wall:.2f} s wall, {peak:.0f} MiB peak RSS [{verdict}]")
-        for name, figures in result["questions"].items():
+        run = run_measured(["agreement", "--campaign", "miko-bench", "--json"], env)
+        print(describe("agreement, computed", run, 10, 2048))
+        for name, figures in json.loads(run["stdout"])["questions"].items():
             low, high = figures["ci95"]
             print(
                 f"  {name}: alpha {figures['alpha']:.4f} (95% CI {low:.4f}–{high:.4f}), "
                 f"{figures['n_items']:,} items, {figures['n_ratings']:,} ratings, "
                 f"{len(figures['kinds'])} kinds"
             )
-        wall, peak, _ = run_measured(["agreement", "--campaign", "miko-bench", "--json"], env)
-        print(f"agreement (cached): {wall:.2f} s wall, {peak:.0f} MiB peak RSS")
+        run = run_measured(["agreement", "--campaign", "miko-bench", "--json"], env)
+        print(describe("agreement, cached", run, 10, 2048))
 
         with tempfile.TemporaryDirectory() as tmp:
             output = Path(tmp) / "miko-bench.jsonl"
-            wall, peak, out = run_measured(
+            run = run_measured(
                 ["export_dataset", "--campaign", "miko-bench", "--format", "jsonl",
                  "--min-plausibility", "4", "--min-typicality", "3", "--min-ratings", "3",
                  "--output", str(output), "--no-progress"],
@@ -284,12 +327,12 @@ def main() -> None:
             )  # fmt: skip
             manifest = json.loads(output.with_name(output.name + ".manifest.json").read_text())
             size = output.stat().st_size / 2**20
-        verdict = "ok" if wall <= 60 and peak <= 300 else "OVER TARGET"
         print(
             f"export jsonl (plausibility ≥ 4, typicality ≥ 3, ≥ 3 ratings): "
             f"{manifest['counts']['items']:,} items of {manifest['counts']['posts']:,} posts, "
-            f"{size:.0f} MiB, {wall:.2f} s wall, {peak:.0f} MiB peak RSS [{verdict}]"
+            f"{size:.0f} MiB"
         )
+        print(describe("export", run, 60, 300))
     finally:
         if not args.keep_database:
             with psycopg.connect(admin_url, autocommit=True) as admin:

@@ -234,9 +234,9 @@ def item_scores(
     item_ids: list[int] | None = None,
     chunk_size: int = 2000,
 ) -> Iterator[dict]:
-    """Stream one row per rated item that passes `filters`: `item_id`, `post_id` and per question
-    j `p{j}`, its value counts packed in one integer (`score_summary` reads them). Ordered by item,
-    or by post then item with `by_post`.
+    """Stream one row per rated item that passes `filters`: `item_id`, `post_id` (with `by_post`
+    or kinds; else null) and per question j `p{j}`, its value counts packed in one integer
+    (`score_summary` reads them). Ordered by item, or by post then item with `by_post`.
 
     The database sums one packed integer per question and item and filters on them, so the rows
     can be streamed from a server-side cursor and the per-row work stays small.
@@ -260,11 +260,17 @@ def item_scores(
         where.append(f"r.item_id IN ({', '.join(['%s'] * len(item_ids))})" if item_ids else "1 = 0")
         params += list(item_ids)
     conditions = _item_conditions(questions, filters)
+    # Items are joined only where needed (kinds, order by post): joining every rating costs more
+    # than the aggregation itself; otherwise `post_id` is null and callers read it from the item.
+    if kinds or by_post:
+        source = f"{rating_table} r JOIN {item_table} i ON i.id = r.item_id"
+        post, group = "i.post_id", "r.item_id, i.post_id"
+    else:
+        source, post, group = f"{rating_table} r", "NULL", "r.item_id"
     order = "u.post_id, u.item_id" if by_post else "u.item_id"
     sql = (
-        f"SELECT u.* FROM (SELECT r.item_id, i.post_id, {sums} FROM {rating_table} r "
-        f"JOIN {item_table} i ON i.id = r.item_id WHERE {' AND '.join(where)} "
-        f"GROUP BY r.item_id, i.post_id) u"
+        f"SELECT u.* FROM (SELECT r.item_id, {post} AS post_id, {sums} FROM {source} "
+        f"WHERE {' AND '.join(where)} GROUP BY {group}) u"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
         + f" ORDER BY {order}"
     )
