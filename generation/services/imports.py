@@ -15,7 +15,7 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -412,8 +412,9 @@ def posts_import(
                 created_by=created_by,
             )
             chunks = _chunks(_checked(source, importer.read(source)), CHUNK_POSTS)
-            with _foreign_key_triggers_skipped():
-                for chunk in _prefetched(chunks):
+            # closing(): on an error the reader thread is stopped before the file is closed.
+            with _foreign_key_triggers_skipped(), closing(_prefetched(chunks)) as prefetched:
+                for chunk in prefetched:
                     writer.write(chunk)
                     if progress:
                         progress(source.bytes_read, total)
