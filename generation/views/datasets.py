@@ -1,5 +1,8 @@
-"""The dataset browser and the upload page (admins only). Pages work without JavaScript; htmx
-swaps the page of posts and polls an import's progress."""
+"""The dataset browser and the upload page (admins only).
+
+Pages work without JavaScript; htmx swaps the page of posts in place and polls an import's
+progress.
+"""
 
 from django import forms
 from django.core.paginator import Paginator
