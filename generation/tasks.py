@@ -1,6 +1,7 @@
 """Celery tasks of the generation app: thin wrappers that load by id and call one service."""
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 from generation import execution
 from generation.services.imports import import_job_run
@@ -9,6 +10,19 @@ from generation.services.imports import import_job_run
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
     execution.batch_execute(batch_id=batch_id, retry_failed=retry_failed)
+
+
+@worker_ready.connect
+def batches_resume_orphaned_on_start(**kwargs) -> None:
+    """A (re)started worker picks up batches whose worker died or whose message was lost."""
+    from django.db import connections
+
+    from generation.services.batches import batches_resume_orphaned
+
+    try:
+        batches_resume_orphaned()
+    finally:
+        connections.close_all()  # never hand a connection down to forked pool processes
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -143,3 +143,20 @@ def batch_retry_failed(*, batch: Batch) -> Batch:
     )
     _enqueue(batch.pk, retry_failed=True)
     return batch
+
+
+def batches_resume_orphaned() -> list[int]:
+    """Send every queued or running batch to the workers again; returns their ids.
+
+    Called when a worker starts: a batch whose worker was killed (its task unacknowledged) or
+    whose message the broker lost then finishes without anyone pressing resume. A batch whose
+    runner is alive keeps it: the extra task finds the lease held and ends.
+    """
+    ids = list(
+        Batch.objects.filter(status__in=[S.QUEUED, S.RUNNING], imported=False).values_list(
+            "pk", flat=True
+        )
+    )
+    for batch_id in ids:
+        _enqueue(batch_id)
+    return ids

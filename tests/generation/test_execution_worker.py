@@ -46,6 +46,8 @@ def broker(monkeypatch) -> Iterator[str]:
     monkeypatch.setattr(app.conf, "broker_url", REDIS_URL)
     monkeypatch.setattr(app.conf, "broker_transport_options", {})
     monkeypatch.setattr(app, "_pool", None)
+    # A producer pool made earlier in this process (for another broker) would be reused.
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
     yield REDIS_URL
     if app._pool is not None:
         app._pool.force_close_all()
