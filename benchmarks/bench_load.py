@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--posts", type=int, default=20_000, help="posts in the rating campaign")
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument(
-        "--generate", type=int, default=0, help="posts in the batch (default: 4 per second)"
+        "--generate", type=int, default=0, help="posts in the batch (default: 15 per second)"
     )
     parser.add_argument("--latency", type=float, default=0.2, help="fake model seconds per call")
     parser.add_argument("--concurrency", type=int, default=16, help="the endpoint's window")
@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="the broker")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
-    args.generate = args.generate or max(50, int(args.duration * 4))
+    args.generate = args.generate or max(50, int(args.duration * 15))
     args.items = 10  # what bench_annotation.build reads
     args.port = free_port()
     return args
@@ -117,6 +117,7 @@ class BatchWatch:
         self.errors: list[str] = []
         self.batch: dict = {}
         self.launch_ms = 0.0
+        self.finished = 0.0  # time.time() when the batch was seen to end
 
     def launch(self, dataset: str, endpoint: str) -> int:
         start = time.perf_counter()
@@ -144,6 +145,7 @@ class BatchWatch:
             else:
                 self.batch = response.json()
                 if self.batch["status"] in ("done", "failed", "cancelled"):
+                    self.finished = time.time()
                     return
             time.sleep(1)
 
@@ -276,8 +278,10 @@ def main() -> int:
         )
         print(f"batch status when the annotators stopped: {watch.batch.get('status')}")
         poller.join()
-        batch_seconds = time.time() - began
-        print(f"batch launch: {watch.launch_ms:.1f} ms; finished after {batch_seconds:.0f} s")
+        print(
+            f"batch launch: {watch.launch_ms:.1f} ms; the batch ended after "
+            f"{(watch.finished or time.time()) - began:.0f} s"
+        )
         print(
             f"batch progress: n={len(watch.poll_ms)}  p50={percentile(watch.poll_ms, 50):.1f} ms  "
             f"p99={percentile(watch.poll_ms, 99):.1f} ms  "
