@@ -176,16 +176,16 @@ SPECTACULAR_SETTINGS = {
 
 # Celery. The embedded default is a SQLAlchemy-free filesystem broker, so the demo needs no service.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {}
-    if not CELERY_BROKER_URL.startswith("filesystem")
-    else {
-        "data_folder_in": str(BASE_DIR / ".broker" / "queue"),
-        "data_folder_out": str(BASE_DIR / ".broker" / "queue"),
-        "processed_folder": str(BASE_DIR / ".broker" / "processed"),
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem"):
+    BROKER_FOLDER = Path(env.str("BROKER_FOLDER", default=str(BASE_DIR / ".broker")))
+    # kombu's filesystem transport expects its folders to exist.
+    (BROKER_FOLDER / "queue").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_FOLDER / "queue"),
+        "data_folder_out": str(BROKER_FOLDER / "queue"),
         "store_processed": False,
     }
-)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None) or None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
