@@ -17,7 +17,12 @@ from generation.importers.base import (
     require,
 )
 from generation.pipelines.base import ParseError
-from generation.pipelines.miko import intention_items, parse_intentions, parse_key_info
+from generation.pipelines.miko import (
+    intention_items,
+    parse_description,
+    parse_intentions,
+    parse_key_info,
+)
 
 NAME = "miko-pipeline"
 PIPELINE = "miko"
@@ -55,9 +60,7 @@ def read(source: Source) -> Iterator[PostRecord]:
             if not isinstance(description, str):
                 raise source.error(line, "field 'image_descrption' must be str")
             record.stages.append(
-                StageRecord(
-                    "describe_image", DESCRIBE_MODEL, description, {"description": description}
-                )
+                _stage("describe_image", DESCRIBE_MODEL, description, parse_description)
             )
         if obj.get("keyinfo") is not None:
             raw = require(source, line, obj, "keyinfo", str)
@@ -72,9 +75,10 @@ def read(source: Source) -> Iterator[PostRecord]:
                 record.items = intention_items(stage.parsed)
             except ParseError as exc:
                 stage.parsed, stage.error = None, str(exc)
-        if stage.error:
+        for failed in (stage for stage in record.stages if stage.error):
             record.warnings.append(
-                f"{source.name}:{line}: intentions not readable ({stage.error}); "
-                "kept as a failed stage result without items"
+                f"{source.name}:{line}: {failed.stage} not readable ({failed.error}); "
+                "kept as a failed stage result"
+                + (" without items" if failed.stage == "intentions" else "")
             )
         yield record

@@ -451,6 +451,7 @@ class _ChunkWriter:
         self.created_by = created_by
         self.batch: Batch | None = None
         self.posts_with_items = 0
+        self.posts_failed = 0  # posts whose imported stage outputs could not be read
         self.conflicts: list[str] = []
         self.conflicts_total = 0
         self.now = timezone.now()
@@ -544,6 +545,7 @@ class _ChunkWriter:
             zip(stage_owner, _insert(StageResult, STAGE_COLUMNS, stage_rows), strict=True)
         )
         self.report.stage_results_created += len(stage_ids)
+        self.posts_failed += sum(any(stage.error for stage in r.stages) for r in fresh)
         # On PostgreSQL item rows are formatted for COPY right here: there are millions of them.
         copy = connection.vendor == "postgresql"
         now_text, batch_text = self.now.isoformat(), str(batch_id)
@@ -609,8 +611,9 @@ class _ChunkWriter:
         if self.batch is not None:
             Batch.objects.filter(pk=self.batch.pk).update(
                 status=Batch.Status.DONE,
-                posts_total=self.posts_with_items,
+                posts_total=self.posts_with_items + self.posts_failed,
                 posts_done=self.posts_with_items,
+                posts_failed=self.posts_failed,
                 finished_at=timezone.now(),
             )
 

@@ -253,3 +253,25 @@ def test_mnre_gathers_a_sentence_from_anywhere_and_numbers_second_sentences(tmp_
     first = Post.objects.get(external_id="1")
     assert [r["relation"] for r in first.metadata["relations"]] == ["r1", "r3"]
     assert Post.objects.get(external_id="1#2").text == "e"
+
+
+def test_unreadable_answers_are_kept_as_failed_stage_results(tmp_path):
+    path = tmp_path / "outputs.jsonl"
+    record = {
+        "question_id": 7,
+        "image_id": "7.jpg",
+        "text": "hi",
+        "image_descrption": "a cat",
+        "keyinfo": "Concept: Cats.\nKeywords: cat",
+        "intention": "no idea, sorry",
+    }
+    path.write_text(json.dumps(record) + "\n")
+    _, err = run_import(path, format="miko-pipeline")
+    assert "outputs.jsonl:1: intentions not readable" in err
+    failed = StageResult.objects.get(stage="intentions")
+    assert (failed.status, failed.raw_answer, failed.parsed) == ("failed", "no idea, sorry", None)
+    assert failed.error
+    assert not KnowledgeItem.objects.exists()
+    assert StageResult.objects.get(stage="describe_image").parsed == {"description": "a cat"}
+    batch = Batch.objects.get()
+    assert (batch.posts_total, batch.posts_done, batch.posts_failed) == (1, 0, 1)
