@@ -204,19 +204,30 @@ def _unpacked(column: str, question: Question) -> list[tuple[int, str]]:
     return [(v, f"(({column} >> {bits * i}) & {mask})") for i, v in enumerate(domain)]
 
 
-def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[str]:
-    """WHERE conditions on the packed columns `p0`, `p1`...; numbers only, validated as floats."""
-    conditions = []
+# Means are compared in integers: Σ value·count × 10,000 ≥ round(threshold × 10,000) × n.
+MEAN_SCALE = 10_000
+
+
+def _item_columns(questions: list[Question]) -> list[str]:
+    """Per question j, `n{j}` (ratings) and `s{j}` (sum of values) unpacked from `p{j}`."""
+    columns = []
     for j, question in enumerate(questions):
         counts = _unpacked(f"p{j}", question)
-        n = " + ".join(sql for _, sql in counts)
+        columns.append(f"{' + '.join(sql for _, sql in counts)} AS n{j}")
+        columns.append(f"{' + '.join(f'{int(v)} * {sql}' for v, sql in counts)} AS s{j}")
+    return columns
+
+
+def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[str]:
+    """Conditions on `n{j}`, `s{j}` and `p{j}`; numbers only (validated as numbers)."""
+    conditions = []
+    for j, question in enumerate(questions):
         if filters.min_ratings:
-            conditions.append(f"({n}) >= {int(filters.min_ratings)}")
+            conditions.append(f"n{j} >= {int(filters.min_ratings)}")
         if question.name in filters.min_mean:
             # mean ≥ x ⟺ Σ value·count ≥ x·n, with n ≥ 1 (an unrated question fails).
-            total = " + ".join(f"{int(v)} * {sql}" for v, sql in counts)
-            threshold = float(filters.min_mean[question.name])
-            conditions.append(f"({n}) >= 1 AND ({total}) >= {threshold!r} * ({n})")
+            threshold = round(float(filters.min_mean[question.name]) * MEAN_SCALE)
+            conditions.append(f"n{j} >= 1 AND s{j} * {MEAN_SCALE} >= {threshold} * n{j}")
         if filters.max_spread is not None:
             filled = _unpacked(f"COALESCE(p{j}, 0)", question)
             for a, (va, sa) in enumerate(filled):
@@ -268,11 +279,17 @@ def item_scores(
     else:
         source, post, group = f"{rating_table} r", "NULL", "r.item_id"
     order = "u.post_id, u.item_id" if by_post else "u.item_id"
+    packed = ", ".join(f"v.p{j}" for j in range(len(questions)))
+    # OFFSET 0 keeps PostgreSQL from inlining the unpacking into every condition (and so
+    # computing it several times per item).
+    fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
     sql = (
-        f"SELECT u.* FROM (SELECT r.item_id, {post} AS post_id, {sums} FROM {source} "
-        f"WHERE {' AND '.join(where)} GROUP BY {group}) u"
+        f"SELECT v.item_id, v.post_id, {packed} FROM (SELECT u.*, "
+        f"{', '.join(_item_columns(questions))} FROM ("
+        f"SELECT r.item_id, {post} AS post_id, {sums} FROM {source} "
+        f"WHERE {' AND '.join(where)} GROUP BY {group}) u{fence}) v"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-        + f" ORDER BY {order}"
+        + f" ORDER BY {order.replace('u.', 'v.')}"
     )
     columns = ["item_id", "post_id", *(f"p{j}" for j in range(len(questions)))]
     with connection.chunked_cursor() as cursor:
