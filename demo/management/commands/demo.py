@@ -40,6 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_serve: bool, port: int, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
         self.create_users()
         self.import_samples()
         self.create_campaign()
