@@ -1,0 +1,360 @@
+"""Who may open what: anonymous, annotator, annotator of another campaign, admin × every URL.
+
+The page URLs come from the URL resolver and the API operations from the OpenAPI schema, so a new
+URL or operation is checked as soon as it exists, and fails here, by name, until it is classified
+in `PAGES` or `API` below. The world (`tests.system.world`) fills every path parameter with a real
+object: campaign A is anna's (and ada's), campaign B is otto's; every campaign URL names A.
+"""
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.system.world import World, build_world
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "annotator", "outsider", "admin")
+
+# What each role gets. ok: allowed (2xx, 3xx other than to a login page, 405 for a wrong method;
+# for the API also 400/409/415, a refusal of the input, not of the caller). login: sent to the login
+# page. admin_login: sent to the Django admin's login page. denied: 403 or 404.
+# unauthorized: 401 (the API).
+OK, LOGIN, ADMIN_LOGIN, DENIED, UNAUTHORIZED = "ok", "login", "admin_login", "denied", "401"
+EXPECT = {
+    # pages
+    "public": dict(anonymous=OK, annotator=OK, outsider=OK, admin=OK),
+    "signed_in": dict(anonymous=LOGIN, annotator=OK, outsider=OK, admin=OK),
+    "member": dict(anonymous=LOGIN, annotator=OK, outsider=DENIED, admin=OK),
+    "own_assignment": dict(anonymous=LOGIN, annotator=OK, outsider=DENIED, admin=DENIED),
+    "admin": dict(anonymous=LOGIN, annotator=DENIED, outsider=DENIED, admin=OK),
+    # Logging out (POST) lands on the login page, whoever you were.
+    "logout": dict(anonymous=LOGIN, annotator=LOGIN, outsider=LOGIN, admin=LOGIN),
+    # The Django admin sends those who are not signed in as staff back to /admin/.
+    "admin_logout": dict(anonymous=OK, annotator=OK, outsider=OK, admin=LOGIN),
+    # The schema and its docs are under /api/: 401 rather than a redirect.
+    "api_docs": dict(anonymous=UNAUTHORIZED, annotator=OK, outsider=OK, admin=OK),
+    # Files under /media/: post images (404 here while the view's folder is fixed at import).
+    "media": dict(
+        anonymous=LOGIN, annotator=(OK, DENIED), outsider=(OK, DENIED), admin=(OK, DENIED)
+    ),
+    "django_admin": dict(
+        anonymous=ADMIN_LOGIN, annotator=ADMIN_LOGIN, outsider=ADMIN_LOGIN, admin=OK
+    ),
+    # Admin URLs that need more than a path (autocomplete wants its query; view-on-site an
+    # object with a public URL; the catch-all a page that exists): refused even for admins.
+    "django_admin_incomplete": dict(
+        anonymous=ADMIN_LOGIN, annotator=ADMIN_LOGIN, outsider=ADMIN_LOGIN, admin=DENIED
+    ),
+    # API operations
+    "api_public": dict(anonymous=OK, annotator=OK, outsider=OK, admin=OK),
+    "api_signed_in": dict(anonymous=UNAUTHORIZED, annotator=OK, outsider=OK, admin=OK),
+    "api_member": dict(anonymous=UNAUTHORIZED, annotator=OK, outsider=DENIED, admin=OK),
+    "api_own_assignment": dict(anonymous=UNAUTHORIZED, annotator=OK, outsider=DENIED, admin=DENIED),
+    "api_admin": dict(anonymous=UNAUTHORIZED, annotator=DENIED, outsider=DENIED, admin=OK),
+}
+
+# Every page URL by name (or by route when it has none). The Django admin's URLs are classified
+# as a whole (see `_page_class`), so a newly registered model is covered too.
+PAGES = {
+    "home": "signed_in",
+    "healthz": "public",
+    "accounts:login": "public",
+    "accounts:logout": "logout",
+    "accounts:profile": "signed_in",
+    "generation:dataset-list": "admin",
+    "generation:dataset-detail": "admin",
+    "generation:import-new": "admin",
+    "generation:import-detail": "admin",
+    "generation:endpoint-list": "admin",
+    "generation:endpoint-new": "admin",
+    "generation:endpoint-edit": "admin",
+    "generation:endpoint-delete": "admin",
+    "generation:batch-list": "admin",
+    "generation:batch-new": "admin",
+    "generation:batch-detail": "admin",
+    "generation:batch-progress": "admin",
+    "generation:batch-action": "admin",
+    "annotation:home": "signed_in",
+    "annotation:task-next": "member",
+    "annotation:assignment-rate": "own_assignment",
+    "annotation:assignment-skip": "own_assignment",
+    "annotation:campaign-list": "admin",
+    "annotation:campaign-create": "admin",
+    "annotation:campaign-detail": "admin",
+    "annotation:campaign-progress": "admin",
+    "evaluation:home": "admin",
+    "evaluation:campaign-dashboard": "admin",
+    "evaluation:campaign-item-scores": "admin",
+    "evaluation:export-create": "admin",
+    "evaluation:export-detail": "admin",
+    "evaluation:export-download": "admin",
+    "api-schema": "api_docs",
+    "api-docs": "api_docs",
+    "media/<path:path>": "media",
+}
+
+# Every operation of the OpenAPI schema.
+API = {
+    "POST /api/auth/token/": "api_public",
+    "GET /api/campaigns/": "api_signed_in",  # each sees the campaigns they may see
+    "GET /api/campaigns/{campaign_id}/": "api_member",
+    "POST /api/campaigns/{campaign_id}/next/": "api_member",
+    "GET /api/campaigns/{campaign_id}/my-ratings/": "api_member",
+    "GET /api/assignments/{assignment_id}/": "api_own_assignment",
+    "POST /api/assignments/{assignment_id}/submit/": "api_own_assignment",
+    "POST /api/assignments/{assignment_id}/skip/": "api_own_assignment",
+    "POST /api/campaigns/": "api_admin",
+    "PATCH /api/campaigns/{campaign_id}/": "api_admin",
+    "DELETE /api/campaigns/{campaign_id}/": "api_admin",
+    "GET /api/campaigns/{campaign_id}/progress/": "api_admin",
+    "POST /api/campaigns/{campaign_id}/gold/": "api_admin",
+    "GET /api/campaigns/{campaign_id}/agreement/": "api_admin",
+    "GET /api/campaigns/{campaign_id}/annotators/": "api_admin",
+    "GET /api/datasets/": "api_admin",
+    "GET /api/datasets/{dataset_id}/": "api_admin",
+    "GET /api/datasets/{dataset_id}/posts/": "api_admin",
+    "GET /api/posts/{post_id}/": "api_admin",
+    "POST /api/imports/": "api_admin",
+    "GET /api/imports/{job_id}/": "api_admin",
+    "GET /api/endpoints/": "api_admin",
+    "POST /api/endpoints/": "api_admin",
+    "GET /api/endpoints/{endpoint_id}/": "api_admin",
+    "PATCH /api/endpoints/{endpoint_id}/": "api_admin",
+    "DELETE /api/endpoints/{endpoint_id}/": "api_admin",
+    "GET /api/batches/": "api_admin",
+    "POST /api/batches/": "api_admin",
+    "GET /api/batches/{batch_id}/": "api_admin",
+    "POST /api/batches/{batch_id}/pause/": "api_admin",
+    "POST /api/batches/{batch_id}/resume/": "api_admin",
+    "POST /api/batches/{batch_id}/cancel/": "api_admin",
+    "POST /api/batches/{batch_id}/retry-failed/": "api_admin",
+    "GET /api/exports/": "api_admin",
+    "POST /api/exports/": "api_admin",
+    "GET /api/exports/{export_id}/": "api_admin",
+    "GET /api/exports/{export_id}/download/": "api_admin",
+}
+
+_CONVERTER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<parameter>[^>]+)>")
+_REGEX_GROUP = re.compile(r"\(\?P<(?P<parameter>\w+)>(?P<body>[^)]*)\)")
+
+
+def url_patterns() -> Iterator[tuple[str, str, str]]:
+    """(key, namespace, route) of every URL the project serves, with the routes joined."""
+
+    def walk(patterns, prefix: str, namespace: str) -> Iterator[tuple[str, str, str]]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern).lstrip("^").rstrip("$")
+            if isinstance(pattern, URLResolver):
+                inner = ":".join(filter(None, [namespace, pattern.namespace]))
+                yield from walk(pattern.url_patterns, route, inner)
+            elif isinstance(pattern, URLPattern):
+                name = ":".join(filter(None, [namespace, pattern.name])) if pattern.name else ""
+                yield name or route, namespace, route
+
+    yield from walk(get_resolver().url_patterns, "", "")
+
+
+def _page_class(key: str, namespace: str, route: str) -> str | None:
+    if namespace == "admin" or route.startswith("admin/"):
+        if key in ("admin:autocomplete", "admin:view_on_site") or "(?P<url>" in route:
+            return "django_admin_incomplete"
+        return {"admin:login": "public", "admin:logout": "admin_logout"}.get(key, "django_admin")
+    return PAGES.get(key)
+
+
+def _is_api(route: str) -> bool:
+    return route.startswith("api/") and route not in ("api/schema/", "api/docs/")
+
+
+# --- filling path parameters ---------------------------------------------------------------
+
+
+def _admin_object_id(route: str) -> str:
+    app_label, model_name = route.split("/")[1:3]
+    model = apps.get_model(app_label, model_name)
+    return str(model._default_manager.order_by("pk").values_list("pk", flat=True).first())
+
+
+def _value(parameter: str, route: str, world: World) -> str:
+    campaign_route = route.startswith(("campaigns/", "annotate/", "api/campaigns/"))
+    values = {
+        "dataset_id": world.dataset.pk,
+        "post_id": world.post.pk,
+        "job_id": world.import_job.pk,
+        "endpoint_id": world.endpoint.pk,
+        "batch_id": world.batch.pk,
+        "action": "pause",
+        "campaign_id": world.campaign.pk,
+        "assignment_id": world.assignment.pk,
+        "export_id": world.export.pk,
+        "pk": world.campaign.pk if campaign_route else world.export.pk,
+        "path": world.post.image.name,
+        "content_type_id": ContentType.objects.get_for_model(world.post).pk,
+        "app_label": "generation",
+        "url": "no-such-page/",
+    }
+    if parameter in ("object_id", "id"):
+        return str(world.post.pk) if route.startswith("admin/r/") else _admin_object_id(route)
+    if parameter not in values:
+        raise AssertionError(f"no value to fill <{parameter}> of {route!r}: add one to _value")
+    return str(values[parameter])
+
+
+def fill(route: str, world: World) -> str:
+    route = _REGEX_GROUP.sub(lambda m: _value(m["parameter"], route, world), route)
+    route = _CONVERTER.sub(lambda m: _value(m["parameter"], route, world), route)
+    return "/" + route
+
+
+# --- the verdicts ----------------------------------------------------------------------------
+
+
+def verdict(response, *, input_refused_ok: bool) -> str:
+    status = response.status_code
+    location = response.get("Location", "")
+    if status >= 500:
+        return f"server error {status}"
+    if status == 401:
+        return UNAUTHORIZED
+    if status in (403, 404):
+        return DENIED
+    if status in (301, 302) and location.startswith("/admin/login/"):
+        return ADMIN_LOGIN
+    if status in (301, 302) and location.startswith("/accounts/login/"):
+        return LOGIN
+    if status < 400 or status == 405 or (input_refused_ok and status in (400, 409, 415)):
+        return OK
+    return f"unexpected {status}"
+
+
+# --- the clients -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(admin_user, annotator, other_annotator) -> World:
+    return build_world(admin=admin_user, annotator=annotator, outsider=other_annotator)
+
+
+def _user(role: str, request):
+    fixture = {"annotator": "annotator", "outsider": "other_annotator", "admin": "admin_user"}
+    return request.getfixturevalue(fixture[role]) if role in fixture else None
+
+
+def _page_client(user) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def _api_client(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def _schema_operations() -> list[tuple[str, str]]:
+    """(method, path) of every operation of the OpenAPI schema the API serves."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    methods = ("get", "post", "put", "patch", "delete")
+    return [
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method in operations
+        if method in methods
+    ]
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_every_page_and_api_operation_is_classified(db) -> None:
+    unclassified = [
+        key
+        for key, namespace, route in url_patterns()
+        if not _is_api(route) and _page_class(key, namespace, route) is None
+    ]
+    operations = _schema_operations()
+    unclassified += [
+        f"{method} {path}" for method, path in operations if f"{method} {path}" not in API
+    ]
+    assert not unclassified, (
+        f"classify these in tests/system/test_permissions_matrix.py: {unclassified}"
+    )
+    stale = set(API) - {f"{method} {path}" for method, path in operations}
+    assert not stale, f"operations no longer in the schema: {sorted(stale)}"
+    # Every API route of the resolver is in the schema, so none escapes the API table.
+    schema_routes = {re.sub(r"\{\w+\}", "X", path) for _, path in operations}
+    for key, _, route in url_patterns():
+        if _is_api(route):
+            assert "/" + _CONVERTER.sub("X", route) in schema_routes, f"{key} is not in the schema"
+
+
+def _expected(cls: str, role: str) -> tuple[str, ...]:
+    expected = EXPECT[cls][role]
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _ordered(requests: list[tuple]) -> list[tuple]:
+    """Reads first, deletions last, so that a request never removes what a later one names."""
+    order = {"GET": 0, "POST": 1, "PATCH": 1, "PUT": 1, "DELETE": 2}
+    return sorted(requests, key=lambda r: (order[r[0]], "delete" in r[1]))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_pages(role, world, request) -> None:
+    user = _user(role, request)
+    pages = [
+        (fill(route, world), key, cls)
+        for key, namespace, route in url_patterns()
+        if not _is_api(route) and (cls := _page_class(key, namespace, route)) is not None
+    ]
+    results, forms = [], []
+    client = _page_client(user)
+    for url, key, cls in pages:
+        response = client.get(url)
+        if response.status_code == 405:
+            forms.append((url, key, cls))  # a GET proves nothing about who may post: post below
+        else:
+            results.append(("GET", url, key, cls, verdict(response, input_refused_ok=False)))
+    # Posting (empty forms) after every read, deletions last; a fresh session each time, since a
+    # post may be a logout.
+    for url, key, cls in sorted(forms, key=lambda form: "delete" in form[0]):
+        response = _page_client(user).post(url)
+        results.append(("POST", url, key, cls, verdict(response, input_refused_ok=True)))
+    assert len(results) > 100
+    wrong = [
+        f"{method} {url} ({key}, {cls}): {got}, expected {_expected(cls, role)}"
+        for method, url, key, cls, got in results
+        if got not in _expected(cls, role)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_operations(role, world, request) -> None:
+    user = _user(role, request)
+    operations = [(method, path, f"{method} {path}") for method, path in _schema_operations()]
+    wrong = []
+    for method, path, key in _ordered(operations):
+        url = fill(re.sub(r"\{(\w+)\}", r"<\1>", path).lstrip("/"), world)
+        client = _api_client(user)
+        response = getattr(client, method.lower())(url, {}, format="json")
+        got = verdict(response, input_refused_ok=True)
+        if got not in _expected(API[key], role):
+            wrong.append(
+                f"{key} → {response.status_code} ({got}), expected {_expected(API[key], role)}"
+            )
+    assert len(operations) >= 37
+    assert not wrong, "\n".join(wrong)

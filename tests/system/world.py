@@ -1,0 +1,138 @@
+"""A small world with one of everything, built through the services, to fill every URL's path.
+
+Two campaigns over one dataset: `anna` rates in campaign A (with the admin `ada`), `otto` only in
+campaign B. anna has one post done and one leased in A; A has a finished export and an import job
+waiting in the queue. `mark` goes into every text people type (dataset, post and item text,
+campaign name and instructions, endpoint and question prompts), so the escaping tests can plant
+hostile markup everywhere with the same world.
+"""
+
+import io
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from annotation.models import Assignment, Campaign
+from annotation.selectors import task_view
+from annotation.services import (
+    QuestionSpec,
+    RatingInput,
+    assignment_claim,
+    assignment_submit,
+    campaign_create,
+)
+from evaluation.models import ExportJob
+from evaluation.selectors import ItemFilters
+from evaluation.services import export_create, export_run
+from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
+from generation.pipelines.miko import MIKO_KINDS
+from generation.services.endpoints import endpoint_create
+from generation.services.imports import import_job_create
+
+
+@dataclass
+class World:
+    dataset: Dataset
+    post: Post
+    item: KnowledgeItem
+    batch: Batch
+    endpoint: Endpoint
+    campaign: Campaign  # anna's (and ada's)
+    other_campaign: Campaign  # otto's
+    assignment: Assignment  # anna's open lease in `campaign`
+    done_assignment: Assignment  # anna's finished post in `campaign`
+    export: ExportJob
+    import_job: ImportJob
+
+
+def png(color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), color=color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_world(
+    *, admin: AbstractBaseUser, annotator: AbstractBaseUser, outsider: AbstractBaseUser, mark=""
+) -> World:
+    dataset = Dataset.objects.create(name=f"posts {mark}".strip())
+    batch = Batch.objects.create(
+        dataset=dataset, pipeline="miko", imported=True, status=Batch.Status.DONE
+    )
+    posts = []
+    for number in range(3):
+        post = Post(dataset=dataset, external_id=f"p{number}", text=f"Post {number} {mark}")
+        post.image.save(f"p{number}.png", ContentFile(png()), save=False)
+        post.save()
+        posts.append(post)
+        StageResult.objects.create(
+            post=post,
+            stage="describe_image",
+            template_hash="t",
+            model="fake",
+            params_hash="p",
+            batch=batch,
+            status=StageResult.Status.OK,
+            parsed={"description": f"A picture {mark}"},
+        )
+        KnowledgeItem.objects.bulk_create(
+            KnowledgeItem(
+                post=post, batch=batch, kind=kind, position=position, text=f"{kind} {mark}"
+            )
+            for position, kind in enumerate(MIKO_KINDS, start=1)
+        )
+    endpoint = endpoint_create(
+        name="fake", backend="openai", base_url="http://127.0.0.1:9/v1", model=f"model {mark}"
+    )
+    questions = [
+        QuestionSpec("plausibility", f"Plausible? {mark}"),
+        QuestionSpec("typicality", f"Typical? {mark}"),
+    ]
+    campaign = campaign_create(
+        name=f"A {mark}".strip(),
+        dataset=dataset,
+        questions=questions,
+        overlap=2,
+        instructions=f"Rate **every** item. {mark}",
+        members=[annotator, admin],
+    )
+    other = campaign_create(
+        name=f"B {mark}".strip(), dataset=dataset, questions=questions, members=[outsider]
+    )
+    done = assignment_claim(campaign=campaign, annotator=annotator)
+    view = task_view(assignment=done)
+    done = assignment_submit(
+        assignment=done,
+        ratings=[
+            RatingInput(item.item.pk, question.question.pk, 4)
+            for item in view.items
+            for question in view.questions
+        ],
+        seconds=3.0,
+    )
+    lease = assignment_claim(campaign=campaign, annotator=annotator)
+    export = export_create(
+        campaign=campaign, fmt="jsonl", filters=ItemFilters(min_mean={}), created_by=admin
+    )
+    export = export_run(job_id=export.pk)
+    import_job = import_job_create(
+        file=SimpleUploadedFile("posts.jsonl", b'{"id": "x", "text": "y"}\n'),
+        dataset_name=f"upload {mark}".strip(),
+        created_by=admin,
+    )
+    post = posts[0]
+    return World(
+        dataset=dataset,
+        post=post,
+        item=post.items.order_by("position").first(),
+        batch=batch,
+        endpoint=endpoint,
+        campaign=campaign,
+        other_campaign=other,
+        assignment=lease,
+        done_assignment=done,
+        export=export,
+        import_job=import_job,
+    )
