@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Value
+from django.db.models.functions import Concat
 from PIL import Image
 
 from annotation.models import Assignment, Campaign
@@ -28,9 +30,9 @@ from evaluation.models import ExportJob
 from evaluation.selectors import ItemFilters
 from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
-from generation.pipelines.miko import MIKO_KINDS
 from generation.services.endpoints import endpoint_create
 from generation.services.imports import import_job_create
+from tests.annotation.factories import miko_batch
 
 
 @dataclass
@@ -58,31 +60,13 @@ def build_world(
     *, admin: AbstractBaseUser, annotator: AbstractBaseUser, outsider: AbstractBaseUser, mark=""
 ) -> World:
     dataset = Dataset.objects.create(name=f"posts {mark}".strip())
-    batch = Batch.objects.create(
-        dataset=dataset, pipeline="miko", imported=True, status=Batch.Status.DONE
-    )
-    posts = []
-    for number in range(3):
-        post = Post(dataset=dataset, external_id=f"p{number}", text=f"Post {number} {mark}")
+    batch = miko_batch(dataset=dataset, posts=3)
+    for number, post in enumerate(dataset.posts.order_by("pk")):
+        post.text = f"Post {number} {mark}"
         post.image.save(f"p{number}.png", ContentFile(png()), save=False)
         post.save()
-        posts.append(post)
-        StageResult.objects.create(
-            post=post,
-            stage="describe_image",
-            template_hash="t",
-            model="fake",
-            params_hash="p",
-            batch=batch,
-            status=StageResult.Status.OK,
-            parsed={"description": f"A picture {mark}"},
-        )
-        KnowledgeItem.objects.bulk_create(
-            KnowledgeItem(
-                post=post, batch=batch, kind=kind, position=position, text=f"{kind} {mark}"
-            )
-            for position, kind in enumerate(MIKO_KINDS, start=1)
-        )
+    KnowledgeItem.objects.filter(batch=batch).update(text=Concat("kind", Value(f" {mark}")))
+    StageResult.objects.filter(batch=batch).update(parsed={"description": f"A picture {mark}"})
     endpoint = endpoint_create(
         name="fake", backend="openai", base_url="http://127.0.0.1:9/v1", model=f"model {mark}"
     )
@@ -122,7 +106,7 @@ def build_world(
         dataset_name=f"upload {mark}".strip(),
         created_by=admin,
     )
-    post = posts[0]
+    post = dataset.posts.order_by("pk").first()
     return World(
         dataset=dataset,
         post=post,
