@@ -23,8 +23,13 @@ from django.db.models import Max, Min
 from annotation.models import Campaign, Question, Rating
 from annotation.selectors import campaign_items
 from evaluation.relations import SYSTEM_PROMPT, relation_instruction
-from evaluation.selectors import ItemFilters, item_scores, post_descriptions, score_summary
-from generation.models import KnowledgeItem
+from evaluation.selectors import (
+    ItemFilters,
+    item_details,
+    item_scores,
+    post_descriptions,
+    score_summaries,
+)
 
 CHUNK_SIZE = 2000
 FORMATS = (
@@ -144,36 +149,23 @@ class Export:
             self.progress(min(99, max(0, int(100 * share))), self.items)
 
     def _complete(self, chunk: list[dict]) -> list[ExportRow]:
-        ids = [row["item_id"] for row in chunk]
-        items = {
-            item["id"]: item
-            for item in KnowledgeItem.objects.filter(id__in=ids).values(
-                "id",
-                "kind",
-                "position",
-                "text",
-                "post_id",
-                "post__external_id",
-                "post__text",
-                "post__image",
-            )
-        }
+        items = item_details(item_ids=[row["item_id"] for row in chunk])
         descriptions = post_descriptions(post_ids=list({i["post_id"] for i in items.values()}))
         rows = []
-        for score_row in chunk:
+        for score_row, scores in zip(chunk, score_summaries(chunk, self.questions), strict=True):
             item = items[score_row["item_id"]]
             rows.append(
                 ExportRow(
                     item_id=item["id"],
                     post_pk=item["post_id"],
-                    post_id=item["post__external_id"],
-                    post_text=item["post__text"],
-                    image=item["post__image"] or "",
+                    post_id=item["external_id"],
+                    post_text=item["post_text"],
+                    image=item["image"] or "",
                     image_description=descriptions.get(item["post_id"], ""),
                     kind=item["kind"],
                     position=item["position"],
                     text=item["text"],
-                    scores=score_summary(score_row, self.questions),
+                    scores=scores,
                 )
             )
             self._posts_seen.add(item["post_id"])

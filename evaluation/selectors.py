@@ -13,7 +13,7 @@ from annotation.scales import get_scale
 from annotation.selectors import campaign_items
 from evaluation.alpha import LEVELS, alpha_from_profiles, distances
 from evaluation.relations import kind_sort_key
-from generation.models import KnowledgeItem, StageResult
+from generation.models import KnowledgeItem, Post, StageResult
 
 DESCRIPTION_STAGES = ("describe_image", "caption")
 
@@ -301,48 +301,76 @@ def item_scores(
 
 def score_summary(row: dict, questions: list[Question]) -> dict[str, dict]:
     """Ratings, mean, median and spread (max − min) per question from an `item_scores` row."""
-    scores = {}
+    return score_summaries([row], questions)[0]
+
+
+def score_summaries(rows: list[dict], questions: list[Question]) -> list[dict[str, dict]]:
+    """`score_summary` for many rows at once, unpacking the counts with numpy."""
+    per_question = []
     for j, question in enumerate(questions):
-        domain = question_domain(question)
-        bits = _packing_bits(domain)
-        packed = int(row[f"p{j}"] or 0)
-        counts = [(v, (packed >> (bits * i)) & ((1 << bits) - 1)) for i, v in enumerate(domain)]
-        n = sum(c for _, c in counts)
-        if not n:
-            scores[question.name] = {"n": 0, "mean": None, "median": None, "spread": None}
-            continue
-        present = [v for v, c in counts if c]
-        scores[question.name] = {
-            "n": n,
-            "mean": round(sum(v * c for v, c in counts) / n, 4),
-            "median": _median_from_counts(counts),
-            "spread": max(present) - min(present),
-        }
-    return scores
+        domain = np.array(question_domain(question))
+        bits = _packing_bits(tuple(domain))
+        packed = np.array([int(row[f"p{j}"] or 0) for row in rows], dtype=np.int64)
+        shifts = np.arange(len(domain), dtype=np.int64) * bits
+        counts = (packed[:, None] >> shifts) & ((1 << bits) - 1)
+        n = counts.sum(axis=1)
+        rated = n > 0
+        safe_n = np.where(rated, n, 1)
+        means = np.round(counts @ domain / safe_n, 4)
+        cumulative = counts.cumsum(axis=1)
+        low = (cumulative > ((n - 1) // 2)[:, None]).argmax(axis=1)
+        high = (cumulative > (n // 2)[:, None]).argmax(axis=1)
+        medians = (domain[low] + domain[high]) / 2
+        present = counts > 0
+        top = len(domain) - 1 - present[:, ::-1].argmax(axis=1)
+        spreads = domain[top] - domain[present.argmax(axis=1)]
+        per_question.append(
+            (question.name, rated.tolist(), n.tolist(), means.tolist(), medians.tolist(),
+             spreads.tolist())
+        )  # fmt: skip
+    summaries = []
+    for i in range(len(rows)):
+        scores = {}
+        for name, rated, n, means, medians, spreads in per_question:
+            if rated[i]:
+                scores[name] = {
+                    "n": n[i], "mean": means[i], "median": medians[i], "spread": spreads[i]
+                }  # fmt: skip
+            else:
+                scores[name] = {"n": 0, "mean": None, "median": None, "spread": None}
+        summaries.append(scores)
+    return summaries
 
 
-def _median_from_counts(counts: list[tuple[int, int]]) -> float | None:
-    total = sum(c for _, c in counts)
-    if not total:
-        return None
-    expanded_at = []
-    for rank in ((total - 1) // 2, total // 2):
-        seen = 0
-        for value, count in counts:
-            seen += count
-            if rank < seen:
-                expanded_at.append(value)
-                break
-    return sum(expanded_at) / 2
+def _in_ids(column: str, ids: list[int]) -> tuple[str, list]:
+    """`column IN ids` as SQL: one array parameter on PostgreSQL (no query of 2,000 markers)."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(ids)]
+    return f"{column} IN ({', '.join(['%s'] * len(ids)) or 'NULL'})", list(ids)
+
+
+def item_details(*, item_ids: list[int]) -> dict[int, dict]:
+    """Kind, position, text and post (id, external id, text, image) of each item, by id."""
+    item_table = KnowledgeItem._meta.db_table
+    post_table = Post._meta.db_table
+    condition, params = _in_ids("i.id", item_ids)
+    sql = (
+        f"SELECT i.id, i.kind, i.position, i.text, i.post_id, p.external_id, p.text, p.image "
+        f"FROM {item_table} i JOIN {post_table} p ON p.id = i.post_id WHERE {condition}"
+    )
+    keys = ("id", "kind", "position", "text", "post_id", "external_id", "post_text", "image")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: dict(zip(keys, row, strict=True)) for row in cursor.fetchall()}
 
 
 def post_descriptions(*, post_ids: list[int]) -> dict[int, str]:
     """The image description of each post: the latest OK `describe_image` or `caption` result."""
     found: dict[int, str] = {}
+    condition, params = _in_ids("post_id", post_ids)
     results = (
-        StageResult.objects.filter(
-            post_id__in=post_ids, stage__in=DESCRIPTION_STAGES, status=StageResult.Status.OK
-        )
+        StageResult.objects.filter(stage__in=DESCRIPTION_STAGES, status=StageResult.Status.OK)
+        .extra(where=[condition], params=params)
         .order_by("post_id", "-created_at", "-id")
         .values_list("post_id", "parsed")
     )
