@@ -7,19 +7,16 @@ object: campaign A is anna's (and ada's), campaign B is otto's; every campaign U
 """
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from django.apps import apps
-from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from generation.models import Dataset, Post
+from tests.system.routes import CONVERTER, fill, is_api, url_patterns
 from tests.system.world import World, build_world, png
 
 pytestmark = pytest.mark.django_db
@@ -145,25 +142,6 @@ API = {
     "GET /api/exports/{export_id}/download/": "api_admin",
 }
 
-_CONVERTER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<parameter>[^>]+)>")
-_REGEX_GROUP = re.compile(r"\(\?P<(?P<parameter>\w+)>(?P<body>[^)]*)\)")
-
-
-def url_patterns() -> Iterator[tuple[str, str, str]]:
-    """(key, namespace, route) of every URL the project serves, with the routes joined."""
-
-    def walk(patterns, prefix: str, namespace: str) -> Iterator[tuple[str, str, str]]:
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern).lstrip("^").rstrip("$")
-            if isinstance(pattern, URLResolver):
-                inner = ":".join(filter(None, [namespace, pattern.namespace]))
-                yield from walk(pattern.url_patterns, route, inner)
-            elif isinstance(pattern, URLPattern):
-                name = ":".join(filter(None, [namespace, pattern.name])) if pattern.name else ""
-                yield name or route, namespace, route
-
-    yield from walk(get_resolver().url_patterns, "", "")
-
 
 def _page_class(key: str, namespace: str, route: str) -> str | None:
     if namespace == "admin" or route.startswith("admin/"):
@@ -171,50 +149,6 @@ def _page_class(key: str, namespace: str, route: str) -> str | None:
             return "django_admin_incomplete"
         return {"admin:login": "public", "admin:logout": "admin_logout"}.get(key, "django_admin")
     return PAGES.get(key)
-
-
-def _is_api(route: str) -> bool:
-    return route.startswith("api/") and route not in ("api/schema/", "api/docs/")
-
-
-# --- filling path parameters ---------------------------------------------------------------
-
-
-def _admin_object_id(route: str) -> str:
-    app_label, model_name = route.split("/")[1:3]
-    model = apps.get_model(app_label, model_name)
-    return str(model._default_manager.order_by("pk").values_list("pk", flat=True).first())
-
-
-def _value(parameter: str, route: str, world: World) -> str:
-    campaign_route = route.startswith(("campaigns/", "annotate/", "api/campaigns/"))
-    values = {
-        "dataset_id": world.dataset.pk,
-        "post_id": world.post.pk,
-        "job_id": world.import_job.pk,
-        "endpoint_id": world.endpoint.pk,
-        "batch_id": world.batch.pk,
-        "action": "pause",
-        "campaign_id": world.campaign.pk,
-        "assignment_id": world.assignment.pk,
-        "export_id": world.export.pk,
-        "pk": world.campaign.pk if campaign_route else world.export.pk,
-        "path": world.post.image.name,
-        "content_type_id": ContentType.objects.get_for_model(world.post).pk,
-        "app_label": "generation",
-        "url": "no-such-page/",
-    }
-    if parameter in ("object_id", "id"):
-        return str(world.post.pk) if route.startswith("admin/r/") else _admin_object_id(route)
-    if parameter not in values:
-        raise AssertionError(f"no value to fill <{parameter}> of {route!r}: add one to _value")
-    return str(values[parameter])
-
-
-def fill(route: str, world: World) -> str:
-    route = _REGEX_GROUP.sub(lambda m: _value(m["parameter"], route, world), route)
-    route = _CONVERTER.sub(lambda m: _value(m["parameter"], route, world), route)
-    return "/" + route
 
 
 # --- the verdicts ----------------------------------------------------------------------------
@@ -285,7 +219,7 @@ def test_every_page_and_api_operation_is_classified(db) -> None:
     unclassified = [
         key
         for key, namespace, route in url_patterns()
-        if not _is_api(route) and _page_class(key, namespace, route) is None
+        if not is_api(route) and _page_class(key, namespace, route) is None
     ]
     operations = _schema_operations()
     unclassified += [
@@ -299,8 +233,8 @@ def test_every_page_and_api_operation_is_classified(db) -> None:
     # Every API route of the resolver is in the schema, so none escapes the API table.
     schema_routes = {re.sub(r"\{\w+\}", "X", path) for _, path in operations}
     for key, _, route in url_patterns():
-        if _is_api(route):
-            assert "/" + _CONVERTER.sub("X", route) in schema_routes, f"{key} is not in the schema"
+        if is_api(route):
+            assert "/" + CONVERTER.sub("X", route) in schema_routes, f"{key} is not in the schema"
 
 
 def _expected(cls: str, role: str) -> tuple[str, ...]:
@@ -320,7 +254,7 @@ def test_pages(role, world, request) -> None:
     pages = [
         (fill(route, world), key, cls)
         for key, namespace, route in url_patterns()
-        if not _is_api(route) and (cls := _page_class(key, namespace, route)) is not None
+        if not is_api(route) and (cls := _page_class(key, namespace, route)) is not None
     ]
     results, forms = [], []
     client = _page_client(user)
