@@ -140,7 +140,7 @@ def test_a_worker_killed_mid_batch_and_restarted_finishes_the_batch_by_itself(
         second = start_worker(settings, monkeypatch, broker)
         wait_for(
             lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
-            120,
+            60,
             "the batch to finish with no one resuming it",
         )
     finally:
@@ -468,6 +468,8 @@ def test_an_export_worker_killed_mid_file_offers_no_download_and_the_export_can_
         job = ExportJob.objects.get(pk=job_id)
         assert job.status != ExportJob.Status.DONE, "the export finished before the kill"
         assert not job.is_downloadable and not job.file and not job.sha256
+        # The half-written file is still there, under its temporary name only.
+        assert any(p.stat().st_size > 0 for p in folder.glob(".*.partial-*"))
         assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []
         detail = admin_api.get(f"/api/exports/{job_id}/").json()
         assert detail["download_url"] is None
