@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from generation.models import Batch, Dataset, Endpoint
+from generation.models import Batch, Dataset, Endpoint, StageResult
 from generation.pipelines.base import get_pipeline
 from generation.services.endpoints import sampling_parameters_clean
 
@@ -141,6 +141,9 @@ def batch_retry_failed(*, batch: Batch) -> Batch:
         finished_at=None,
         error="",
     )
+    # Released from the batch, the failures are due again in any run of it (kept until then:
+    # a retry updates them in place), so a lost or re-sent task still retries them.
+    StageResult.objects.filter(batch=batch, status=StageResult.Status.FAILED).update(batch=None)
     _enqueue(batch.pk, retry_failed=True)
     return batch
 

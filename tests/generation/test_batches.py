@@ -96,7 +96,7 @@ def test_api_pauses_resumes_cancels_and_retries_with_guarded_transitions(
     assert admin_api.post(f"{url}/cancel/").status_code == 409  # done: nothing to cancel
     response = admin_api.post(f"{url}/retry-failed/")
     assert response.status_code == 200 and response.json()["status"] == "queued"
-    batch_execute(batch_id=batch.pk, retry_failed=True)
+    batch_execute(batch_id=batch.pk)  # as a re-sent task would: the retry is in the database
     assert admin_api.get(f"{url}/").json()["progress"]["posts_done"] == 3
     other = batch_launch(
         dataset=dataset, pipeline="miko", endpoint=batch.endpoint, limit=1, enqueue=False
