@@ -31,6 +31,11 @@ class EndpointForm(forms.Form):
     )
     concurrency = forms.IntegerField(min_value=1, max_value=10_000, initial=32)
     requests_per_minute = forms.IntegerField(min_value=1, required=False)
+    parameters = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='Sampling defaults and backend options, e.g. {"temperature": 0.7, "timeout": 60}',
+    )
 
     def apply_errors(self, error: ValidationError) -> None:
         for field, field_messages in getattr(
@@ -50,7 +55,8 @@ def endpoint_new(request: HttpRequest) -> HttpResponse:
     form = EndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint = endpoint_create(**form.cleaned_data)
+            data = {**form.cleaned_data, "parameters": form.cleaned_data["parameters"] or {}}
+            endpoint = endpoint_create(**data)
         except ValidationError as error:
             form.apply_errors(error)
         else:
@@ -67,7 +73,8 @@ def endpoint_edit(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     form = EndpointForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint_update(endpoint=endpoint, **form.cleaned_data)
+            data = {**form.cleaned_data, "parameters": form.cleaned_data["parameters"] or {}}
+            endpoint_update(endpoint=endpoint, **data)
         except ValidationError as error:
             form.apply_errors(error)
         else:

@@ -202,6 +202,7 @@ def test_pages_add_and_edit_an_endpoint(admin_client) -> None:
     response = admin_client.post(
         reverse("generation:endpoint-edit", args=[endpoint.pk]),
         {
+            "parameters": '{"temperature": 0.5, "timeout": 30}',
             "name": "vllm",
             "backend": "openai",
             "base_url": "http://127.0.0.1:9000/v1",
@@ -212,6 +213,7 @@ def test_pages_add_and_edit_an_endpoint(admin_client) -> None:
     assert response.status_code == 302
     endpoint.refresh_from_db()
     assert endpoint.model == "llama-3"
+    assert endpoint.parameters == {"temperature": 0.5, "timeout": 30}
     assert "vllm" in admin_client.get(reverse("generation:endpoint-list")).content.decode()
 
 
