@@ -115,11 +115,6 @@ def batch_under_way(fake_server) -> tuple[Batch, Endpoint]:
     return batch, endpoint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the killed task's message waits out Redis's visibility timeout (an hour) and nothing "
-    "else resumes a batch whose runner died",
-)
 def test_a_worker_killed_mid_batch_and_restarted_finishes_the_batch_by_itself(
     broker, fake_server, call_log, settings, monkeypatch
 ) -> None:
