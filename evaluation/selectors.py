@@ -350,18 +350,28 @@ def _in_ids(column: str, ids: list[int]) -> tuple[str, list]:
 
 
 def item_details(*, item_ids: list[int]) -> dict[int, dict]:
-    """Kind, position, text and post (id, external id, text, image) of each item, by id."""
+    """Kind, position, text and post (id, external id, text, image) of each item, by id.
+
+    Two look-ups by primary key rather than a join, which PostgreSQL would answer by scanning
+    every post for each chunk of a large export.
+    """
     item_table = KnowledgeItem._meta.db_table
     post_table = Post._meta.db_table
-    condition, params = _in_ids("i.id", item_ids)
-    sql = (
-        f"SELECT i.id, i.kind, i.position, i.text, i.post_id, p.external_id, p.text, p.image "
-        f"FROM {item_table} i JOIN {post_table} p ON p.id = i.post_id WHERE {condition}"
-    )
-    keys = ("id", "kind", "position", "text", "post_id", "external_id", "post_text", "image")
+    keys = ("id", "kind", "position", "text", "post_id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0]: dict(zip(keys, row, strict=True)) for row in cursor.fetchall()}
+        condition, params = _in_ids("id", item_ids)
+        cursor.execute(
+            f"SELECT id, kind, position, text, post_id FROM {item_table} WHERE {condition}", params
+        )
+        items = {row[0]: dict(zip(keys, row, strict=True)) for row in cursor.fetchall()}
+        condition, params = _in_ids("id", list({item["post_id"] for item in items.values()}))
+        cursor.execute(
+            f"SELECT id, external_id, text, image FROM {post_table} WHERE {condition}", params
+        )
+        posts = {row[0]: row[1:] for row in cursor.fetchall()}
+    for item in items.values():
+        item["external_id"], item["post_text"], item["image"] = posts[item["post_id"]]
+    return items
 
 
 def post_descriptions(*, post_ids: list[int]) -> dict[int, str]:
