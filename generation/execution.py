@@ -829,10 +829,13 @@ class BatchRun:
             pipeline=self.pipeline, plans=self.plan_list, work=work, events=self.events
         )
         finished = threading.Event()
+        loop_errors: list[BaseException] = []
 
         def run_loop() -> None:
             try:
                 self.executor.run()
+            except BaseException as error:  # re-raised below, in the caller's thread
+                loop_errors.append(error)
             finally:
                 finished.set()
 
@@ -855,6 +858,8 @@ class BatchRun:
             thread.join(timeout=30)
             raise
         thread.join()
+        if loop_errors:
+            raise loop_errors[0]
         self._finish()
 
     def _drain_events(self) -> None:

@@ -104,14 +104,20 @@ def batch_pause(*, batch: Batch) -> Batch:
 
 @transaction.atomic
 def batch_resume(*, batch: Batch) -> Batch:
-    """Run the missing work of a paused batch, or of a running one whose worker died.
+    """Run the missing work of a paused or failed batch, or of a running one whose worker died.
 
     A running batch whose runner is alive is left to it: the new task finds the lease held and
     ends (see `generation.execution.batch_claim`).
     """
     batch.refresh_from_db()
     if batch.status != S.RUNNING:
-        batch = _transition(batch, allowed={S.PAUSED, S.QUEUED}, action="resumed", status=S.QUEUED)
+        batch = _transition(
+            batch,
+            allowed={S.PAUSED, S.QUEUED, S.FAILED},
+            action="resumed",
+            status=S.QUEUED,
+            finished_at=None,
+        )
     _enqueue(batch.pk)
     return batch
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from generation.backends.base import BackendError
 from generation.execution import Progress, batch_execute
 from generation.models import Batch, KnowledgeItem, StageResult
 from generation.services.batches import (
@@ -260,3 +261,22 @@ def test_the_requests_per_minute_limit_spaces_the_calls(fake_server) -> None:
     # Six calls at one every 0.1 s: at least 0.5 s, however wide the window.
     assert batch.status == Batch.Status.DONE and time.monotonic() - started >= 0.5
     assert fake_server.peak_concurrency <= 2
+
+
+def test_a_missing_api_key_fails_the_batch_and_names_only_the_variable(
+    fake_server, monkeypatch
+) -> None:
+    monkeypatch.delenv("DISTILLERY_TEST_MISSING_KEY", raising=False)
+    dataset = make_posts("miko", 2)
+    endpoint = fake_endpoint(fake_server, api_key_env="DISTILLERY_TEST_MISSING_KEY")
+    with pytest.raises(BackendError):
+        batch_execute(batch_id=launch(dataset, endpoint).pk)
+    batch = Batch.objects.get()
+    assert batch.status == Batch.Status.FAILED and batch.runner == ""
+    assert "DISTILLERY_TEST_MISSING_KEY" in batch.error and fake_server.requests == 0
+    # Once the variable is set, the failed batch is resumed.
+    monkeypatch.setenv("DISTILLERY_TEST_MISSING_KEY", "sk-test")
+    batch_resume(batch=batch)
+    batch = batch_execute(batch_id=batch.pk)
+    assert batch.status == Batch.Status.DONE and batch.posts_done == 2 and not batch.error
+    assert fake_server.last_api_key == "sk-test"
