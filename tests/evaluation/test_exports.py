@@ -260,3 +260,15 @@ def test_command_errors(campaign, tmp_path):
     with pytest.raises(CommandError, match="QUESTION=NUMBER"):
         export(campaign, tmp_path, "jsonl", "--min", "plausibility")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_goes_to_stderr(campaign, tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    output = tmp_path / "with-bar.jsonl"
+    call_command(
+        "export_dataset", "--campaign", campaign.name, "--format", "jsonl",
+        "--output", str(output), stdout=out, stderr=err,
+    )  # fmt: skip
+    assert "Wrote 12 items of 4 posts" in out.getvalue()
+    assert "%" in err.getvalue() and "items=" in err.getvalue()
+    assert len(read_jsonl(output)) == 12
