@@ -232,6 +232,35 @@ def test_redis_restarted_mid_batch_loses_and_duplicates_nothing(
     assert repeated == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a message lost with the broker is re-sent only when a worker starts, not when it "
+    "reconnects",
+)
+def test_a_batch_waiting_in_the_queue_when_redis_restarts_still_runs(
+    own_redis, fake_server, settings, monkeypatch
+) -> None:
+    """The worker (one process) is busy; the second batch's message waits in Redis and is lost
+    with it (no persistence, as with a crash before the append-only file is written)."""
+    worker = start_worker(settings, monkeypatch, own_redis.url)
+    try:
+        first, endpoint = batch_under_way(fake_server)
+        waiting = batch_launch(dataset=make_posts("waiting", 3), pipeline="miko", endpoint=endpoint)
+        own_redis.kill()
+        time.sleep(1)
+        own_redis.start()
+        for batch in (first, waiting):
+            wait_for(
+                lambda batch=batch: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
+                60,
+                f"batch {batch.pk} to finish after the broker came back",
+            )
+    finally:
+        kill(worker)
+    stored_once(first, 30)
+    stored_once(waiting, 3)
+
+
 # --- the database connection dropped during a rating submission ------------------------------
 
 
