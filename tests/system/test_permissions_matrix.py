@@ -15,6 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from annotation.models import Campaign
 from generation.models import Dataset, Post
 from tests.system.routes import CONVERTER, fill, is_api, url_patterns
 from tests.system.world import World, build_world, png
@@ -262,8 +263,11 @@ def test_pages(role, world, request) -> None:
         response = client.get(url)
         if response.status_code == 405:
             forms.append((url, key, cls))  # a GET proves nothing about who may post: post below
-        else:
-            results.append(("GET", url, key, cls, verdict(response, input_refused_ok=False)))
+            continue
+        results.append(("GET", url, key, cls, verdict(response, input_refused_ok=False)))
+        # The same URL asked by htmx (pages answer a partial then): the same rules.
+        response = client.get(url, headers={"HX-Request": "true"})
+        results.append(("GET (htmx)", url, key, cls, verdict(response, input_refused_ok=False)))
     # Posting (empty forms) after every read, deletions last; a fresh session each time, since a
     # post may be a logout.
     for url, key, cls in sorted(forms, key=lambda form: "delete" in form[0]):
@@ -349,3 +353,42 @@ def test_an_annotator_who_left_the_campaign_reaches_none_of_its_tasks(
             format="json",
         )
         assert response.status_code == 404
+
+
+def test_lists_show_each_annotator_only_their_own(world, annotator, other_annotator) -> None:
+    anna, otto = _api_client(annotator), _api_client(other_annotator)
+    names = [c["name"] for c in otto.get("/api/campaigns/").json()["results"]]
+    assert names == [world.other_campaign.name]
+    assert (
+        world.campaign.name not in _page_client(other_annotator).get("/annotate/").content.decode()
+    )
+    mine = anna.get(f"/api/campaigns/{world.campaign.pk}/my-ratings/").json()
+    assert mine["count"] == 20  # her one post: 10 items × 2 questions
+    # otto joins campaign A: he gets a post to rate, never anna's values.
+    world.campaign.members.add(other_annotator)
+    task = otto.post(f"/api/campaigns/{world.campaign.pk}/next/").json()
+    assert all(item["my_values"] == {} for item in task["items"])
+    assert otto.get(f"/api/campaigns/{world.campaign.pk}/my-ratings/").json()["count"] == 0
+
+
+def test_session_requests_without_a_csrf_token_are_refused(world, admin_user, annotator) -> None:
+    """A signed-in browser cannot be made to post from another site: pages and the API (session
+    auth) both want the CSRF token."""
+    admin = Client(enforce_csrf_checks=True)
+    admin.force_login(admin_user)
+    anna = Client(enforce_csrf_checks=True)
+    anna.force_login(annotator)
+    assert admin.post("/campaigns/new/", {"name": "x"}).status_code == 403
+    assert admin.post(f"/batches/{world.batch.pk}/pause/").status_code == 403
+    assert (
+        admin.post("/api/endpoints/", {"name": "x"}, content_type="application/json").status_code
+        == 403
+    )
+    assert admin.delete(f"/api/campaigns/{world.campaign.pk}/").status_code == 403
+    submit = f"/api/assignments/{world.assignment.pk}/submit/"
+    assert anna.post(submit, {"ratings": []}, content_type="application/json").status_code == 403
+    skip = f"/annotate/{world.campaign.pk}/assignments/{world.assignment.pk}/skip/"
+    assert anna.post(skip).status_code == 403
+    assert Campaign.objects.filter(pk=world.campaign.pk).exists()
+    world.assignment.refresh_from_db()
+    assert world.assignment.status == "leased"

@@ -75,7 +75,7 @@ def build_world(
         QuestionSpec("typicality", f"Typical? {mark}"),
     ]
     campaign = campaign_create(
-        name=f"A {mark}".strip(),
+        name=f"Campaign A {mark}".strip(),
         dataset=dataset,
         questions=questions,
         overlap=2,
@@ -83,7 +83,7 @@ def build_world(
         members=[annotator, admin],
     )
     other = campaign_create(
-        name=f"B {mark}".strip(), dataset=dataset, questions=questions, members=[outsider]
+        name=f"Campaign B {mark}".strip(), dataset=dataset, questions=questions, members=[outsider]
     )
     done = assignment_claim(campaign=campaign, annotator=annotator)
     view = task_view(assignment=done)
