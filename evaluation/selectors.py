@@ -490,7 +490,8 @@ def _agreement_with_rest(*, campaign: Campaign) -> dict[int, float | None]:
             f"ON u.item_id = r.item_id WHERE r.campaign_id = %s AND r.question_id = %s "
             f"AND u.m >= 2 GROUP BY r.annotator_id, r.value, {outer}"
         )
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            aggregation_memory()
             params = [*domain, campaign.pk, question.id, campaign.pk, question.id]
             cursor.execute(sql, params)
             rows = cursor.fetchall()
