@@ -389,6 +389,25 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
     ]
 
 
+def test_the_workers_database_connection_dropped_mid_batch_loses_and_duplicates_nothing(
+    broker, fake_server, call_log, settings, monkeypatch
+) -> None:
+    worker = start_worker(settings, monkeypatch, broker)
+    try:
+        batch, _ = batch_under_way(fake_server)
+        own = {connection.cursor().connection.info.backend_pid}
+        _terminate(_web_backends(own))
+        wait_for(
+            lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
+            60,
+            "the batch to finish after its runner lost its database connection",
+        )
+    finally:
+        kill(worker)
+    stored_once(batch, 30)
+    assert sum(n - 1 for n in call_log.calls.values()) <= 3
+
+
 # --- an endpoint answering 429 for a while -----------------------------------------------------
 
 # "A minute" of 429s, time-scaled: the retry settings and Retry-After are scaled by the same factor
