@@ -131,3 +131,29 @@ def test_annotators_and_strangers_are_refused(annotator_api, client, campaign, m
     data = {"campaign": campaign.pk, "format": "jsonl"} if method == "post" else None
     assert getattr(annotator_api, method)(url, data, format="json").status_code == 403
     assert getattr(client, method)(url).status_code in (401, 403)
+
+
+def test_annotator_speed_is_the_median_of_finished_posts(admin_api, campaign):
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from annotation.models import Assignment, Task
+    from generation.models import Post
+
+    coder = get_user_model().objects.get(username="coder0")
+    now = timezone.now()
+    for post, seconds in zip(Post.objects.all(), [10.0, 40.0], strict=True):
+        task = Task.objects.create(campaign=campaign, post=post)
+        Assignment.objects.create(
+            campaign=campaign, task=task, post=post, annotator=coder,
+            status=Assignment.Status.DONE, leased_at=now, expires_at=now + timedelta(minutes=5),
+            completed_at=now, seconds_spent=seconds,
+        )  # fmt: skip
+    rows = {
+        r["annotator"]: r for r in admin_api.get(f"/api/campaigns/{campaign.pk}/annotators/").json()
+    }
+    assert rows["coder0"]["posts_done"] == 2
+    assert rows["coder0"]["median_seconds_per_post"] == 25.0
+    assert rows["coder1"]["median_seconds_per_post"] is None
