@@ -5,12 +5,10 @@ anything else answers 404, so the API does not reveal what exists.
 """
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -37,6 +35,7 @@ from annotation.services import (
     campaign_update,
     gold_answers_set,
 )
+from config.pagination import paginate, paginated
 from generation.models import Batch, Dataset
 
 User = get_user_model()
@@ -226,16 +225,10 @@ class GoldAnswerInputSerializer(serializers.Serializer):
 # --- views ---------------------------------------------------------------------------------------
 
 
-def _paginate(request: Request, view: APIView, rows: QuerySet, serializer) -> Response:
-    paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(rows, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
 class CampaignListApi(APIView):
     """GET: the campaigns you may see (admins: all; annotators: theirs). POST: create (admins)."""
 
-    @extend_schema(responses=CampaignOutputSerializer(many=True))
+    @extend_schema(responses=paginated(CampaignOutputSerializer))
     def get(self, request: Request) -> Response:
         campaigns = (
             campaigns_visible_to(user=request.user)
@@ -243,7 +236,7 @@ class CampaignListApi(APIView):
             .prefetch_related("questions", "batches", "members")
             .order_by("-id")
         )
-        return _paginate(request, self, campaigns, CampaignOutputSerializer)
+        return paginate(request, self, campaigns, CampaignOutputSerializer)
 
     @extend_schema(request=CampaignInputSerializer, responses={201: CampaignOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -379,9 +372,9 @@ class SkipApi(APIView):
 class MyRatingsApi(APIView):
     """Your own ratings in a campaign; never anyone else's."""
 
-    @extend_schema(responses=MyRatingSerializer(many=True))
+    @extend_schema(responses=paginated(MyRatingSerializer))
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = _member_campaign(request, campaign_id)
-        return _paginate(
+        return paginate(
             request, self, ratings_of(annotator=request.user, campaign=campaign), MyRatingSerializer
         )

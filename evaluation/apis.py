@@ -3,15 +3,15 @@
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from annotation.models import Campaign
+from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
 from evaluation.exports import FORMATS
 from evaluation.models import AgreementResult, ExportJob
@@ -116,14 +116,18 @@ class ExportOutputSerializer(serializers.ModelSerializer):
 class ExportListApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=ExportOutputSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("campaign", int, description="only this campaign's exports")],
+        responses=paginated(ExportOutputSerializer),
+    )
     def get(self, request: Request) -> Response:
         jobs = ExportJob.objects.all()
-        if "campaign" in request.query_params:
-            jobs = jobs.filter(campaign_id=request.query_params["campaign"])
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(ExportOutputSerializer(page, many=True).data)
+        campaign = request.query_params.get("campaign")
+        if campaign is not None:
+            if not campaign.isdigit():
+                return Response({"campaign": ["A campaign id is a number."]}, status=400)
+            jobs = jobs.filter(campaign_id=int(campaign))
+        return paginate(request, self, jobs, ExportOutputSerializer)
 
     @extend_schema(request=ExportInputSerializer, responses={201: ExportOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -4,12 +4,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
+from config.pagination import paginate, paginated
 from generation.apis.endpoints import drf_validation_error
 from generation.models import Batch, Dataset, Endpoint
 from generation.selectors.batches import batch_list, batch_progress
@@ -99,11 +99,9 @@ class BatchInputSerializer(serializers.Serializer):
 class BatchListApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=BatchOutputSerializer(many=True))
+    @extend_schema(responses=paginated(BatchOutputSerializer))
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(batch_list(), request, view=self)
-        return paginator.get_paginated_response(BatchOutputSerializer(page, many=True).data)
+        return paginate(request, self, batch_list(), BatchOutputSerializer)
 
     @extend_schema(request=BatchInputSerializer, responses={201: BatchOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
+from config.pagination import paginate, paginated
 from generation.importers import FORMAT_CHOICES, ImportFileError
 from generation.models import Dataset, ImportJob, Post
 from generation.selectors.datasets import (
@@ -65,11 +66,9 @@ class PostOutputSerializer(serializers.ModelSerializer):
 class DatasetListApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=DatasetOutputSerializer(many=True))
+    @extend_schema(responses=paginated(DatasetOutputSerializer))
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(datasets_with_counts(), request, view=self)
-        return paginator.get_paginated_response(DatasetOutputSerializer(page, many=True).data)
+        return paginate(request, self, datasets_with_counts(), DatasetOutputSerializer)
 
 
 class DatasetDetailApi(APIView):
@@ -88,7 +87,7 @@ class PostListApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("search", str, description="words of the text, or an id")],
-        responses=PostOutputSerializer(many=True),
+        responses=paginated(PostOutputSerializer),
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         dataset = get_object_or_404(Dataset, pk=dataset_id)
