@@ -85,9 +85,13 @@ def on_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
-    """Debian's Chromium, headless, driven by Playwright. Never a downloaded browser."""
+    """Debian's Chromium, headless, driven by Playwright. Never a downloaded browser.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the test thread while it
+    is open, which would break later tests that call `asyncio.run`.
+    """
     if not shutil.which(CHROMIUM):
         if os.environ.get("DISTILLERY_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")
