@@ -34,7 +34,8 @@ def test_demo_setup_on_a_fresh_sqlite_file(tmp_path):
 
     db = sqlite3.connect(tmp_path / "demo.sqlite3")
     users = dict(db.execute("select username, is_staff from auth_user"))
-    assert users == {"admin": 1, "annotator1": 0, "annotator2": 0}
+    # "miko-release" is the inactive external annotator of the released labels.
+    assert users == {"admin": 1, "annotator1": 0, "annotator2": 0, "miko-release": 0}
     datasets = dict(
         db.execute(
             "select d.name, count(p.id) from generation_dataset d"
@@ -46,7 +47,9 @@ def test_demo_setup_on_a_fresh_sqlite_file(tmp_path):
     assert items == 400 + 598  # two release posts lack their tenth intention
     images = db.execute("select count(*) from generation_post where image != ''").fetchone()[0]
     assert images == 112
-    assert db.execute("select name from annotation_campaign").fetchall() == [("miko-demo",)]
+    campaigns = {name for (name,) in db.execute("select name from annotation_campaign")}
+    assert campaigns == {"miko-demo", "miko-release-labels"}
+    assert db.execute("select count(*) from annotation_rating").fetchone()[0] == 598
     assert db.execute("select name from generation_endpoint").fetchall() == [("fake-llm",)]
 
     again = run_demo_setup(tmp_path)  # a second `make demo` reuses what is there

@@ -44,6 +44,7 @@ class Command(BaseCommand):
         self.create_users()
         self.import_samples()
         self.create_campaign()
+        self.import_release_labels()
         self.create_endpoint()
         self.print_logins(port)
         if not no_serve:
@@ -84,6 +85,21 @@ class Command(BaseCommand):
             batch=[str(batch.pk)],
             overlap=2,
             annotators=",".join(name for name, _ in ANNOTATORS),
+            stdout=self.stdout,
+        )
+
+    def import_release_labels(self) -> None:
+        """MIKO's released human labels, so the agreement dashboard has ratings to show."""
+        from annotation.models import Campaign
+
+        if Campaign.objects.filter(name="miko-release-labels").exists():
+            return
+        call_command(
+            "import_ratings",
+            str(Path(settings.BASE_DIR) / "sample_data" / "miko" / "release_sample.json"),
+            dataset="miko-release-sample",
+            campaign="miko-release-labels",
+            format="miko-release",
             stdout=self.stdout,
         )
 
