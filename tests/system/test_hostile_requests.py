@@ -34,8 +34,10 @@ def world(admin_user, annotator, other_annotator) -> World:
 def _server_errors(client, urls: list[str]) -> list[str]:
     errors = []
     for url in urls:
+        # The Django admin has no htmx partials; its changelists read q, o and p.
+        variants = ({},) if url.startswith("/admin/") else ({}, {"HX-Request": "true"})
         for query in QUERIES:
-            for headers in ({}, {"HX-Request": "true"}):
+            for headers in variants:
                 if "%00" in query and url.startswith(KNOWN_NUL_500):
                     continue  # xfail below until fixed
                 response = client.get(f"{url}?{query}", headers=headers)
@@ -59,7 +61,10 @@ def test_odd_query_strings_never_give_a_server_error(world, admin_user, annotato
     for user in (admin_user, annotator):
         client = Client(raise_request_exception=False)
         client.force_login(user)
-        errors += _server_errors(client, pages)
+        # Annotators are turned away from the Django admin before it reads the query.
+        errors += _server_errors(
+            client, pages if user.is_staff else [u for u in pages if not u.startswith("/admin/")]
+        )
         token, _ = Token.objects.get_or_create(user=user)
         api_client = APIClient(raise_request_exception=False)
         api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
