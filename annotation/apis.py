@@ -228,7 +228,7 @@ class GoldAnswerInputSerializer(serializers.Serializer):
 class CampaignListApi(APIView):
     """GET: the campaigns you may see (admins: all; annotators: theirs). POST: create (admins)."""
 
-    @extend_schema(responses=paginated(CampaignOutputSerializer))
+    @extend_schema(operation_id="campaigns_list", responses=paginated(CampaignOutputSerializer))
     def get(self, request: Request) -> Response:
         campaigns = (
             campaigns_visible_to(user=request.user)
@@ -372,7 +372,9 @@ class SkipApi(APIView):
 class MyRatingsApi(APIView):
     """Your own ratings in a campaign; never anyone else's."""
 
-    @extend_schema(responses=paginated(MyRatingSerializer))
+    @extend_schema(
+        operation_id="campaigns_my_ratings_list", responses=paginated(MyRatingSerializer)
+    )
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = _member_campaign(request, campaign_id)
         return paginate(

@@ -118,6 +118,7 @@ class ExportListApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("campaign", int, description="only this campaign's exports")],
+        operation_id="exports_list",
         responses=paginated(ExportOutputSerializer),
     )
     def get(self, request: Request) -> Response:

@@ -99,7 +99,7 @@ class BatchInputSerializer(serializers.Serializer):
 class BatchListApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=paginated(BatchOutputSerializer))
+    @extend_schema(operation_id="batches_list", responses=paginated(BatchOutputSerializer))
     def get(self, request: Request) -> Response:
         return paginate(request, self, batch_list(), BatchOutputSerializer)
 

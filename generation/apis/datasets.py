@@ -66,7 +66,7 @@ class PostOutputSerializer(serializers.ModelSerializer):
 class DatasetListApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=paginated(DatasetOutputSerializer))
+    @extend_schema(operation_id="datasets_list", responses=paginated(DatasetOutputSerializer))
     def get(self, request: Request) -> Response:
         return paginate(request, self, datasets_with_counts(), DatasetOutputSerializer)
 
@@ -87,6 +87,7 @@ class PostListApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("search", str, description="words of the text, or an id")],
+        operation_id="datasets_posts_list",
         responses=paginated(PostOutputSerializer),
     )
     def get(self, request: Request, dataset_id: int) -> Response:

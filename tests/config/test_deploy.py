@@ -60,3 +60,16 @@ def test_compose_file_runs_migrations_with_health_checks_and_restarts():
     assert reservation["capabilities"] == ["gpu"]
     assert "-Q gpu -c 1" in services["gpu-worker"]["command"]
     assert set(compose["volumes"]) == {"media", "postgres", "redis"}
+
+
+def test_openapi_schema_is_valid_without_warnings():
+    env = {**os.environ, "DATABASE_URL": "sqlite:///:memory:"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "openapi: 3" in result.stdout
