@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from rest_framework.test import APIClient
 
 from annotation.models import Campaign
 from generation.models import KnowledgeItem
@@ -121,17 +122,23 @@ def test_markup_in_user_text_renders_escaped_on_every_page(
 
 @pytest.mark.django_db
 def test_campaign_instructions_are_sanitised_markdown(world, annotator, client) -> None:
+    world.campaign.instructions += (
+        "\n\n[a link](javascript:alert(1)) [data](data:text/html,<script>alert(1)</script>)"
+        '\n\n<a href="javascript:alert(1)">raw link</a> <iframe src="/admin/"></iframe>'
+        "\n\n<style>body{display:none}</style> <form action=/accounts/logout/><button>x</button>"
+        '</form> <svg onload="alert(1)"></svg> <details open ontoggle="alert(1)">'
+    )
+    world.campaign.save()
     client.force_login(annotator)
     html = client.get(f"/annotate/{world.campaign.pk}/").content.decode()
-    assert "<strong>every</strong>" in html  # markdown still works
-    assert not scan(html).executable
-    from rest_framework.test import APIClient
-
     api = APIClient()
     api.force_authenticate(annotator)
     rendered = api.get(f"/api/campaigns/{world.campaign.pk}/").json()["instructions_html"]
-    assert "<strong>every</strong>" in rendered
-    assert not scan(rendered).executable and "<script" not in rendered
+    assert "<strong>every</strong>" in rendered  # markdown still works
+    for tag in ("<script", "<iframe", "<style", "<form", "<svg", "javascript:", "data:text/html"):
+        assert tag not in rendered, tag
+    assert not scan(rendered).executable
+    assert not scan(html).executable and rendered in html
 
 
 def _export(campaign: Campaign, fmt: str, tmp_path) -> str:
