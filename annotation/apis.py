@@ -89,6 +89,10 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+MAX_OVERLAP = 100
+MAX_LEASE_MINUTES = 7 * 24 * 60
+
+
 class CampaignInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
@@ -97,8 +101,8 @@ class CampaignInputSerializer(serializers.Serializer):
     )
     kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     questions = QuestionSerializer(many=True, required=False, default=list)
-    overlap = serializers.IntegerField(min_value=1, default=3)
-    lease_minutes = serializers.IntegerField(min_value=1, default=15)
+    overlap = serializers.IntegerField(min_value=1, max_value=MAX_OVERLAP, default=3)
+    lease_minutes = serializers.IntegerField(min_value=1, max_value=MAX_LEASE_MINUTES, default=15)
     instructions = serializers.CharField(required=False, allow_blank=True, default="")
     gold_rate = serializers.FloatField(min_value=0, max_value=1, default=0.0)
     members = serializers.SlugRelatedField(
@@ -108,7 +112,9 @@ class CampaignInputSerializer(serializers.Serializer):
 
 class CampaignUpdateSerializer(serializers.Serializer):
     instructions = serializers.CharField(required=False, allow_blank=True)
-    lease_minutes = serializers.IntegerField(min_value=1, required=False)
+    lease_minutes = serializers.IntegerField(
+        min_value=1, max_value=MAX_LEASE_MINUTES, required=False
+    )
     gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     is_active = serializers.BooleanField(required=False)
     show_gold_accuracy = serializers.BooleanField(required=False)

@@ -117,7 +117,10 @@ def campaign_add_tasks(*, campaign: Campaign, post_ids: Iterable[int] | None = N
     """Add a Task for each post with items in the campaign (or of `post_ids`) that lacks one."""
     posts = campaign_items(campaign=campaign).values("post_id")
     if post_ids is not None:
-        posts = posts.filter(post_id__in=list(post_ids))
+        post_ids = list(post_ids)
+        if not post_ids:
+            return 0  # an empty IN () cannot be written as SQL
+        posts = posts.filter(post_id__in=post_ids)
     posts = (
         posts.exclude(Exists(Task.objects.filter(campaign=campaign, post_id=OuterRef("post_id"))))
         .distinct()

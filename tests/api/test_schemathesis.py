@@ -3,8 +3,12 @@
 Zero server errors and no answer that breaks the schema, whatever the input.
 """
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
@@ -16,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
+from tests.system.world import build_world
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +36,17 @@ CHECKS = [
 HYPOTHESIS = settings(
     max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_transaction() -> Iterator[None]:
+    """Requests go through the WSGI app, whose request signals would close the connection that
+    holds the test's transaction (Django's own test client disconnects them the same way)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def _token_headers(user) -> dict[str, str]:
@@ -50,6 +66,12 @@ def admin_headers(admin_user) -> dict[str, str]:
 @pytest.fixture
 def annotator_headers(annotator) -> dict[str, str]:
     return _token_headers(annotator)
+
+
+@pytest.fixture(autouse=True)
+def world(admin_user, annotator, other_annotator):
+    """Real objects (ids from 1 on SQLite), so generated ids sometimes name something."""
+    return build_world(admin=admin_user, annotator=annotator, outsider=other_annotator)
 
 
 @pytest.fixture

@@ -1,0 +1,34 @@
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+# Bodies worth scanning: small text ones. Uploads (multipart) are checked by their importers.
+_TEXT_BODIES = ("application/json", "application/x-www-form-urlencoded")
+_NUL_MARKERS = (b"\x00", b"%00", b"\\u0000")
+
+
+class RejectNulMiddleware:
+    """Refuse requests carrying NUL characters, which PostgreSQL cannot store or compare.
+
+    Without this, a NUL in a search box or a name field reaches the database as a 500.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._has_nul(request):
+            message = "NUL characters are not allowed in requests."
+            if request.path_info.startswith("/api/"):
+                return JsonResponse({"detail": message}, status=400)
+            return HttpResponseBadRequest(message)
+        return self.get_response(request)
+
+    @staticmethod
+    def _has_nul(request: HttpRequest) -> bool:
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" in query or "\x00" in query or "\x00" in request.path:
+            return True
+        if request.content_type in _TEXT_BODIES and request.method in ("POST", "PUT", "PATCH"):
+            return any(marker in request.body for marker in _NUL_MARKERS)
+        return False
