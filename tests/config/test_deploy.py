@@ -49,7 +49,8 @@ def test_check_deploy_warns_with_the_development_defaults():
 def test_compose_file_runs_migrations_with_health_checks_and_restarts():
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) >= {"web", "worker", "gpu-worker", "postgres", "redis"}
+    assert set(services) >= {"web", "worker", "beat", "gpu-worker", "postgres", "redis"}
+    assert "celery -A config beat" in services["beat"]["command"]
     assert "migrate" in services["web"]["command"]
     assert "gunicorn" in services["web"]["command"]
     for name in services:
