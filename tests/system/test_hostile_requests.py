@@ -142,3 +142,54 @@ def test_a_nul_in_sampling_parameters_is_refused(world, admin_client) -> None:
         ),
     ]
     assert [a.status_code for a in answers] == [400, 400, 400, 400]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"r-{other_item}-{question}": "3"},  # an item of another post
+        {"r-{item}-{other_question}": "3"},  # a question of another campaign
+        {"r-{item}-{question}": "99999999999999999999999"},
+        {"r-{item}-{question}": "-1"},
+        {"r-{item}-{question}": "1e3"},
+        {"r-{item}-{question}-7": "3"},
+        {"r-x-y": "3"},
+        {"seconds": "nan"},
+        {"seconds": "-1e308"},
+    ],
+)
+@pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
+def test_a_forged_rating_form_stores_nothing_wrong(world, annotator, forged, htmx) -> None:
+    """The rating page's form, filled in properly and then tampered with: never a server
+    error, never a rating outside the annotator's own post and the campaign's scale."""
+    from annotation.models import Assignment, Rating
+    from annotation.selectors import task_view
+
+    view = task_view(assignment=world.assignment)
+    question = view.questions[0].question.pk
+    other_item = world.done_assignment.post.items.first().pk
+    names = {
+        "item": view.items[0].item.pk,
+        "question": question,
+        "other_item": other_item,
+        "other_question": world.other_campaign.questions.first().pk,
+    }
+    data = {f"r-{i.item.pk}-{q.question.pk}": "3" for i in view.items for q in view.questions}
+    data["seconds"] = "4.5"
+    data |= {key.format(**names): value for key, value in forged.items()}
+    client = Client(raise_request_exception=False)
+    client.force_login(annotator)
+    headers = {"HX-Request": "true"} if htmx else {}
+    url = f"/annotate/{world.campaign.pk}/assignments/{world.assignment.pk}/"
+    before = set(Rating.objects.values_list("pk", "value"))
+    response = client.post(url, data, headers=headers)
+    assert response.status_code < 500
+    if forged in ({"seconds": "nan"}, {"seconds": "-1e308"}):
+        world.assignment.refresh_from_db()
+        assert world.assignment.status == Assignment.Status.DONE
+        assert 0 <= world.assignment.seconds_spent < 3600
+        return
+    assert response.status_code in (200, 400)
+    assert set(Rating.objects.values_list("pk", "value")) == before  # nothing stored or changed
+    world.assignment.refresh_from_db()
+    assert world.assignment.status == Assignment.Status.LEASED
