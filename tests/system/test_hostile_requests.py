@@ -193,3 +193,37 @@ def test_a_forged_rating_form_stores_nothing_wrong(world, annotator, forged, htm
     assert set(Rating.objects.values_list("pk", "value")) == before  # nothing stored or changed
     world.assignment.refresh_from_db()
     assert world.assignment.status == Assignment.Status.LEASED
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # 200 kB of JSON nested deeper than Python recurses
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JSON nested too deeply raises RecursionError: 500, even anonymously (bugs.md: deep "
+    "JSON); fixed after 02:05",
+)
+def test_json_nested_too_deeply_is_refused_not_a_server_error(world, admin_user) -> None:
+    anonymous = Client(raise_request_exception=False)
+    admin = Client(raise_request_exception=False)
+    admin.force_login(admin_user)
+    answers = {
+        "token": anonymous.post("/api/auth/token/", DEEP, content_type="application/json"),
+        "campaigns": admin.post("/api/campaigns/", DEEP, content_type="application/json"),
+        "endpoint page": admin.post(
+            "/endpoints/new/",
+            {
+                "name": "deep",
+                "backend": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+                "concurrency": 1,
+                "parameters": DEEP,
+            },
+        ),  # fmt: skip
+    }
+    assert {name: a.status_code for name, a in answers.items()} == {
+        "token": 400,
+        "campaigns": 400,
+        "endpoint page": 400,
+    }
