@@ -398,3 +398,16 @@ def test_session_requests_without_a_csrf_token_are_refused(world, admin_user, an
     assert Campaign.objects.filter(pk=world.campaign.pk).exists()
     world.assignment.refresh_from_db()
     assert world.assignment.status == "leased"
+
+
+def test_a_deactivated_annotator_is_out_at_once(world, annotator) -> None:
+    """Her open session and her token stop working the moment an admin deactivates her."""
+    page, api = _page_client(annotator), _api_client(annotator)
+    assert page.get(f"/annotate/{world.campaign.pk}/").status_code == 200
+    assert api.get("/api/campaigns/").status_code == 200
+    annotator.is_active = False
+    annotator.save()
+    response = page.get(f"/annotate/{world.campaign.pk}/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    assert api.get("/api/campaigns/").status_code == 401
+    assert api.post(f"/api/assignments/{world.assignment.pk}/skip/").status_code == 401
