@@ -218,3 +218,26 @@ def test_a_script_in_a_post_never_runs_in_the_browser(
         page.wait_for_load_state("networkidle")
         assert SCRIPT in page.inner_text("body"), url
     assert dialogs == [] and errors == []
+
+
+@pytest.mark.django_db
+def test_an_import_error_quoting_the_file_renders_escaped(admin_client, admin_user) -> None:
+    """Import errors quote the file (ids, values): shown as text on the job page and partial."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from generation.services.imports import import_job_create
+    from generation.tasks import import_job_run_task
+
+    line = json.dumps({"id": MARK, "text": MARK}) + "\n"
+    job = import_job_create(
+        file=SimpleUploadedFile(f"{BREAKOUT}.jsonl", (line * 2).encode()),
+        dataset_name=MARK,
+        created_by=admin_user,
+    )
+    import_job_run_task(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and SCRIPT in job.error
+    for headers in ({}, {"HX-Request": "true"}):
+        found = scan(admin_client.get(f"/imports/{job.pk}/", headers=headers).content.decode())
+        assert not found.executable
+        assert SCRIPT in "".join(found.text)
