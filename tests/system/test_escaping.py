@@ -241,3 +241,30 @@ def test_an_import_error_quoting_the_file_renders_escaped(admin_client, admin_us
         found = scan(admin_client.get(f"/imports/{job.pk}/", headers=headers).content.decode())
         assert not found.executable
         assert SCRIPT in "".join(found.text)
+
+
+@pytest.mark.django_db
+def test_a_model_answer_with_markup_renders_escaped_on_the_batch_page(admin_client) -> None:
+    """What a model answers is shown on the batch page (failed stages, raw answers): as text."""
+    from generation.execution import batch_execute
+    from generation.fake_openai import FakeOpenAIServer
+    from generation.services.batches import batch_launch
+    from generation.services.endpoints import endpoint_create
+    from tests.generation.batch_fixtures import make_posts
+
+    dataset = make_posts(MARK, 2, images=False)
+    with FakeOpenAIServer(answers=lambda stage, body: MARK if stage == "intentions" else None) as (
+        server
+    ):
+        endpoint = endpoint_create(
+            name="fake", backend="openai", base_url=server.base_url, model=MARK
+        )
+        batch = batch_launch(dataset=dataset, pipeline="miko", endpoint=endpoint, enqueue=False)
+        batch = batch_execute(batch_id=batch.pk)
+    assert batch.posts_failed == 2
+    for headers in ({}, {"HX-Request": "true"}):
+        for url in (f"/batches/{batch.pk}/", f"/batches/{batch.pk}/progress/", "/batches/"):
+            found = scan(admin_client.get(url, headers=headers).content.decode())
+            assert not found.executable, url
+    page = scan(admin_client.get(f"/batches/{batch.pk}/").content.decode())
+    assert SCRIPT in "".join(page.text)
