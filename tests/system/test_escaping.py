@@ -9,13 +9,21 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.models import Campaign
+from generation.execution import batch_execute
+from generation.fake_openai import FakeOpenAIServer
 from generation.models import KnowledgeItem
+from generation.services.batches import batch_launch
+from generation.services.endpoints import endpoint_create
+from generation.services.imports import import_job_create
+from generation.tasks import import_job_run_task
 from tests.conftest import browser_login
+from tests.generation.batch_fixtures import make_posts
 from tests.system.routes import fill, is_api, url_patterns
 from tests.system.world import World, build_world
 
@@ -223,11 +231,6 @@ def test_a_script_in_a_post_never_runs_in_the_browser(
 @pytest.mark.django_db
 def test_an_import_error_quoting_the_file_renders_escaped(admin_client, admin_user) -> None:
     """Import errors quote the file (ids, values): shown as text on the job page and partial."""
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from generation.services.imports import import_job_create
-    from generation.tasks import import_job_run_task
-
     line = json.dumps({"id": MARK, "text": MARK}) + "\n"
     job = import_job_create(
         file=SimpleUploadedFile(f"{BREAKOUT}.jsonl", (line * 2).encode()),
@@ -246,16 +249,12 @@ def test_an_import_error_quoting_the_file_renders_escaped(admin_client, admin_us
 @pytest.mark.django_db
 def test_a_model_answer_with_markup_renders_escaped_on_the_batch_page(admin_client) -> None:
     """What a model answers is shown on the batch page (failed stages, raw answers): as text."""
-    from generation.execution import batch_execute
-    from generation.fake_openai import FakeOpenAIServer
-    from generation.services.batches import batch_launch
-    from generation.services.endpoints import endpoint_create
-    from tests.generation.batch_fixtures import make_posts
-
     dataset = make_posts(MARK, 2, images=False)
-    with FakeOpenAIServer(answers=lambda stage, body: MARK if stage == "intentions" else None) as (
-        server
-    ):
+
+    def answers(stage, body):
+        return MARK if stage == "intentions" else None
+
+    with FakeOpenAIServer(answers=answers) as server:
         endpoint = endpoint_create(
             name="fake", backend="openai", base_url=server.base_url, model=MARK
         )
