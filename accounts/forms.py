@@ -1,3 +1,4 @@
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
@@ -20,3 +21,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             raise
         throttling.login_succeeded(self.request, username)
         return cleaned
+
+
+class ThrottledAdminAuthenticationForm(ThrottledAuthenticationForm, AdminAuthenticationForm):
+    """The Django admin's login, counted and refused like the others."""

@@ -1,10 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
+from config.media import media_file
 
 urlpatterns = [
     path("", account_views.home, name="home"),
@@ -20,12 +20,8 @@ urlpatterns = [
     path("api/", include("evaluation.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Post images, behind login (the middleware); a proxy may serve them in production.
-    path(
-        f"{settings.MEDIA_URL.strip('/')}/<path:path>",
-        serve,
-        {"document_root": settings.MEDIA_ROOT},
-    ),
+    # Files under MEDIA_ROOT, to whom they belong (config/media.py).
+    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file),
 ]
 
 handler404 = "accounts.views.not_found"

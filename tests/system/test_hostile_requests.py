@@ -72,11 +72,6 @@ def test_odd_query_strings_never_give_a_server_error(world, admin_user, annotato
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dataset browser and the posts API pass a NUL in the search to PostgreSQL: 500 "
-    "(bugs.md); fixed after 02:05",
-)
 @pytest.mark.postgres  # SQLite takes the NUL
 def test_a_nul_in_the_dataset_search_is_not_a_server_error(world, admin_client):
     admin_client.raise_request_exception = False

@@ -26,11 +26,6 @@ def _signed_in(response, door: str) -> bool:
     return response.status_code == 302 and "login" not in response["Location"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/admin/login/ is not throttled and does not count (bugs.md: admin login); "
-    "fixed after 02:05",
-)
 @pytest.mark.parametrize("door", DOORS)
 def test_repeated_failures_close_every_door(admin_user, settings, door) -> None:
     settings.LOGIN_FAILURE_LIMIT = 3

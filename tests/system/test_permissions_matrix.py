@@ -306,11 +306,6 @@ def test_api_operations(role, world, request) -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/media/ serves exports and uploads to any signed-in user, from a folder fixed at "
-    "import (bugs.md: media); fixed after 02:05",
-)
 def test_media_files_are_served_to_whom_they_belong(world, admin_user, annotator, other_annotator):
     image = f"/media/{world.post.image.name}"
     export = f"/media/{world.export.file.name}"

@@ -1,0 +1,52 @@
+"""Files under MEDIA_ROOT, served to whom they belong.
+
+Admins may open any file. Everyone else only post images (`posts/<dataset id>/...`) of datasets
+they rate in an active campaign; exports and uploaded import files are the admins' alone. Anything
+else answers 404, so a guessed name tells nothing. Files are served with headers that keep a
+hostile upload from running as a page on our origin.
+"""
+
+import mimetypes
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.http import FileResponse, Http404, HttpRequest
+from django.utils._os import safe_join
+
+from accounts.permissions import is_admin
+from annotation.models import Campaign
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+
+def _may_read(request: HttpRequest, path: str) -> bool:
+    if is_admin(request.user):
+        return True
+    parts = Path(path).parts
+    if len(parts) < 3 or parts[0] != "posts" or not parts[1].isdigit():
+        return False
+    return Campaign.objects.filter(
+        dataset_id=int(parts[1]), members=request.user, is_active=True
+    ).exists()
+
+
+def media_file(request: HttpRequest, path: str) -> FileResponse:
+    if not _may_read(request, path):
+        raise Http404("No such file.")
+    try:
+        full = Path(safe_join(settings.MEDIA_ROOT, path))  # read at request time, not import
+    except SuspiciousFileOperation as error:  # the path leaves MEDIA_ROOT
+        raise Http404("No such file.") from error
+    if not full.is_file():
+        raise Http404("No such file.")
+    content_type, _ = mimetypes.guess_type(full.name)
+    response = FileResponse(full.open("rb"))
+    if content_type in IMAGE_TYPES:
+        response["Content-Type"] = content_type
+    else:
+        response["Content-Type"] = "application/octet-stream"
+        response["Content-Disposition"] = f'attachment; filename="{full.name}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    return response
