@@ -406,3 +406,17 @@ def test_a_deactivated_annotator_is_out_at_once(world, annotator) -> None:
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert api.get("/api/campaigns/").status_code == 401
     assert api.post(f"/api/assignments/{world.assignment.pk}/skip/").status_code == 401
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config/media.py checks the path before resolving `..` (bugs.md: media traversal); "
+    "fixed after 02:05",
+)
+def test_media_paths_cannot_climb_out_of_a_readable_folder(world, annotator) -> None:
+    anna = _page_client(annotator)
+    folder = world.post.image.name.rsplit("/", 1)[0]  # posts/<dataset>: anna may read it
+    for target in (world.export.file.name, world.import_job.file.name):
+        for climb in ("../..", "%2e%2e/%2e%2e", "./../.."):
+            response = anna.get(f"/media/{folder}/{climb}/{target}")
+            assert response.status_code == 404, (climb, target)
