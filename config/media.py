@@ -7,6 +7,7 @@ hostile upload from running as a page on our origin.
 """
 
 import mimetypes
+import posixpath
 from pathlib import Path
 
 from django.conf import settings
@@ -23,7 +24,7 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"
 def _may_read(request: HttpRequest, path: str) -> bool:
     if is_admin(request.user):
         return True
-    parts = Path(path).parts
+    parts = Path(posixpath.normpath(path)).parts  # "posts/1/../../exports/x" is not a post image
     if len(parts) < 3 or parts[0] != "posts" or not parts[1].isdigit():
         return False
     return Campaign.objects.filter(

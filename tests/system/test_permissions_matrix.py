@@ -401,11 +401,6 @@ def test_a_deactivated_annotator_is_out_at_once(world, annotator) -> None:
     assert api.post(f"/api/assignments/{world.assignment.pk}/skip/").status_code == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config/media.py checks the path before resolving `..` (bugs.md: media traversal); "
-    "fixed after 02:05",
-)
 def test_media_paths_cannot_climb_out_of_a_readable_folder(world, annotator) -> None:
     anna = _page_client(annotator)
     folder = world.post.image.name.rsplit("/", 1)[0]  # posts/<dataset>: anna may read it
