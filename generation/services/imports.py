@@ -14,6 +14,7 @@ import stat
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class ImportReport:
         return text
 
 
+IMAGE_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif"}
+
+
 class _Images:
     """Checks the images a file names and copies them into storage; forgets them on failure."""
 
@@ -124,8 +128,12 @@ class _Images:
         return path
 
     def save(self, dataset_id: int, path: Path) -> str:
+        # Named after the format Pillow read, never the uploaded name's extension: a PNG called
+        # `x.html` must not be served as a page of this site.
+        with Image.open(path) as image:
+            suffix = IMAGE_SUFFIXES.get(image.format or "", f".{(image.format or 'img').lower()}")
         with path.open("rb") as handle:
-            name = default_storage.save(f"posts/{dataset_id}/{path.name}", File(handle))
+            name = default_storage.save(f"posts/{dataset_id}/{path.stem}{suffix}", File(handle))
         self.saved.append(name)
         self.report.images_imported += 1
         return name
@@ -669,14 +677,21 @@ def images_zip_extract(*, archive: Path, target: Path, name: str = "images.zip")
             destination = (target / info.filename).resolve()
             destination.parent.mkdir(parents=True, exist_ok=True)
             written = 0
-            with bundle.open(info) as member, destination.open("wb") as out:
-                while block := member.read(1024 * 1024):
-                    written += len(block)
-                    if written > info.file_size:
-                        raise ImportFileError(
-                            f"{name}: {info.filename!r} is larger than it says; refused"
-                        )
-                    out.write(block)
+            try:
+                with bundle.open(info) as member, destination.open("wb") as out:
+                    while block := member.read(1024 * 1024):
+                        written += len(block)
+                        if written > info.file_size:
+                            raise ImportFileError(
+                                f"{name}: {info.filename!r} is larger than it says; refused"
+                            )
+                        out.write(block)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                # zipfile reads no more than a member's header says, then finds the CRC wrong.
+                raise ImportFileError(
+                    f"{name}: {info.filename!r} is damaged or not what its header says "
+                    f"({error}); refused"
+                ) from None
     entries = list(target.iterdir())
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]

@@ -116,11 +116,6 @@ def test_hostile_upload_fails_the_job_with_a_message(
     assert not _files_outside(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zipfile's CRC error escapes images_zip_extract: an internal error and a crashed task "
-    "(bugs.md: lying zip); fixed after 02:05",
-)
 def test_a_zip_whose_headers_lie_about_the_size_fails_the_job_with_a_message(admin_api) -> None:
     """It claims 100 bytes and holds a megabyte: no more than the claim is ever written."""
     images = _lying_zip("a.png", b"\0" * 1_000_000, declared=100)
@@ -169,11 +164,6 @@ def test_a_zip_slip_upload_in_the_browser_shows_the_refusal(
     assert not Post.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an image keeps its uploaded name: a PNG named .html is served as text/html from "
-    "/media/ (bugs.md: image polyglot); fixed after 02:05",
-)
 @pytest.mark.parametrize("name", ["a.html", "a.svg", "a.js", "a"])
 def test_an_image_named_like_a_page_is_never_served_as_one(admin_api, admin_client, name) -> None:
     """A real PNG with a script after its end, named .html: Pillow reads it, so it is imported;
