@@ -136,6 +136,10 @@ DISTILLERY_FLUSH_RESULTS = env.int("DISTILLERY_FLUSH_RESULTS", default=200)
 DISTILLERY_RETRY_BASE_SECONDS = env.float("DISTILLERY_RETRY_BASE_SECONDS", default=1.0)
 DISTILLERY_RETRY_MAX_SECONDS = env.float("DISTILLERY_RETRY_MAX_SECONDS", default=60.0)
 DISTILLERY_RETRY_MAX_ATTEMPTS = env.int("DISTILLERY_RETRY_MAX_ATTEMPTS", default=6)
+# Rate limits (429) are waited out for up to this long per call, however many attempts it takes.
+DISTILLERY_RATE_LIMIT_PATIENCE_SECONDS = env.float(
+    "DISTILLERY_RATE_LIMIT_PATIENCE_SECONDS", default=600.0
+)
 # Posts per task on the `gpu` queue (local models generate a chunk as one batch).
 DISTILLERY_GPU_CHUNK_SIZE = env.int("DISTILLERY_GPU_CHUNK_SIZE", default=16)
 

@@ -502,6 +502,7 @@ class Executor:
         self.retry_base = _setting("DISTILLERY_RETRY_BASE_SECONDS", 1.0)
         self.retry_max = _setting("DISTILLERY_RETRY_MAX_SECONDS", 60.0)
         self.max_attempts = int(_setting("DISTILLERY_RETRY_MAX_ATTEMPTS", 6))
+        self.rate_limit_patience = _setting("DISTILLERY_RATE_LIMIT_PATIENCE_SECONDS", 600.0)
 
     # Called from the caller's thread.
     def stop(self, *, cancel: bool) -> None:
@@ -625,6 +626,7 @@ class Executor:
         semaphore = self.semaphores[endpoint_id]
         limiter = self.limiters[endpoint_id]
         attempts = 0
+        first_attempt = time.monotonic()
         while True:
             async with semaphore:
                 if self.stopping:
@@ -637,7 +639,13 @@ class Executor:
                     failure = error
                 else:
                     return _outcome_from_answer(post_id, plan.stage, request, completion, attempts)
-            if not failure.retryable or attempts >= self.max_attempts:
+            # A rate limit is the server asking us to wait, not a failure of this call: it is
+            # bounded by time (RATE_LIMIT_PATIENCE), not by the number of attempts.
+            waiting_out_limit = (
+                failure.status == 429
+                and time.monotonic() - first_attempt < self.rate_limit_patience
+            )
+            if not failure.retryable or (attempts >= self.max_attempts and not waiting_out_limit):
                 return _outcome_from_error(post_id, plan.stage, request, failure, attempts)
             # Exponential backoff with full jitter; a server's Retry-After is a floor.
             delay = random.uniform(0, min(self.retry_max, self.retry_base * 2 ** (attempts - 1)))

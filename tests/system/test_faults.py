@@ -417,9 +417,6 @@ def test_the_workers_database_connection_dropped_mid_batch_loses_and_duplicates_
 RATE_LIMIT_SECONDS = float(os.environ.get("DISTILLERY_FAULTS_429_SECONDS", "6"))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a call gives up after 6 attempts (~16 s of 429s) and is stored as failed"
-)
 def test_an_endpoint_answering_429_for_a_minute_slows_the_batch_down_and_loses_nothing(
     fake_server, call_log, settings
 ) -> None:
