@@ -48,8 +48,13 @@ def _member_campaign(request: Request, pk: int) -> Campaign:
 
 
 def _own_assignment(request: Request, pk: int) -> Assignment:
+    """One of the caller's assignments, in an active campaign they still rate in (as the pages)."""
     return get_object_or_404(
-        Assignment.objects.select_related("campaign", "post"), pk=pk, annotator=request.user
+        Assignment.objects.select_related("campaign", "post"),
+        pk=pk,
+        annotator=request.user,
+        campaign__members=request.user,
+        campaign__is_active=True,
     )
 
 

@@ -319,11 +319,6 @@ def test_media_files_are_served_to_whom_they_belong(world, admin_user, annotator
     assert admin.get(f"/media/{stranger.image.name}").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the assignment API does not check membership or is_active (bugs.md: removed "
-    "annotator); fixed after 02:05",
-)
 @pytest.mark.parametrize("change", ["removed from the campaign", "campaign closed"])
 def test_an_annotator_who_left_the_campaign_reaches_none_of_its_tasks(
     world, annotator, change
