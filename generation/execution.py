@@ -178,14 +178,35 @@ def _request_for_storage(request: ChatRequest) -> dict[str, Any]:
     return stored
 
 
+def storable(value: Any) -> Any:
+    """A model's text as a database takes it: NUL characters and lone surrogates, which
+    PostgreSQL refuses (in text and in jsonb), become U+FFFD. Dicts and lists recursively."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 def _outcome_from_answer(
     post_id: int, stage: Stage, request: ChatRequest, completion: Completion, attempts: int
 ) -> Outcome:
+    # Answers are untrusted input: they may carry characters no database stores, as such or
+    # escaped inside a JSON answer, so the text is cleaned before the parse and the parse after.
+    text = storable(completion.text)
     outcome = Outcome(
         post_id=post_id,
         stage=stage.name,
         ok=True,
-        raw=completion.text,
+        raw=text,
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
         latency_ms=completion.latency_ms,
@@ -193,7 +214,7 @@ def _outcome_from_answer(
         request=_request_for_storage(request),
     )
     try:
-        outcome.parsed = stage.parse(completion.text)
+        outcome.parsed = storable(stage.parse(text))
         outcome.items = stage.items(outcome.parsed)
     except ParseError as error:
         outcome.ok = False
@@ -210,8 +231,8 @@ def _outcome_from_error(
         post_id=post_id,
         stage=stage.name,
         ok=False,
-        raw=error.raw,
-        error=f"{type(error).__name__}{status}: {error}",
+        raw=storable(error.raw),
+        error=storable(f"{type(error).__name__}{status}: {error}"),
         attempts=attempts,
         request=_request_for_storage(request),
     )
