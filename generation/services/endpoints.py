@@ -33,6 +33,15 @@ ENDPOINT_OPTIONS = {
 }
 
 
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL stores no NUL character, in text or in JSON."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def sampling_parameters_clean(
     parameters: Any, *, allowed: dict[str, tuple] = SAMPLING_PARAMETERS
 ) -> dict[str, Any]:
@@ -53,6 +62,8 @@ def sampling_parameters_clean(
             errors.append(f"{key} has the wrong type")
         elif isinstance(value, int | float) and value < 0:
             errors.append(f"{key} must not be negative")
+        elif _has_nul(value):
+            errors.append(f"{key} must not contain a NUL character")
     if errors:
         raise ValidationError({"parameters": errors})
     return dict(parameters)

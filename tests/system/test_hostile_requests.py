@@ -22,10 +22,6 @@ QUERIES = [
 ]
 
 
-# A NUL in the dataset browser's and posts API's search reaches PostgreSQL (bugs.md).
-KNOWN_NUL_500 = ("/datasets/", "/api/datasets/")
-
-
 @pytest.fixture
 def world(admin_user, annotator, other_annotator) -> World:
     return build_world(admin=admin_user, annotator=annotator, outsider=other_annotator)
@@ -38,8 +34,6 @@ def _server_errors(client, urls: list[str]) -> list[str]:
         variants = ({},) if url.startswith("/admin/") else ({}, {"HX-Request": "true"})
         for query in QUERIES:
             for headers in variants:
-                if "%00" in query and url.startswith(KNOWN_NUL_500):
-                    continue  # xfail below until fixed
                 response = client.get(f"{url}?{query}", headers=headers)
                 if response.status_code >= 500:
                     errors.append(f"{url}?{query[:60]} {headers}: {response.status_code}")
@@ -100,11 +94,6 @@ def test_login_never_redirects_to_another_site(client, annotator, target) -> Non
     assert "javascript:" not in response.get("Location", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sampling parameters with a NUL reach PostgreSQL's jsonb: 500 (bugs.md: NUL in "
-    "parameters); fixed after 02:05",
-)
 @pytest.mark.postgres  # SQLite takes the NUL
 def test_a_nul_in_sampling_parameters_is_refused(world, admin_client) -> None:
     admin_client.raise_request_exception = False
@@ -193,11 +182,6 @@ def test_a_forged_rating_form_stores_nothing_wrong(world, annotator, forged, htm
 DEEP = "[" * 100_000 + "]" * 100_000  # 200 kB of JSON nested deeper than Python recurses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSON nested too deeply raises RecursionError: 500, even anonymously (bugs.md: deep "
-    "JSON); fixed after 02:05",
-)
 def test_json_nested_too_deeply_is_refused_not_a_server_error(world, admin_user) -> None:
     anonymous = Client(raise_request_exception=False)
     admin = Client(raise_request_exception=False)
