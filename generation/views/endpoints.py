@@ -13,6 +13,24 @@ from generation.selectors.batches import endpoint_list
 from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
 
 
+class _JSONField(forms.JSONField):
+    """JSON nested too deeply for Python to read is invalid input, not a server error."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError(
+                self.error_messages["invalid"], code="invalid", params={"value": "..."}
+            ) from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
+
+
 class EndpointForm(forms.Form):
     name = forms.CharField(max_length=100)
     backend = forms.ChoiceField(choices=Endpoint.Backend.choices)
@@ -31,7 +49,7 @@ class EndpointForm(forms.Form):
     )
     concurrency = forms.IntegerField(min_value=1, max_value=10_000, initial=32)
     requests_per_minute = forms.IntegerField(min_value=1, required=False)
-    parameters = forms.JSONField(
+    parameters = _JSONField(
         required=False,
         initial=dict,
         help_text='Sampling defaults and backend options, e.g. {"temperature": 0.7, "timeout": 60}',
