@@ -1,10 +1,13 @@
 """Celery tasks of the generation app: thin wrappers that load by id and call one service."""
 
-from celery import shared_task
-from celery.signals import worker_ready
+import logging
+
+from celery import bootsteps, shared_task
 
 from generation import execution
 from generation.services.imports import import_job_run
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -12,17 +15,28 @@ def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
     execution.batch_execute(batch_id=batch_id, retry_failed=retry_failed)
 
 
-@worker_ready.connect
-def batches_resume_orphaned_on_start(**kwargs) -> None:
-    """A (re)started worker picks up batches whose worker died or whose message was lost."""
-    from django.db import connections
+class BatchesResumeOrphaned(bootsteps.StartStopStep):
+    """Whenever the worker connects to the broker, at start and again after losing it, re-send
+    the batches whose worker died or whose message the broker lost (`batches_resume_orphaned`).
 
-    from generation.services.batches import batches_resume_orphaned
+    A consumer step rather than `worker_ready`, which Celery sends once per start: a Redis that
+    restarts without persistence loses the queued messages while the worker only reconnects.
+    Registered on the consumer blueprint in config/celery.py.
+    """
 
-    try:
-        batches_resume_orphaned()
-    finally:
-        connections.close_all()  # never hand a connection down to forked pool processes
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, consumer) -> None:
+        from django.db import connections
+
+        from generation.services.batches import batches_resume_orphaned
+
+        try:
+            batches_resume_orphaned()
+        except Exception:  # the worker must go on consuming; the next connection tries again
+            logger.exception("re-sending orphaned batches failed")
+        finally:
+            connections.close_all()  # never hand a connection down to forked pool processes
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

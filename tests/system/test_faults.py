@@ -232,11 +232,6 @@ def test_redis_restarted_mid_batch_loses_and_duplicates_nothing(
     assert repeated == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message lost with the broker is re-sent only when a worker starts, not when it "
-    "reconnects",
-)
 def test_a_batch_waiting_in_the_queue_when_redis_restarts_still_runs(
     own_redis, fake_server, settings, monkeypatch
 ) -> None:
