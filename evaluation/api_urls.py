@@ -15,6 +15,7 @@ urlpatterns = [
     ),
     path("exports/", apis.ExportListApi.as_view(), name="api-export-list"),
     path("exports/<int:export_id>/", apis.ExportDetailApi.as_view(), name="api-export-detail"),
+    path("exports/<int:export_id>/retry/", apis.ExportRetryApi.as_view(), name="api-export-retry"),
     path(
         "exports/<int:export_id>/download/",
         apis.ExportDownloadApi.as_view(),

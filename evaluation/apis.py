@@ -16,7 +16,7 @@ from evaluation.alpha import LEVELS
 from evaluation.exports import FORMATS
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors import ItemFilters, annotator_statistics
-from evaluation.services import agreement_current, export_create
+from evaluation.services import agreement_current, export_create, export_retry
 
 
 class AgreementInputSerializer(serializers.Serializer):
@@ -158,6 +158,27 @@ class ExportDetailApi(APIView):
     def get(self, request: Request, export_id: int) -> Response:
         job = get_object_or_404(ExportJob, pk=export_id)
         return Response(ExportOutputSerializer(job).data)
+
+
+class ExportRetryApi(APIView):
+    """Run a failed or stopped export again: a new job with the same settings (409 if done)."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: ExportOutputSerializer,
+            409: inline_serializer("ExportDone", {"detail": serializers.CharField()}),
+        },
+    )
+    def post(self, request: Request, export_id: int) -> Response:
+        job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=export_id)
+        try:
+            retry = export_retry(job=job, created_by=request.user)
+        except ValueError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(ExportOutputSerializer(retry).data, status=status.HTTP_201_CREATED)
 
 
 class ExportDownloadApi(APIView):

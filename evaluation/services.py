@@ -220,6 +220,32 @@ def export_create(
     return job
 
 
+def export_retry(*, job: ExportJob, created_by=None) -> ExportJob:
+    """Run an export again as a new job with the same campaign, format and filters.
+
+    For a job that failed, or one left `queued` or `running` by a worker that was killed or a
+    message the broker lost (nothing tells those apart from a slow one, so the person decides).
+    The old job is marked failed so its page stops waiting; should its worker still be alive, it
+    marks the job done when it ends. A done job is not run again: its file is there.
+    """
+    if job.status == ExportJob.Status.DONE:
+        raise ValueError(f"export {job.pk} is done; start a new export instead")
+    retry = export_create(
+        campaign=job.campaign,
+        fmt=job.format,
+        filters=ItemFilters.from_dict(job.filters),
+        created_by=created_by or job.created_by,
+    )
+    ExportJob.objects.filter(
+        pk=job.pk, status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING]
+    ).update(
+        status=ExportJob.Status.FAILED,
+        error=f"Stopped before it finished; run again as export {retry.pk}.",
+        finished_at=timezone.now(),
+    )
+    return retry
+
+
 def export_run(*, job_id: int) -> ExportJob:
     """Run a queued job once: the status moves queued → running → done/failed, guarded."""
     claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(

@@ -15,4 +15,5 @@ urlpatterns = [
     path("campaigns/<int:pk>/exports/new/", views.export_create_view, name="export-create"),
     path("exports/<int:pk>/", views.export_detail, name="export-detail"),
     path("exports/<int:pk>/download/", views.export_download, name="export-download"),
+    path("exports/<int:pk>/retry/", views.export_retry_view, name="export-retry"),
 ]

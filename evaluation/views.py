@@ -11,7 +11,7 @@ from evaluation.forms import ExportForm
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.plots import alpha_chart, distribution_chart
 from evaluation.selectors import item_score_page
-from evaluation.services import agreement_current, export_create
+from evaluation.services import agreement_current, export_create, export_retry
 
 
 def _agreement_context(campaign: Campaign) -> dict:
@@ -115,3 +115,14 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     if not job.is_downloadable:
         raise Http404("This export is not finished.")
     return export_file_response(job)
+
+
+@admin_required
+@require_POST
+def export_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=pk)
+    try:
+        retry = export_retry(job=job, created_by=request.user)
+    except ValueError:
+        return redirect("evaluation:export-detail", pk=job.pk)
+    return redirect("evaluation:export-detail", pk=retry.pk)

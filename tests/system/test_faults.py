@@ -482,7 +482,7 @@ def _rated_campaign(annotator, posts: int):
     return campaign, len(items)
 
 
-def test_an_export_worker_killed_mid_file_offers_no_download_and_the_export_can_run_again(
+def test_an_export_worker_killed_mid_file_offers_no_download_and_runs_again_from_the_page(
     broker, settings, monkeypatch, admin_api, admin_client, annotator
 ) -> None:
     campaign, items = _rated_campaign(annotator, posts=2000)
@@ -516,11 +516,17 @@ def test_an_export_worker_killed_mid_file_offers_no_download_and_the_export_can_
             == 404
         )
 
-        # Run it again (a new export with the same settings): complete, with a true checksum.
+        retry = reverse("evaluation:export-retry", args=[job_id])
+        assert retry in page.content.decode()
+
+        # Run it again from the page: a new job with the same settings, complete, with a true
+        # checksum; the stopped one is marked failed so its page stops waiting.
         second = start_worker(settings, monkeypatch, broker)
-        again = admin_api.post("/api/exports/", {"campaign": campaign.pk, "format": "jsonl"})
-        assert again.status_code == 201, again.content
-        again_id = again.json()["id"]
+        response = admin_client.post(retry)
+        again_id = ExportJob.objects.order_by("-id").values_list("id", flat=True).first()
+        assert again_id != job_id
+        assert response.status_code == 302
+        assert response.url == reverse("evaluation:export-detail", args=[again_id])
         wait_for(
             lambda: (
                 ExportJob.objects.get(pk=again_id).status
@@ -542,3 +548,7 @@ def test_an_export_worker_killed_mid_file_offers_no_download_and_the_export_can_
     assert len(lines) == items == done.items_written
     assert len({json.loads(line)["item_id"] for line in lines}) == items
     assert admin_api.get(f"/api/exports/{again_id}/download/").status_code == 200
+    stopped = ExportJob.objects.get(pk=job_id)
+    assert stopped.status == ExportJob.Status.FAILED and f"export {again_id}" in stopped.error
+    assert admin_api.post(f"/api/exports/{again_id}/retry/").status_code == 409
+    assert ExportJob.objects.count() == 2

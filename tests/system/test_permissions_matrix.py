@@ -95,6 +95,7 @@ PAGES = {
     "evaluation:export-create": "admin",
     "evaluation:export-detail": "admin",
     "evaluation:export-download": "admin",
+    "evaluation:export-retry": "admin",
     "api-schema": "api_docs",
     "api-docs": "api_docs",
     "media/<path:path>": "media",
@@ -139,6 +140,7 @@ API = {
     "POST /api/exports/": "api_admin",
     "GET /api/exports/{export_id}/": "api_admin",
     "GET /api/exports/{export_id}/download/": "api_admin",
+    "POST /api/exports/{export_id}/retry/": "api_admin",
 }
 
 
