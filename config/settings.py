@@ -174,8 +174,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "BatchStatusEnum": "generation.models.Batch.Status",
         "StageResultStatusEnum": "generation.models.StageResult.Status",
-        # Imports, exports and agreement runs share one set: queued, running, done, failed.
-        "JobStatusEnum": "generation.models.ImportJob.Status",
+        "JobStatusEnum": "generation.models.JobStatus",
         "AssignmentStatusEnum": "annotation.models.Assignment.Status",
     },
     "POSTPROCESSING_HOOKS": [

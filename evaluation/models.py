@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Campaign
+from generation.models import JobStatus
 
 
 class AgreementResult(models.Model):
@@ -13,11 +14,7 @@ class AgreementResult(models.Model):
     the campaign's is stale and is recomputed (inline for small campaigns, in the background else).
     """
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
     level = models.CharField(max_length=10, blank=True)
@@ -51,11 +48,7 @@ def export_file_path(job: "ExportJob", filename: str) -> str:
 class ExportJob(models.Model):
     """An export run in the background; its file is offered only once it is complete."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
     format = models.CharField(max_length=20)

@@ -211,6 +211,15 @@ class KnowledgeItem(models.Model):
         return f"{self.kind}: {self.text[:60]}"
 
 
+class JobStatus(models.TextChoices):
+    """The life of a background job: imports, exports, agreement runs."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 def import_file_path(job: "ImportJob", filename: str) -> str:
     return f"imports/{filename}"
 
@@ -218,11 +227,7 @@ def import_file_path(job: "ImportJob", filename: str) -> str:
 class ImportJob(models.Model):
     """A file uploaded in the browser, imported in the background with progress."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     dataset_name = models.CharField(max_length=200)
     dataset = models.ForeignKey(
