@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts.services import user_create_admin, user_create_annotator
+from annotation.models import Campaign
 from demo.images import draw_sample_images
-from generation.models import Dataset
+from generation.models import Dataset, Endpoint
 
 ADMIN = ("admin", "distillery-admin")
 ANNOTATORS = [("annotator1", "distillery-rate-1"), ("annotator2", "distillery-rate-2")]
@@ -73,8 +74,6 @@ class Command(BaseCommand):
                 )
 
     def create_campaign(self) -> None:
-        from annotation.models import Campaign
-
         if Campaign.objects.filter(name="miko-demo").exists():
             return
         batch = Dataset.objects.get(name="miko-sample").batches.first()
@@ -90,8 +89,6 @@ class Command(BaseCommand):
 
     def import_release_labels(self) -> None:
         """MIKO's released human labels, so the agreement dashboard has ratings to show."""
-        from annotation.models import Campaign
-
         if Campaign.objects.filter(name="miko-release-labels").exists():
             return
         call_command(
@@ -104,8 +101,6 @@ class Command(BaseCommand):
         )
 
     def create_endpoint(self) -> None:
-        from generation.models import Endpoint
-
         if not Endpoint.objects.filter(name="fake-llm").exists():
             call_command(
                 "endpoint_add",
