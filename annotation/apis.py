@@ -22,7 +22,7 @@ from annotation.selectors import (
     campaign_progress,
     campaigns_visible_to,
     ratings_of,
-    task_view,
+    task_data,
 )
 from annotation.services import (
     AnnotationError,
@@ -42,15 +42,14 @@ User = get_user_model()
 
 
 def _member_campaign(request: Request, pk: int) -> Campaign:
-    return get_object_or_404(
-        Campaign.objects.filter(members=request.user, is_active=True).distinct(), pk=pk
-    )
+    # One membership row per campaign and user, so the join needs no DISTINCT.
+    return get_object_or_404(Campaign.objects.filter(members=request.user, is_active=True), pk=pk)
 
 
 def _own_assignment(request: Request, pk: int) -> Assignment:
     """One of the caller's assignments, in an active campaign they still rate in (as the pages)."""
     return get_object_or_404(
-        Assignment.objects.select_related("campaign", "post"),
+        Assignment.objects.select_related("campaign"),
         pk=pk,
         annotator=request.user,
         campaign__members=request.user,
@@ -338,7 +337,7 @@ class NextTaskApi(APIView):
         lease = assignment_claim(campaign=campaign, annotator=request.user)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(TaskSerializer(task_view(assignment=lease)).data)
+        return Response(task_data(assignment=lease))
 
 
 class AssignmentDetailApi(APIView):
@@ -347,7 +346,7 @@ class AssignmentDetailApi(APIView):
     @extend_schema(responses=TaskSerializer)
     def get(self, request: Request, assignment_id: int) -> Response:
         assignment = _own_assignment(request, assignment_id)
-        return Response(TaskSerializer(task_view(assignment=assignment)).data)
+        return Response(task_data(assignment=assignment))
 
 
 class SubmitApi(APIView):

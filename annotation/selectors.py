@@ -1,11 +1,14 @@
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from rest_framework import serializers
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.relations import relation_label
 from annotation.scales import Scale, get_scale
+from config import prepared
 from generation.models import KnowledgeItem, Post, StageResult
 
 DESCRIPTION_STAGES = ("describe_image", "caption")
@@ -75,6 +78,143 @@ class TaskView:
         """Pair each item with each question and the value chosen, for the template."""
         for item in self.items:
             item.cells = [(q, item.values.get(q.question.pk)) for q in self.questions]
+
+
+# PostgreSQL: the items a campaign rates on one post (as `campaign_items`), for the two calls an
+# annotator makes per post.
+_POST_ITEMS_SQL = """
+    SELECT i.id, i.kind, i.text, i.position
+    FROM generation_knowledgeitem i
+    JOIN annotation_campaign_batches cb
+        ON cb.batch_id = i.batch_id AND cb.campaign_id = %(campaign)s
+    JOIN generation_post p ON p.id = i.post_id
+    JOIN annotation_campaign c ON c.id = %(campaign)s AND c.dataset_id = p.dataset_id
+    WHERE i.post_id = %(post)s
+      AND (jsonb_array_length(c.kinds) = 0
+           OR i.kind IN (SELECT jsonb_array_elements_text(c.kinds)))
+"""
+
+# The questions (id, name, scale) and the item ids a submission must cover, in one round trip.
+RATING_TARGETS_SQL = f"""
+WITH items AS ({_POST_ITEMS_SQL})
+SELECT
+    (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
+     FROM annotation_question q WHERE q.campaign_id = %(campaign)s),
+    (SELECT array_agg(items.id) FROM items)
+"""
+
+# Everything the API shows for one assignment, in one round trip: the post, its description, its
+# items, the questions, and the annotator's own values (looked up only once the post was rated).
+_TASK_SQL = f"""
+WITH items AS ({_POST_ITEMS_SQL})
+SELECT
+    p.external_id, p.text, p.image,
+    (SELECT s.parsed ->> 'description' FROM generation_stageresult s
+     WHERE s.post_id = p.id AND s.stage = ANY(%(stages)s) AND s.status = %(ok)s
+     ORDER BY s.updated_at DESC, s.id DESC LIMIT 1),
+    (SELECT json_agg(json_build_array(items.id, items.kind, items.text)
+                     ORDER BY items.position, items.id)
+     FROM items),
+    (SELECT json_agg(json_build_array(q.id, q.name, q.prompt, q.scale)
+                     ORDER BY q.position, q.id)
+     FROM annotation_question q WHERE q.campaign_id = %(campaign)s),
+    CASE WHEN %(rated)s THEN
+        (SELECT json_agg(json_build_array(r.item_id, r.question_id, r.value))
+         FROM annotation_rating r
+         WHERE r.assignment_id = %(assignment)s
+           AND r.item_id IN (SELECT items.id FROM items))
+    END
+FROM generation_post p
+WHERE p.id = %(post)s
+"""
+
+
+def _datetime(value) -> str:
+    return serializers.DateTimeField().to_representation(value)
+
+
+def _question_data(pk: int, name: str, prompt: str, scale_key: str) -> dict:
+    scale = get_scale(scale_key)
+    return {
+        "id": pk,
+        "name": name,
+        "prompt": prompt,
+        "scale": scale_key,
+        "choices": [{"value": v, "label": scale.anchors.get(v, "")} for v in scale.values],
+    }
+
+
+def task_data(*, assignment: Assignment) -> dict:
+    """The API's view of one assignment (the shape of `TaskSerializer`), as plain data.
+
+    On PostgreSQL it is read with one query; elsewhere it is built from `task_view`.
+    """
+    if connection.vendor != "postgresql":
+        view = task_view(assignment=assignment)
+        post = view.post
+        return {
+            "assignment": assignment.pk,
+            "status": assignment.status,
+            "expires_at": _datetime(assignment.expires_at),
+            "post": {
+                "id": post.pk,
+                "external_id": post.external_id,
+                "text": post.text,
+                "image": post.image.url if post.image else None,
+            },
+            "description": view.description,
+            "items": [
+                {
+                    "id": item.item.pk,
+                    "kind": item.item.kind,
+                    "relation": item.relation,
+                    "text": item.item.text,
+                    "my_values": {str(q): v for q, v in item.values.items()},
+                }
+                for item in view.items
+            ],
+            "questions": [
+                _question_data(q.question.pk, q.question.name, q.question.prompt, q.question.scale)
+                for q in view.questions
+            ],
+        }
+    external_id, text, image, description, items, questions, mine = prepared.fetchone(
+        _TASK_SQL,
+        {
+            "post": assignment.post_id,
+            "campaign": assignment.campaign_id,
+            "assignment": assignment.pk,
+            "rated": assignment.status != Assignment.Status.LEASED,
+            "stages": list(DESCRIPTION_STAGES),
+            "ok": StageResult.Status.OK,
+        },
+    )
+    values: dict[int, dict[str, int]] = {}
+    for item_id, question_id, value in mine or []:
+        values.setdefault(item_id, {})[str(question_id)] = value
+    return {
+        "assignment": assignment.pk,
+        "status": assignment.status,
+        "expires_at": _datetime(assignment.expires_at),
+        "post": {
+            "id": assignment.post_id,
+            "external_id": external_id,
+            "text": text,
+            "image": Post._meta.get_field("image").storage.url(image) if image else None,
+        },
+        "description": description or "",
+        "items": [
+            {
+                "id": pk,
+                "kind": kind,
+                "relation": relation_label(kind),
+                "text": item_text,
+                "my_values": values.get(pk, {}),
+            }
+            for pk, kind, item_text in items or []
+        ],
+        "questions": [_question_data(*question) for question in questions or []],
+    }
 
 
 def task_view(*, assignment: Assignment) -> TaskView:

@@ -8,6 +8,7 @@ changes the assignment, so no post is ever handed out more than `overlap` times.
 import random
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +20,8 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.scales import DEFAULT_QUESTIONS, get_scale
-from annotation.selectors import campaign_items
+from annotation.selectors import RATING_TARGETS_SQL, campaign_items
+from config import prepared
 from generation.models import Batch, Dataset, KnowledgeItem, Post
 
 
@@ -192,14 +194,35 @@ def _expire_now_and_then(*, campaign: Campaign, now: datetime, force: bool) -> N
         leases_expire(campaign=campaign, now=now)
 
 
+# The assignment's columns in model order, for rows read or returned by plain SQL.
+_ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
+_ASSIGNMENT_COLUMNS = ", ".join(f.column for f in _ASSIGNMENT_FIELDS)
+
+
+def _assignment_from_row(row: Sequence, campaign: Campaign) -> Assignment:
+    assignment = Assignment.from_db(connection.alias, [f.attname for f in _ASSIGNMENT_FIELDS], row)
+    assignment.campaign = campaign
+    return assignment
+
+
 def _open_lease(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
-    return (
+    if connection.vendor == "postgresql":
+        row = prepared.fetchone(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
+            "WHERE campaign_id = %s AND annotator_id = %s AND status = %s LIMIT 1",
+            [campaign.pk, annotator.pk, Assignment.Status.LEASED],
+        )
+        return None if row is None else _assignment_from_row(row, campaign)
+    lease = (
         Assignment.objects.filter(
             campaign=campaign, annotator=annotator, status=Assignment.Status.LEASED
         )
         .select_related("post", "task")
         .first()
     )
+    if lease is not None:
+        lease.campaign = campaign
+    return lease
 
 
 def _claimable(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool):
@@ -244,9 +267,67 @@ def assignment_claim(
     return _open_lease(campaign=campaign, annotator=annotator)
 
 
+# The claim on PostgreSQL as one statement (its own transaction in autocommit): lock the first
+# claimable task, skipping rows other claims hold, raise its `taken` and insert the lease.
+_CLAIM_SQL = """
+WITH candidate AS (
+    SELECT t.id FROM annotation_task t
+    WHERE t.campaign_id = %(campaign)s AND {gold} {limit}
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_assignment a
+          WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s
+      )
+    ORDER BY t.taken DESC, t.id
+    LIMIT 1
+    FOR UPDATE OF t {skip_locked}
+), raised AS (
+    UPDATE annotation_task t SET taken = t.taken + 1
+    FROM candidate WHERE t.id = candidate.id {limit}
+    RETURNING t.id, t.post_id
+)
+INSERT INTO annotation_assignment
+    (campaign_id, task_id, post_id, annotator_id, status, leased_at, expires_at)
+SELECT %(campaign)s, raised.id, raised.post_id, %(annotator)s, %(status)s, %(now)s, %(expires)s
+FROM raised
+RETURNING {columns}
+"""
+
+
+def _claim_one_postgresql(
+    *, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now
+) -> Assignment | None:
+    params = {
+        "campaign": campaign.pk,
+        "annotator": annotator.pk,
+        "overlap": campaign.overlap,
+        "status": Assignment.Status.LEASED,
+        "now": now,
+        "expires": now + timedelta(minutes=campaign.lease_minutes),
+    }
+    # Outside a transaction the statement is atomic by itself; inside one (tests, callers that
+    # batch work) a savepoint keeps a unique violation from spoiling the caller's transaction.
+    atomic = transaction.atomic if connection.in_atomic_block else nullcontext
+    for skip_locked in (True, True, False, False):
+        sql = _CLAIM_SQL.format(
+            gold="t.is_gold" if gold else "NOT t.is_gold",
+            limit="" if gold else "AND t.taken < %(overlap)s",
+            skip_locked="SKIP LOCKED" if skip_locked else "",
+            columns=_ASSIGNMENT_COLUMNS,
+        )
+        with atomic():
+            row = prepared.fetchone(sql, params)
+        if row is not None:
+            return _assignment_from_row(row, campaign)
+        # Nothing claimed: every candidate was locked (look again, then wait for the locks), or
+        # the one we waited for filled up meanwhile, or nothing is left.
+    return None
+
+
 def _claim_one(
     *, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now
 ) -> Assignment | None:
+    if connection.vendor == "postgresql":
+        return _claim_one_postgresql(campaign=campaign, annotator=annotator, gold=gold, now=now)
     # SKIP LOCKED first, so concurrent claims never wait on each other. When every candidate is
     # locked (the tail of a campaign), wait for the locks instead of reporting "nothing left".
     for skip_locked in (True, True, False, False):
@@ -291,16 +372,27 @@ def assignment_skip(*, assignment: Assignment, now=None) -> Assignment:
     return assignment
 
 
-def _validate_ratings(
-    *, assignment: Assignment, ratings: Sequence[RatingInput]
-) -> dict[tuple[int, int], int]:
+def _rating_targets(*, assignment: Assignment) -> tuple[dict[int, tuple[str, str]], set[int]]:
+    """The campaign's questions (id -> name, scale) and the ids of the post's items to rate."""
     campaign = assignment.campaign
-    questions = {q.pk: q for q in campaign.questions.all()}
+    if connection.vendor == "postgresql":
+        questions, items = prepared.fetchone(
+            RATING_TARGETS_SQL, {"campaign": campaign.pk, "post": assignment.post_id}
+        )
+        return {pk: (name, scale) for pk, name, scale in questions or []}, set(items or [])
+    questions = {q.pk: (q.name, q.scale) for q in campaign.questions.all()}
     items = set(
         campaign_items(campaign=campaign)
         .filter(post_id=assignment.post_id)
         .values_list("id", flat=True)
     )
+    return questions, items
+
+
+def _validate_ratings(
+    *, assignment: Assignment, ratings: Sequence[RatingInput]
+) -> dict[tuple[int, int], int]:
+    questions, items = _rating_targets(assignment=assignment)
     values: dict[tuple[int, int], int] = {}
     for rating in ratings:
         question = questions.get(rating.question_id)
@@ -312,12 +404,12 @@ def _validate_ratings(
                     f"item {rating.item_id} is not an item of this post in this campaign"
                 )
             raise AnnotationError(f"item {rating.item_id} does not exist")
-        scale = get_scale(question.scale)
+        name, scale_key = question
+        scale = get_scale(scale_key)
         if rating.value not in scale:
             allowed = ", ".join(str(v) for v in scale.values)
             raise AnnotationError(
-                f"{rating.value} is not on the {scale.label} scale of {question.name!r} "
-                f"(allowed: {allowed})"
+                f"{rating.value} is not on the {scale.label} scale of {name!r} (allowed: {allowed})"
             )
         values[(rating.item_id, rating.question_id)] = rating.value
     missing = len(items) * len(questions) - len(values)
@@ -328,6 +420,82 @@ def _validate_ratings(
             else "rate every item on every question: 1 rating missing"
         )
     return values
+
+
+def _seconds_spent(*, leased_at: datetime, seconds: float | None, now: datetime) -> float:
+    """Time on the post: what the page measured, never more than the lease has lasted."""
+    elapsed = max(0.0, (now - leased_at).total_seconds())
+    return elapsed if seconds is None else max(0.0, min(float(seconds), elapsed))
+
+
+# A post's ratings, upserted from three parallel arrays (item, question, value).
+_RATINGS_UPSERT_SQL = """
+INSERT INTO annotation_rating
+    (campaign_id, item_id, question_id, annotator_id, assignment_id, value, seconds,
+     created_at, updated_at)
+SELECT %(campaign)s, r.item, r.question, %(annotator)s, %(assignment)s, r.value, %(per_rating)s,
+       %(now)s, %(now)s
+FROM unnest(%(items)s::bigint[], %(questions)s::bigint[], %(values)s::integer[])
+    AS r(item, question, value)
+ON CONFLICT (item_id, question_id, annotator_id) DO UPDATE
+SET value = EXCLUDED.value, assignment_id = EXCLUDED.assignment_id,
+    updated_at = EXCLUDED.updated_at
+"""
+
+# Finishing a leased post on PostgreSQL in one statement, once its assignment row is locked: the
+# assignment becomes done, the task's `done` goes up and the ratings are upserted.
+_FINISH_SQL = (
+    """
+WITH finished AS (
+    UPDATE annotation_assignment
+    SET status = %(done)s, completed_at = %(now)s, seconds_spent = %(spent)s
+    WHERE id = %(assignment)s
+    RETURNING task_id
+), counted AS (
+    UPDATE annotation_task t SET done = t.done + 1 FROM finished WHERE t.id = finished.task_id
+)"""
+    + _RATINGS_UPSERT_SQL
+)
+
+
+def _submit_postgresql(
+    *, assignment: Assignment, values: dict[tuple[int, int], int], seconds, now
+) -> Assignment | None:
+    """The common cases in two statements: a leased post is finished, a done one is re-rated.
+
+    Returns None for an expired or skipped assignment, which the general path handles.
+    """
+    ordered = sorted(values.items())
+    with transaction.atomic():
+        row = prepared.fetchone(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
+            "WHERE id = %s FOR UPDATE",
+            [assignment.pk],
+        )
+        locked = _assignment_from_row(row, assignment.campaign)
+        if locked.status not in (Assignment.Status.LEASED, Assignment.Status.DONE):
+            return None
+        params = {
+            "assignment": locked.pk,
+            "campaign": locked.campaign_id,
+            "annotator": locked.annotator_id,
+            "now": now,
+            "items": [item for (item, _), _ in ordered],
+            "questions": [question for (_, question), _ in ordered],
+            "values": [value for _, value in ordered],
+            "done": Assignment.Status.DONE,
+        }
+        spent = _seconds_spent(leased_at=locked.leased_at, seconds=seconds, now=now)
+        if locked.status == Assignment.Status.LEASED:
+            params |= {"spent": spent, "per_rating": spent / max(1, len(values))}
+            prepared.execute(_FINISH_SQL, params)
+            locked.status = Assignment.Status.DONE
+            locked.completed_at = now
+            locked.seconds_spent = spent
+        else:  # done before: only the ratings change
+            per_rating = (locked.seconds_spent or spent) / max(1, len(values))
+            prepared.execute(_RATINGS_UPSERT_SQL, params | {"per_rating": per_rating})
+    return locked
 
 
 def assignment_submit(
@@ -345,6 +513,10 @@ def assignment_submit(
     """
     now = now or timezone.now()
     values = _validate_ratings(assignment=assignment, ratings=ratings)
+    if connection.vendor == "postgresql":
+        done = _submit_postgresql(assignment=assignment, values=values, seconds=seconds, now=now)
+        if done is not None:
+            return done
     with transaction.atomic():
         # Lock the assignment: concurrent submissions of the same post run one after the other.
         locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
@@ -359,8 +531,7 @@ def assignment_submit(
                     "your lease on this post expired and it was given to someone else"
                 )
             locked.status = Assignment.Status.LEASED
-        elapsed = max(0.0, (now - locked.leased_at).total_seconds())
-        spent = elapsed if seconds is None else max(0.0, min(float(seconds), elapsed))
+        spent = _seconds_spent(leased_at=locked.leased_at, seconds=seconds, now=now)
         if locked.status == Assignment.Status.LEASED:
             Task.objects.filter(pk=locked.task_id).update(done=F("done") + 1)
             locked.status = Assignment.Status.DONE
