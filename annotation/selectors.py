@@ -24,6 +24,67 @@ def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
     return items
 
 
+# Columns read by plain SQL on the annotators' hot path: the Campaign's without `kinds` (a JSON
+# column Django decodes itself; it stays deferred) and all of the Assignment's.
+_CAMPAIGN_FIELDS = [f for f in Campaign._meta.concrete_fields if f.name != "kinds"]
+_ASSIGNMENT_FIELDS = list(Assignment._meta.concrete_fields)
+
+_MEMBER_CAMPAIGN_SQL = f"""
+SELECT {", ".join(f"c.{f.column}" for f in _CAMPAIGN_FIELDS)}
+FROM annotation_campaign c
+JOIN annotation_campaign_members m ON m.campaign_id = c.id AND m.user_id = %(user)s
+WHERE c.id = %(campaign)s AND c.is_active
+"""
+
+_OWN_ASSIGNMENT_SQL = f"""
+SELECT {", ".join(f"a.{f.column}" for f in _ASSIGNMENT_FIELDS)},
+       {", ".join(f"c.{f.column}" for f in _CAMPAIGN_FIELDS)}
+FROM annotation_assignment a
+JOIN annotation_campaign c ON c.id = a.campaign_id AND c.is_active
+JOIN annotation_campaign_members m ON m.campaign_id = c.id AND m.user_id = %(user)s
+WHERE a.id = %(assignment)s AND a.annotator_id = %(user)s
+"""
+
+
+ASSIGNMENT_COLUMNS = ", ".join(f.column for f in _ASSIGNMENT_FIELDS)
+
+
+def _from_row(model, fields, row):
+    return model.from_db(connection.alias, [f.attname for f in fields], row)
+
+
+def assignment_from_row(row, campaign: Campaign) -> Assignment:
+    """An Assignment from a row of ASSIGNMENT_COLUMNS, with its campaign attached."""
+    assignment = _from_row(Assignment, _ASSIGNMENT_FIELDS, row)
+    assignment.campaign = campaign
+    return assignment
+
+
+def member_campaign(*, user: AbstractBaseUser, campaign_id: int) -> Campaign | None:
+    """An active campaign the user rates in, or None (annotators' requests start here)."""
+    if connection.vendor == "postgresql":
+        row = prepared.fetchone(_MEMBER_CAMPAIGN_SQL, {"user": user.pk, "campaign": campaign_id})
+        return None if row is None else _from_row(Campaign, _CAMPAIGN_FIELDS, row)
+    # One membership row per campaign and user, so the join needs no DISTINCT.
+    return Campaign.objects.filter(pk=campaign_id, members=user, is_active=True).first()
+
+
+def own_assignment(*, user: AbstractBaseUser, assignment_id: int) -> Assignment | None:
+    """One of the user's assignments, in an active campaign they still rate in, or None."""
+    if connection.vendor == "postgresql":
+        row = prepared.fetchone(_OWN_ASSIGNMENT_SQL, {"user": user.pk, "assignment": assignment_id})
+        if row is None:
+            return None
+        split = len(_ASSIGNMENT_FIELDS)
+        campaign = _from_row(Campaign, _CAMPAIGN_FIELDS, row[split:])
+        return assignment_from_row(row[:split], campaign)
+    return (
+        Assignment.objects.select_related("campaign")
+        .filter(pk=assignment_id, annotator=user, campaign__members=user, campaign__is_active=True)
+        .first()
+    )
+
+
 def campaigns_visible_to(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
     """Admins see every campaign; annotators only the active ones they are members of."""
     if user.is_staff:
@@ -144,40 +205,45 @@ def _question_data(pk: int, name: str, prompt: str, scale_key: str) -> dict:
     }
 
 
+def task_data_from_view(*, assignment: Assignment) -> dict:
+    """`task_data` built from `task_view` with the ORM, on any database."""
+    view = task_view(assignment=assignment)
+    post = view.post
+    return {
+        "assignment": assignment.pk,
+        "status": assignment.status,
+        "expires_at": _datetime(assignment.expires_at),
+        "post": {
+            "id": post.pk,
+            "external_id": post.external_id,
+            "text": post.text,
+            "image": post.image.url if post.image else None,
+        },
+        "description": view.description,
+        "items": [
+            {
+                "id": item.item.pk,
+                "kind": item.item.kind,
+                "relation": item.relation,
+                "text": item.item.text,
+                "my_values": {str(q): v for q, v in item.values.items()},
+            }
+            for item in view.items
+        ],
+        "questions": [
+            _question_data(q.question.pk, q.question.name, q.question.prompt, q.question.scale)
+            for q in view.questions
+        ],
+    }
+
+
 def task_data(*, assignment: Assignment) -> dict:
     """The API's view of one assignment (the shape of `TaskSerializer`), as plain data.
 
     On PostgreSQL it is read with one query; elsewhere it is built from `task_view`.
     """
     if connection.vendor != "postgresql":
-        view = task_view(assignment=assignment)
-        post = view.post
-        return {
-            "assignment": assignment.pk,
-            "status": assignment.status,
-            "expires_at": _datetime(assignment.expires_at),
-            "post": {
-                "id": post.pk,
-                "external_id": post.external_id,
-                "text": post.text,
-                "image": post.image.url if post.image else None,
-            },
-            "description": view.description,
-            "items": [
-                {
-                    "id": item.item.pk,
-                    "kind": item.item.kind,
-                    "relation": item.relation,
-                    "text": item.item.text,
-                    "my_values": {str(q): v for q, v in item.values.items()},
-                }
-                for item in view.items
-            ],
-            "questions": [
-                _question_data(q.question.pk, q.question.name, q.question.prompt, q.question.scale)
-                for q in view.questions
-            ],
-        }
+        return task_data_from_view(assignment=assignment)
     external_id, text, image, description, items, questions, mine = prepared.fetchone(
         _TASK_SQL,
         {

@@ -20,7 +20,12 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.scales import DEFAULT_QUESTIONS, get_scale
-from annotation.selectors import RATING_TARGETS_SQL, campaign_items
+from annotation.selectors import (
+    ASSIGNMENT_COLUMNS,
+    RATING_TARGETS_SQL,
+    assignment_from_row,
+    campaign_items,
+)
 from config import prepared
 from generation.models import Batch, Dataset, KnowledgeItem, Post
 
@@ -160,25 +165,70 @@ def campaign_update(*, campaign: Campaign, **fields) -> Campaign:
 def leases_expire(*, campaign: Campaign | None = None, now=None) -> int:
     """Return expired leases to the pool: status `expired`, and the post's `taken` goes down.
 
-    Each lease is expired in its own short transaction by a conditional UPDATE: when two callers
-    race, the second waits for the first and then finds nothing to change, so `taken` goes down
-    exactly once. When this returns, every lease that had expired is back in the pool. Holding
-    one lease row at a time also means expiry cannot deadlock with a claim.
+    On PostgreSQL one statement expires them all, under an advisory lock: a caller that finds
+    another expiry running returns 0 at once and leaves the work to it. Elsewhere each lease is
+    expired in its own short transaction by a conditional UPDATE: when two callers race, the
+    second waits for the first and then finds nothing to change. Either way `taken` goes down
+    exactly once per lease, and expiry cannot deadlock with a claim.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _leases_expire_postgresql(campaign=campaign, now=now)
     open_leases = Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lt=now)
     if campaign is not None:
         open_leases = open_leases.filter(campaign=campaign)
     expired = 0
     for assignment_id, task_id in open_leases.order_by("id").values_list("id", "task_id")[:1000]:
-        with transaction.atomic():
-            changed = Assignment.objects.filter(
-                pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
-            ).update(status=Assignment.Status.EXPIRED)
-            if changed:
-                Task.objects.filter(pk=task_id, taken__gt=F("done")).update(taken=F("taken") - 1)
-                expired += 1
+        expired += _lease_expire(assignment_id=assignment_id, task_id=task_id, now=now)
     return expired
+
+
+def _lease_expire(*, assignment_id: int, task_id: int, now) -> int:
+    """Expire one lease if it is still open and past its time; 1 if this call expired it."""
+    with transaction.atomic():
+        changed = Assignment.objects.filter(
+            pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
+        ).update(status=Assignment.Status.EXPIRED)
+        if changed:
+            Task.objects.filter(pk=task_id, taken__gt=F("done")).update(taken=F("taken") - 1)
+    return changed
+
+
+# PostgreSQL: every expired lease (of one campaign, or all) in one statement. A transaction-level
+# advisory lock lets one expiry run at a time; a second caller finds the lock taken and leaves the
+# work to the first instead of queueing behind it. `taken` goes down by the leases each post lost,
+# never below its `done`.
+_EXPIRY_LOCK = 0x4C454153  # any constant of our own, shared by every caller
+_EXPIRE_SQL = """
+WITH gate AS (
+    SELECT pg_try_advisory_xact_lock(%(lock)s) AS mine
+), expired AS (
+    UPDATE annotation_assignment a SET status = %(expired)s
+    WHERE a.status = %(leased)s AND a.expires_at < %(now)s {campaign}
+      AND (SELECT mine FROM gate)
+    RETURNING a.task_id
+), lost AS (
+    SELECT task_id, count(*) AS n FROM expired GROUP BY task_id
+), lowered AS (
+    UPDATE annotation_task t SET taken = GREATEST(t.done, t.taken - lost.n)
+    FROM lost WHERE t.id = lost.task_id
+)
+SELECT count(*) FROM expired
+"""
+
+
+def _leases_expire_postgresql(*, campaign: Campaign | None, now) -> int:
+    sql = _EXPIRE_SQL.format(
+        campaign="" if campaign is None else "AND a.campaign_id = %(campaign)s"
+    )
+    params = {
+        "lock": _EXPIRY_LOCK,
+        "expired": Assignment.Status.EXPIRED,
+        "leased": Assignment.Status.LEASED,
+        "now": now,
+        "campaign": None if campaign is None else campaign.pk,
+    }
+    return prepared.fetchone(sql, params)[0]
 
 
 # Lazy expiry at claim time, at most every few seconds per campaign and process: the periodic task
@@ -187,32 +237,21 @@ EXPIRY_EVERY = timedelta(seconds=5)
 _last_expiry: dict[int, datetime] = {}
 
 
-def _expire_now_and_then(*, campaign: Campaign, now: datetime, force: bool) -> None:
+def _expire_now_and_then(*, campaign: Campaign, now: datetime) -> None:
     last = _last_expiry.get(campaign.pk)
-    if force or last is None or not timedelta(0) <= now - last < EXPIRY_EVERY:
+    if last is None or not timedelta(0) <= now - last < EXPIRY_EVERY:
         _last_expiry[campaign.pk] = now
         leases_expire(campaign=campaign, now=now)
-
-
-# The assignment's columns in model order, for rows read or returned by plain SQL.
-_ASSIGNMENT_FIELDS = Assignment._meta.concrete_fields
-_ASSIGNMENT_COLUMNS = ", ".join(f.column for f in _ASSIGNMENT_FIELDS)
-
-
-def _assignment_from_row(row: Sequence, campaign: Campaign) -> Assignment:
-    assignment = Assignment.from_db(connection.alias, [f.attname for f in _ASSIGNMENT_FIELDS], row)
-    assignment.campaign = campaign
-    return assignment
 
 
 def _open_lease(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
     if connection.vendor == "postgresql":
         row = prepared.fetchone(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
             "WHERE campaign_id = %s AND annotator_id = %s AND status = %s LIMIT 1",
             [campaign.pk, annotator.pk, Assignment.Status.LEASED],
         )
-        return None if row is None else _assignment_from_row(row, campaign)
+        return None if row is None else assignment_from_row(row, campaign)
     lease = (
         Assignment.objects.filter(
             campaign=campaign, annotator=annotator, status=Assignment.Status.LEASED
@@ -251,7 +290,9 @@ def assignment_claim(
     if lease is not None:
         if lease.expires_at > now:
             return lease
-    _expire_now_and_then(campaign=campaign, now=now, force=lease is not None)
+        # Their own lease ran out: it goes back to the pool before they claim another.
+        _lease_expire(assignment_id=lease.pk, task_id=lease.task_id, now=now)
+    _expire_now_and_then(campaign=campaign, now=now)
     if not campaign.is_active:
         return None
     gold_first = campaign.gold_rate > 0 and random.random() < campaign.gold_rate
@@ -312,12 +353,12 @@ def _claim_one_postgresql(
             gold="t.is_gold" if gold else "NOT t.is_gold",
             limit="" if gold else "AND t.taken < %(overlap)s",
             skip_locked="SKIP LOCKED" if skip_locked else "",
-            columns=_ASSIGNMENT_COLUMNS,
+            columns=ASSIGNMENT_COLUMNS,
         )
         with atomic():
             row = prepared.fetchone(sql, params)
         if row is not None:
-            return _assignment_from_row(row, campaign)
+            return assignment_from_row(row, campaign)
         # Nothing claimed: every candidate was locked (look again, then wait for the locks), or
         # the one we waited for filled up meanwhile, or nothing is left.
     return None
@@ -428,74 +469,64 @@ def _seconds_spent(*, leased_at: datetime, seconds: float | None, now: datetime)
     return elapsed if seconds is None else max(0.0, min(float(seconds), elapsed))
 
 
-# A post's ratings, upserted from three parallel arrays (item, question, value).
-_RATINGS_UPSERT_SQL = """
-INSERT INTO annotation_rating
-    (campaign_id, item_id, question_id, annotator_id, assignment_id, value, seconds,
-     created_at, updated_at)
-SELECT %(campaign)s, r.item, r.question, %(annotator)s, %(assignment)s, r.value, %(per_rating)s,
-       %(now)s, %(now)s
-FROM unnest(%(items)s::bigint[], %(questions)s::bigint[], %(values)s::integer[])
-    AS r(item, question, value)
-ON CONFLICT (item_id, question_id, annotator_id) DO UPDATE
-SET value = EXCLUDED.value, assignment_id = EXCLUDED.assignment_id,
-    updated_at = EXCLUDED.updated_at
-"""
-
-# Finishing a leased post on PostgreSQL in one statement, once its assignment row is locked: the
-# assignment becomes done, the task's `done` goes up and the ratings are upserted.
-_FINISH_SQL = (
-    """
+# Finishing a leased post on PostgreSQL in one statement (its own transaction in autocommit): the
+# assignment becomes done with the time spent on it (what the page measured, never more than the
+# lease has lasted), the task's `done` goes up and the ratings are upserted. It changes nothing
+# unless the assignment is still leased; a concurrent double submit waits for the first and then
+# finds it done.
+_FINISH_SQL = """
 WITH finished AS (
     UPDATE annotation_assignment
-    SET status = %(done)s, completed_at = %(now)s, seconds_spent = %(spent)s
-    WHERE id = %(assignment)s
-    RETURNING task_id
+    SET status = %(done)s, completed_at = %(now)s,
+        seconds_spent = GREATEST(0, LEAST(
+            COALESCE(%(seconds)s::float8, 'Infinity'::float8),
+            EXTRACT(EPOCH FROM %(now)s::timestamptz - leased_at)::float8))
+    WHERE id = %(assignment)s AND status = %(leased)s
+    RETURNING id, task_id, seconds_spent
 ), counted AS (
     UPDATE annotation_task t SET done = t.done + 1 FROM finished WHERE t.id = finished.task_id
-)"""
-    + _RATINGS_UPSERT_SQL
+), rated AS (
+    INSERT INTO annotation_rating
+        (campaign_id, item_id, question_id, annotator_id, assignment_id, value, seconds,
+         created_at, updated_at)
+    SELECT %(campaign)s, r.item, r.question, %(annotator)s, finished.id, r.value,
+           finished.seconds_spent / %(count)s, %(now)s, %(now)s
+    FROM finished,
+         unnest(%(items)s::bigint[], %(questions)s::bigint[], %(values)s::integer[])
+             AS r(item, question, value)
+    ON CONFLICT (item_id, question_id, annotator_id) DO UPDATE
+    SET value = EXCLUDED.value, assignment_id = EXCLUDED.assignment_id,
+        updated_at = EXCLUDED.updated_at
 )
+SELECT seconds_spent FROM finished
+"""
 
 
-def _submit_postgresql(
+def _finish_postgresql(
     *, assignment: Assignment, values: dict[tuple[int, int], int], seconds, now
 ) -> Assignment | None:
-    """The common cases in two statements: a leased post is finished, a done one is re-rated.
-
-    Returns None for an expired or skipped assignment, which the general path handles.
-    """
+    """Finish a leased post in one round trip; None when it is not leased (any more)."""
     ordered = sorted(values.items())
-    with transaction.atomic():
-        row = prepared.fetchone(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
-            "WHERE id = %s FOR UPDATE",
-            [assignment.pk],
-        )
-        locked = _assignment_from_row(row, assignment.campaign)
-        if locked.status not in (Assignment.Status.LEASED, Assignment.Status.DONE):
-            return None
-        params = {
-            "assignment": locked.pk,
-            "campaign": locked.campaign_id,
-            "annotator": locked.annotator_id,
-            "now": now,
-            "items": [item for (item, _), _ in ordered],
-            "questions": [question for (_, question), _ in ordered],
-            "values": [value for _, value in ordered],
-            "done": Assignment.Status.DONE,
-        }
-        spent = _seconds_spent(leased_at=locked.leased_at, seconds=seconds, now=now)
-        if locked.status == Assignment.Status.LEASED:
-            params |= {"spent": spent, "per_rating": spent / max(1, len(values))}
-            prepared.execute(_FINISH_SQL, params)
-            locked.status = Assignment.Status.DONE
-            locked.completed_at = now
-            locked.seconds_spent = spent
-        else:  # done before: only the ratings change
-            per_rating = (locked.seconds_spent or spent) / max(1, len(values))
-            prepared.execute(_RATINGS_UPSERT_SQL, params | {"per_rating": per_rating})
-    return locked
+    params = {
+        "assignment": assignment.pk,
+        "campaign": assignment.campaign_id,
+        "annotator": assignment.annotator_id,
+        "now": now,
+        "seconds": None if seconds is None else float(seconds),
+        "count": max(1, len(ordered)),
+        "items": [item for (item, _), _ in ordered],
+        "questions": [question for (_, question), _ in ordered],
+        "values": [value for _, value in ordered],
+        "done": Assignment.Status.DONE,
+        "leased": Assignment.Status.LEASED,
+    }
+    row = prepared.fetchone(_FINISH_SQL, params)
+    if row is None:
+        return None
+    assignment.status = Assignment.Status.DONE
+    assignment.completed_at = now
+    assignment.seconds_spent = row[0]
+    return assignment
 
 
 def assignment_submit(
@@ -514,7 +545,9 @@ def assignment_submit(
     now = now or timezone.now()
     values = _validate_ratings(assignment=assignment, ratings=ratings)
     if connection.vendor == "postgresql":
-        done = _submit_postgresql(assignment=assignment, values=values, seconds=seconds, now=now)
+        # The common case in one statement; a post done before (re-rated), expired or skipped
+        # takes the general path below.
+        done = _finish_postgresql(assignment=assignment, values=values, seconds=seconds, now=now)
         if done is not None:
             return done
     with transaction.atomic():

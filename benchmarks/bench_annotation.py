@@ -4,7 +4,8 @@
 
 Creates its own PostgreSQL database (`distillery_bench_annotation`, dropped at the end unless
 --keep), builds a campaign of 137,287 posts x 10 items with k = 3, starts gunicorn on 127.0.0.1,
-and runs simulated annotators (threads with httpx, token auth) against the REST API:
+and runs simulated annotators (asyncio tasks on aiohttp, one keep-alive connection each, token
+auth) against the REST API:
 `POST /api/campaigns/<id>/next/` then `POST /api/assignments/<id>/submit/` with every item rated
 on both questions, after `--think` seconds. A second phase runs with no thinking time for the top
 throughput. It prints latency percentiles of both calls, throughput, and checks the database for
@@ -12,6 +13,8 @@ duplicate assignments, posts over quota, items with more than k ratings and lost
 """
 
 import argparse
+import asyncio
+import json
 import os
 import random
 import signal
@@ -19,10 +22,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import psycopg
 
@@ -48,6 +51,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="run on the database a --keep run left (no build)"
+    )
     return parser.parse_args()
 
 
@@ -168,6 +174,20 @@ def build(args):
     return campaign, tokens
 
 
+def reuse(args):
+    """The campaign and tokens of a database kept by an earlier run (--keep)."""
+    from rest_framework.authtoken.models import Token
+
+    from annotation.models import Campaign
+
+    campaign = Campaign.objects.get(name="bench")
+    tokens = [
+        Token.objects.get(user__username=f"bench{i:02d}").key
+        for i in range(args.annotators * 2 + 1)
+    ]
+    return campaign, tokens
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -199,7 +219,6 @@ def start_gunicorn(args, env) -> subprocess.Popen:
 
 class Stats:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.next_ms: list[float] = []
         self.submit_ms: list[float] = []
         self.errors: list[str] = []
@@ -207,46 +226,63 @@ class Stats:
         self.empty = 0
 
 
-def annotator(base: str, token: str, campaign_id: int, think: float, stop: float, stats: Stats):
-    headers = {"Authorization": f"Token {token}"}
+async def annotator(
+    base: str, token: str, campaign_id: int, think: float, stop: float, stats: Stats, delay: float
+):
+    """One simulated annotator: next task, `think` seconds, submit; until `stop` or the end."""
     rng = random.Random(token)
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+    headers = {"Authorization": f"Token {token}"}
+    # One keep-alive connection per annotator, as a browser tab would hold.
+    connector = aiohttp.TCPConnector(limit=1, force_close=False)
+    async with aiohttp.ClientSession(base, headers=headers, connector=connector) as client:
         # Warm the connection so the first measured call does not pay the TCP handshake.
-        client.get("/healthz")
+        async with client.get("/healthz") as response:
+            await response.read()
+        # People do not all click at the same instant: each annotator starts at a random
+        # moment within the first thinking time.
+        await asyncio.sleep(delay)
         while time.time() < stop:
             start = time.perf_counter()
-            response = client.post(f"/api/campaigns/{campaign_id}/next/")
+            async with client.post(f"/api/campaigns/{campaign_id}/next/") as response:
+                status, body = response.status, await response.read()
             elapsed = (time.perf_counter() - start) * 1000
-            if response.status_code == 204:
-                with stats.lock:
-                    stats.empty += 1
+            if status == 204:
+                stats.empty += 1
                 return
-            if response.status_code != 200:
-                with stats.lock:
-                    stats.errors.append(f"next {response.status_code} {response.text[:200]}")
-                time.sleep(0.2)
+            if status != 200:
+                stats.errors.append(f"next {status} {body[:200]!r}")
+                await asyncio.sleep(0.2)
                 continue
-            task = response.json()
+            task = json.loads(body)
             ratings = [
                 {"item": item["id"], "question": q["id"], "value": rng.randint(1, 5)}
                 for item in task["items"]
                 for q in task["questions"]
             ]
             if think:
-                time.sleep(think)
+                await asyncio.sleep(think)
             start = time.perf_counter()
-            response = client.post(
+            async with client.post(
                 f"/api/assignments/{task['assignment']}/submit/",
                 json={"ratings": ratings, "seconds": think},
-            )
-            submit_elapsed = (time.perf_counter() - start) * 1000
-            with stats.lock:
-                stats.next_ms.append(elapsed)
-                stats.submit_ms.append(submit_elapsed)
-                if response.status_code == 200:
-                    stats.submitted[task["assignment"]] = len(ratings)
-                else:
-                    stats.errors.append(f"submit {response.status_code} {response.text[:200]}")
+            ) as response:
+                status, body = response.status, await response.read()
+            stats.next_ms.append(elapsed)
+            stats.submit_ms.append((time.perf_counter() - start) * 1000)
+            if status == 200:
+                stats.submitted[task["assignment"]] = len(ratings)
+            else:
+                stats.errors.append(f"submit {status} {body[:200]!r}")
+
+
+async def run_annotators(base, campaign_id, tokens, think, stop, stats, label) -> None:
+    rng = random.Random(label)
+    await asyncio.gather(
+        *(
+            annotator(base, token, campaign_id, think, stop, stats, rng.uniform(0, think))
+            for token in tokens
+        )
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -259,17 +295,8 @@ def percentile(values: list[float], q: float) -> float:
 def run_phase(args, base, campaign_id, tokens, think, duration, label) -> Stats:
     stats = Stats()
     stop = time.time() + duration
-    threads = [
-        threading.Thread(
-            target=annotator, args=(base, token, campaign_id, think, stop, stats), daemon=True
-        )
-        for token in tokens
-    ]
     began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(run_annotators(base, campaign_id, tokens, think, stop, stats, label))
     wall = time.perf_counter() - began
     print(f"\n== {label}: {len(tokens)} annotators, think {think} s, {wall:.1f} s ==")
     for name, values in (("next task", stats.next_ms), ("submit", stats.submit_ms)):
@@ -375,8 +402,9 @@ def main() -> int:
     args = parse_args()
     args.port = args.port or free_port()
     url = f"{args.pg}/{args.database}"
-    admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    admin_sql(args, f'CREATE DATABASE "{args.database}"')
+    if not args.reuse:
+        admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        admin_sql(args, f'CREATE DATABASE "{args.database}"')
     env = os.environ | {
         "DATABASE_URL": url,
         "CONN_MAX_AGE": "600",
@@ -390,7 +418,7 @@ def main() -> int:
     django.setup()
     server = None
     try:
-        campaign, tokens = build(args)
+        campaign, tokens = reuse(args) if args.reuse else build(args)
         print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
         server = start_gunicorn(args, env)
         base = f"http://127.0.0.1:{args.port}"

@@ -9,7 +9,12 @@ from django.db import connection, connections
 from accounts.services import user_create_annotator
 from annotation.models import Assignment, Rating, Task
 from annotation.selectors import task_view
-from annotation.services import assignment_claim, assignment_submit, campaign_create
+from annotation.services import (
+    assignment_claim,
+    assignment_submit,
+    campaign_create,
+    leases_expire,
+)
 from tests.annotation.conftest import full_ratings
 from tests.annotation.factories import DatasetFactory, miko_batch
 
@@ -113,3 +118,9 @@ def test_expiry_racing_with_claims_keeps_counters_exact():
     for task in Task.objects.filter(campaign=campaign):
         open_or_done = task.assignments.filter(status__in=["leased", "done"]).count()
         assert task.taken == open_or_done <= 1
+
+    # Bulk expiries racing each other return each of the new leases exactly once.
+    later = timezone.now() + timedelta(hours=1)
+    counts = run_in_threads(lambda: leases_expire(campaign=campaign, now=later), [()] * 6)
+    assert sum(counts) == len(users)
+    assert not Task.objects.filter(campaign=campaign, taken__gt=0).exists()
