@@ -310,10 +310,21 @@ def assignment_claim(
 
 # The claim on PostgreSQL as one statement (its own transaction in autocommit): lock the first
 # claimable task, skipping rows other claims hold, raise its `taken` and insert the lease.
+#
+# Its commit does not wait for the WAL to reach the disk (`synchronous_commit` off for this
+# transaction only). The task row stays locked until that commit, and the annotators finishing
+# the same post wait for it: on a slow disk, waiting for the flush was most of a submit's tail
+# latency. A lease is not a rating: a database crash may forget the leases of the last fraction of
+# a second (their posts simply return to the pool, consistently, `taken` with them), and every
+# submit still commits synchronously, which also makes the claims before it durable, so an
+# acknowledged rating is never lost.
 _CLAIM_SQL = """
-WITH candidate AS (
+WITH lease_only AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), candidate AS (
     SELECT t.id FROM annotation_task t
     WHERE t.campaign_id = %(campaign)s AND {gold} {limit}
+      AND EXISTS (SELECT FROM lease_only)
       AND NOT EXISTS (
           SELECT 1 FROM annotation_assignment a
           WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
+from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -26,7 +27,7 @@ from annotation.services import (
 )
 from generation.models import Post
 from tests.annotation.conftest import full_ratings
-from tests.annotation.factories import miko_batch
+from tests.annotation.factories import DatasetFactory, miko_batch
 
 pytestmark = pytest.mark.postgres
 
@@ -153,3 +154,23 @@ def test_submit_bodies_outside_the_plain_shape_go_through_the_serializer(annotat
     response = annotator_api.post(url, {"ratings": ratings, "seconds": 2}, format="json")
     assert response.status_code == 200, response.json()
     assert set(Rating.objects.values_list("value", flat=True)) == {4}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_claim_commits_without_waiting_for_the_disk():
+    dataset = DatasetFactory(name="async")
+    miko_batch(dataset=dataset, posts=2, kinds=["xWant"])
+    user = user_create_annotator(username="quick", password="x")
+    campaign = campaign_create(name="async", dataset=dataset, members=[user])
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN")  # hold the claim's transaction open to look inside it
+        assignment_claim(campaign=campaign, annotator=user)
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "off"  # for the claim's transaction only
+        cursor.execute("ROLLBACK")
+    lease = assignment_claim(campaign=campaign, annotator=user)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # the next transaction waits for the disk again
+    assignment_submit(assignment=lease, ratings=full_ratings(task_view(assignment=lease)))
+    assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.DONE
