@@ -25,7 +25,9 @@ from annotation.selectors import (
     campaign_progress,
     campaigns_visible_to,
     member_campaign,
+    member_campaign_and_lease,
     own_assignment,
+    own_assignment_to_submit,
     ratings_of,
     task_data,
 )
@@ -337,8 +339,10 @@ class NextTaskApi(APIView):
 
     @extend_schema(request=None, responses={200: TaskSerializer, 204: None})
     def post(self, request: Request, campaign_id: int) -> Response:
-        campaign = _member_campaign(request, campaign_id)
-        lease = assignment_claim(campaign=campaign, annotator=request.user)
+        campaign, open_lease = member_campaign_and_lease(user=request.user, campaign_id=campaign_id)
+        if campaign is None:
+            raise Http404
+        lease = assignment_claim(campaign=campaign, annotator=request.user, open_lease=open_lease)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_data(assignment=lease))
@@ -358,7 +362,11 @@ class SubmitApi(APIView):
 
     @extend_schema(request=SubmitInputSerializer, responses=SubmitOutputSerializer)
     def post(self, request: Request, assignment_id: int) -> Response:
-        assignment = _own_assignment(request, assignment_id)
+        assignment, targets = own_assignment_to_submit(
+            user=request.user, assignment_id=assignment_id
+        )
+        if assignment is None:
+            raise Http404
         submission = _plain_submission(request.data)
         if submission is None:
             serializer = SubmitInputSerializer(data=request.data)
@@ -372,7 +380,9 @@ class SubmitApi(APIView):
             )
         ratings, seconds = submission
         try:
-            done = assignment_submit(assignment=assignment, ratings=ratings, seconds=seconds)
+            done = assignment_submit(
+                assignment=assignment, ratings=ratings, seconds=seconds, targets=targets
+            )
         except AnnotationError as error:
             raise ValidationError({"detail": str(error)}) from None
         return Response(

@@ -60,6 +60,39 @@ def assignment_from_row(row, campaign: Campaign) -> Assignment:
     return assignment
 
 
+_CAMPAIGN_AND_LEASE_SQL = f"""
+SELECT {", ".join(f"c.{f.column}" for f in _CAMPAIGN_FIELDS)},
+       {", ".join(f"a.{f.column}" for f in _ASSIGNMENT_FIELDS)}
+FROM annotation_campaign c
+JOIN annotation_campaign_members m ON m.campaign_id = c.id AND m.user_id = %(user)s
+LEFT JOIN annotation_assignment a
+    ON a.campaign_id = c.id AND a.annotator_id = %(user)s AND a.status = %(leased)s
+WHERE c.id = %(campaign)s AND c.is_active
+"""
+
+
+def member_campaign_and_lease(
+    *, user: AbstractBaseUser, campaign_id: int
+) -> tuple[Campaign | None, Assignment | None]:
+    """`member_campaign` and the user's open lease in it, in one query on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        campaign = member_campaign(user=user, campaign_id=campaign_id)
+        if campaign is None:
+            return None, None
+        lease = Assignment.objects.filter(
+            campaign=campaign, annotator=user, status=Assignment.Status.LEASED
+        ).first()
+        return campaign, lease
+    params = {"user": user.pk, "campaign": campaign_id, "leased": Assignment.Status.LEASED}
+    row = prepared.fetchone(_CAMPAIGN_AND_LEASE_SQL, params)
+    if row is None:
+        return None, None
+    split = len(_CAMPAIGN_FIELDS)
+    campaign = _from_row(Campaign, _CAMPAIGN_FIELDS, row[:split])
+    lease = None if row[split] is None else assignment_from_row(row[split:], campaign)
+    return campaign, lease
+
+
 def member_campaign(*, user: AbstractBaseUser, campaign_id: int) -> Campaign | None:
     """An active campaign the user rates in, or None (annotators' requests start here)."""
     if connection.vendor == "postgresql":
@@ -83,6 +116,47 @@ def own_assignment(*, user: AbstractBaseUser, assignment_id: int) -> Assignment 
         .filter(pk=assignment_id, annotator=user, campaign__members=user, campaign__is_active=True)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class RatingTargets:
+    """What a submission must cover: the questions (id -> name, scale) and the post's items."""
+
+    questions: dict[int, tuple[str, str]]
+    items: set[int]
+
+    @classmethod
+    def from_row(cls, questions, items) -> "RatingTargets":
+        return cls({pk: (name, scale) for pk, name, scale in questions or []}, set(items or []))
+
+
+def rating_targets(*, assignment: Assignment) -> RatingTargets:
+    campaign = assignment.campaign
+    if connection.vendor == "postgresql":
+        params = {"campaign": campaign.pk, "post": assignment.post_id}
+        return RatingTargets.from_row(*prepared.fetchone(RATING_TARGETS_SQL, params))
+    items = campaign_items(campaign=campaign).filter(post_id=assignment.post_id)
+    return RatingTargets(
+        {q.pk: (q.name, q.scale) for q in campaign.questions.all()},
+        set(items.values_list("id", flat=True)),
+    )
+
+
+def own_assignment_to_submit(
+    *, user: AbstractBaseUser, assignment_id: int
+) -> tuple[Assignment | None, RatingTargets | None]:
+    """`own_assignment` and its `rating_targets`, in one query on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        assignment = own_assignment(user=user, assignment_id=assignment_id)
+        return assignment, None if assignment is None else rating_targets(assignment=assignment)
+    row = prepared.fetchone(
+        _OWN_ASSIGNMENT_TO_SUBMIT_SQL, {"user": user.pk, "assignment": assignment_id}
+    )
+    if row is None:
+        return None, None
+    split = len(_ASSIGNMENT_FIELDS)
+    campaign = _from_row(Campaign, _CAMPAIGN_FIELDS, row[split:-2])
+    return assignment_from_row(row[:split], campaign), RatingTargets.from_row(*row[-2:])
 
 
 def campaigns_visible_to(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
@@ -147,17 +221,18 @@ _POST_ITEMS_SQL = """
     SELECT i.id, i.kind, i.text, i.position
     FROM generation_knowledgeitem i
     JOIN annotation_campaign_batches cb
-        ON cb.batch_id = i.batch_id AND cb.campaign_id = %(campaign)s
+        ON cb.batch_id = i.batch_id AND cb.campaign_id = {campaign}
     JOIN generation_post p ON p.id = i.post_id
-    JOIN annotation_campaign c ON c.id = %(campaign)s AND c.dataset_id = p.dataset_id
-    WHERE i.post_id = %(post)s
+    JOIN annotation_campaign c ON c.id = {campaign} AND c.dataset_id = p.dataset_id
+    WHERE i.post_id = {post}
       AND (jsonb_array_length(c.kinds) = 0
            OR i.kind IN (SELECT jsonb_array_elements_text(c.kinds)))
 """
+_PARAMETER_ITEMS_SQL = _POST_ITEMS_SQL.format(campaign="%(campaign)s", post="%(post)s")
 
 # The questions (id, name, scale) and the item ids a submission must cover, in one round trip.
 RATING_TARGETS_SQL = f"""
-WITH items AS ({_POST_ITEMS_SQL})
+WITH items AS ({_PARAMETER_ITEMS_SQL})
 SELECT
     (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
      FROM annotation_question q WHERE q.campaign_id = %(campaign)s),
@@ -167,7 +242,7 @@ SELECT
 # Everything the API shows for one assignment, in one round trip: the post, its description, its
 # items, the questions, and the annotator's own values (looked up only once the post was rated).
 _TASK_SQL = f"""
-WITH items AS ({_POST_ITEMS_SQL})
+WITH items AS ({_PARAMETER_ITEMS_SQL})
 SELECT
     p.external_id, p.text, p.image,
     (SELECT s.parsed ->> 'description' FROM generation_stageresult s
@@ -187,6 +262,22 @@ SELECT
     END
 FROM generation_post p
 WHERE p.id = %(post)s
+"""
+
+
+# The submitter's assignment, its campaign and what the submission must cover, in one round trip.
+_OWN_ASSIGNMENT_TO_SUBMIT_SQL = f"""
+WITH own AS ({_OWN_ASSIGNMENT_SQL}),
+items AS ({
+    _POST_ITEMS_SQL.format(
+        campaign="(SELECT campaign_id FROM own)", post="(SELECT post_id FROM own)"
+    )
+})
+SELECT own.*,
+    (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
+     FROM annotation_question q WHERE q.campaign_id = own.campaign_id),
+    (SELECT array_agg(items.id) FROM items)
+FROM own
 """
 
 

@@ -22,9 +22,10 @@ from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import DEFAULT_QUESTIONS, get_scale
 from annotation.selectors import (
     ASSIGNMENT_COLUMNS,
-    RATING_TARGETS_SQL,
+    RatingTargets,
     assignment_from_row,
     campaign_items,
+    rating_targets,
 )
 from config import prepared
 from generation.models import Batch, Dataset, KnowledgeItem, Post
@@ -273,8 +274,11 @@ def _claimable(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool):
     return tasks.order_by("-taken", "id")
 
 
+_LOOK_UP = object()
+
+
 def assignment_claim(
-    *, campaign: Campaign, annotator: AbstractBaseUser, now=None
+    *, campaign: Campaign, annotator: AbstractBaseUser, now=None, open_lease=_LOOK_UP
 ) -> Assignment | None:
     """The annotator's next post: their open lease if they hold one, else a fresh lease.
 
@@ -283,10 +287,13 @@ def assignment_claim(
     SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL so that concurrent claims take different
     posts; `taken` is raised by a conditional UPDATE in the same transaction. On SQLite the
     transaction is IMMEDIATE, so claims are serialised by the database lock. Returns None when
-    nothing is left for this annotator.
+    nothing is left for this annotator. `open_lease` is the annotator's open lease in the
+    campaign (or None) when the caller read it already.
     """
     now = now or timezone.now()
-    lease = _open_lease(campaign=campaign, annotator=annotator)
+    if open_lease is _LOOK_UP:
+        open_lease = _open_lease(campaign=campaign, annotator=annotator)
+    lease = open_lease
     if lease is not None:
         if lease.expires_at > now:
             return lease
@@ -424,27 +431,11 @@ def assignment_skip(*, assignment: Assignment, now=None) -> Assignment:
     return assignment
 
 
-def _rating_targets(*, assignment: Assignment) -> tuple[dict[int, tuple[str, str]], set[int]]:
-    """The campaign's questions (id -> name, scale) and the ids of the post's items to rate."""
-    campaign = assignment.campaign
-    if connection.vendor == "postgresql":
-        questions, items = prepared.fetchone(
-            RATING_TARGETS_SQL, {"campaign": campaign.pk, "post": assignment.post_id}
-        )
-        return {pk: (name, scale) for pk, name, scale in questions or []}, set(items or [])
-    questions = {q.pk: (q.name, q.scale) for q in campaign.questions.all()}
-    items = set(
-        campaign_items(campaign=campaign)
-        .filter(post_id=assignment.post_id)
-        .values_list("id", flat=True)
-    )
-    return questions, items
-
-
 def _validate_ratings(
-    *, assignment: Assignment, ratings: Sequence[RatingInput]
+    *, assignment: Assignment, ratings: Sequence[RatingInput], targets: RatingTargets | None
 ) -> dict[tuple[int, int], int]:
-    questions, items = _rating_targets(assignment=assignment)
+    targets = targets or rating_targets(assignment=assignment)
+    questions, items = targets.questions, targets.items
     values: dict[tuple[int, int], int] = {}
     for rating in ratings:
         question = questions.get(rating.question_id)
@@ -546,15 +537,17 @@ def assignment_submit(
     ratings: Sequence[RatingInput],
     seconds: float | None = None,
     now=None,
+    targets: RatingTargets | None = None,
 ) -> Assignment:
     """Store the ratings of one post and mark its assignment done.
 
     Idempotent: a double click or a resubmission updates the same Rating rows (unique per item,
     question and annotator) and counts the post once. A done assignment may be resubmitted to
     change its ratings. A lease that expired is accepted only while the post still has room.
+    `targets` are the post's questions and items when the caller read them already.
     """
     now = now or timezone.now()
-    values = _validate_ratings(assignment=assignment, ratings=ratings)
+    values = _validate_ratings(assignment=assignment, ratings=ratings, targets=targets)
     if connection.vendor == "postgresql":
         # The common case in one statement; a post done before (re-rated), expired or skipped
         # takes the general path below.

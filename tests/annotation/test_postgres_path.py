@@ -14,7 +14,10 @@ from annotation.apis import TaskSerializer
 from annotation.models import Assignment, Rating, Task
 from annotation.selectors import (
     member_campaign,
+    member_campaign_and_lease,
     own_assignment,
+    own_assignment_to_submit,
+    rating_targets,
     task_data,
     task_data_from_view,
     task_view,
@@ -74,6 +77,15 @@ def test_membership_lookups_refuse_strangers_and_inactive_campaigns(
     found = own_assignment(user=annotator, assignment_id=lease.pk)
     assert (found.pk, found.campaign.pk, found.campaign.overlap) == (lease.pk, campaign.pk, 2)
     assert own_assignment(user=other_annotator, assignment_id=lease.pk) is None
+    # The combined lookups of the two hot calls agree with the single ones.
+    found_campaign, open_lease = member_campaign_and_lease(user=annotator, campaign_id=campaign.pk)
+    assert (found_campaign.pk, open_lease.pk) == (campaign.pk, lease.pk)
+    assert member_campaign_and_lease(user=other_annotator, campaign_id=campaign.pk)[1] is None
+    assert member_campaign_and_lease(user=stranger, campaign_id=campaign.pk) == (None, None)
+    to_submit, targets = own_assignment_to_submit(user=annotator, assignment_id=lease.pk)
+    assert to_submit.pk == lease.pk and targets == rating_targets(assignment=lease)
+    assert len(targets.items) == 10 and len(targets.questions) == 2
+    assert own_assignment_to_submit(user=other_annotator, assignment_id=lease.pk) == (None, None)
     campaign.is_active = False
     campaign.save()
     assert member_campaign(user=annotator, campaign_id=campaign.pk) is None
