@@ -186,3 +186,21 @@ def test_only_the_claim_commits_without_waiting_for_the_disk():
         assert cursor.fetchone()[0] == "on"  # the next transaction waits for the disk again
     assignment_submit(assignment=lease, ratings=full_ratings(task_view(assignment=lease)))
     assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.DONE
+
+
+def test_the_hot_path_works_with_prepared_statements_turned_off(campaign, annotator):
+    """DATABASE_PREPARED=false (a pooler in transaction mode): same statements, never prepared."""
+    connection.ensure_connection()
+    psycopg_connection = connection.connection
+    threshold = psycopg_connection.prepare_threshold
+    psycopg_connection.prepare_threshold = None
+    try:
+        lease = assignment_claim(campaign=campaign, annotator=annotator)
+        data = task_data(assignment=lease)
+        done = assignment_submit(
+            assignment=lease, ratings=full_ratings(task_view(assignment=lease))
+        )
+        assert done.status == Assignment.Status.DONE and len(data["items"]) == 10
+        assert Rating.objects.filter(assignment=lease).count() == 20
+    finally:
+        psycopg_connection.prepare_threshold = threshold
