@@ -339,10 +339,10 @@ class NextTaskApi(APIView):
 
     @extend_schema(request=None, responses={200: TaskSerializer, 204: None})
     def post(self, request: Request, campaign_id: int) -> Response:
-        campaign, open_lease = member_campaign_and_lease(user=request.user, campaign_id=campaign_id)
+        campaign, held = member_campaign_and_lease(user=request.user, campaign_id=campaign_id)
         if campaign is None:
             raise Http404
-        lease = assignment_claim(campaign=campaign, annotator=request.user, open_lease=open_lease)
+        lease = assignment_claim(campaign=campaign, annotator=request.user, held=held)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_data(assignment=lease))

@@ -29,13 +29,6 @@ def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
 _CAMPAIGN_FIELDS = [f for f in Campaign._meta.concrete_fields if f.name != "kinds"]
 _ASSIGNMENT_FIELDS = list(Assignment._meta.concrete_fields)
 
-_MEMBER_CAMPAIGN_SQL = f"""
-SELECT {", ".join(f"c.{f.column}" for f in _CAMPAIGN_FIELDS)}
-FROM annotation_campaign c
-JOIN annotation_campaign_members m ON m.campaign_id = c.id AND m.user_id = %(user)s
-WHERE c.id = %(campaign)s AND c.is_active
-"""
-
 _OWN_ASSIGNMENT_SQL = f"""
 SELECT {", ".join(f"a.{f.column}" for f in _ASSIGNMENT_FIELDS)},
        {", ".join(f"c.{f.column}" for f in _CAMPAIGN_FIELDS)}
@@ -71,18 +64,40 @@ WHERE c.id = %(campaign)s AND c.is_active
 """
 
 
+def open_lease(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
+    """The annotator's open lease in the campaign (at most one), with the campaign attached."""
+    if connection.vendor == "postgresql":
+        row = prepared.fetchone(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
+            "WHERE campaign_id = %s AND annotator_id = %s AND status = %s LIMIT 1",
+            [campaign.pk, annotator.pk, Assignment.Status.LEASED],
+        )
+        return None if row is None else assignment_from_row(row, campaign)
+    lease = (
+        Assignment.objects.filter(
+            campaign=campaign, annotator=annotator, status=Assignment.Status.LEASED
+        )
+        .select_related("post", "task")
+        .first()
+    )
+    if lease is not None:
+        lease.campaign = campaign
+    return lease
+
+
 def member_campaign_and_lease(
     *, user: AbstractBaseUser, campaign_id: int
 ) -> tuple[Campaign | None, Assignment | None]:
-    """`member_campaign` and the user's open lease in it, in one query on PostgreSQL."""
+    """An active campaign the user rates in (or None) and their open lease in it.
+
+    One query on PostgreSQL; annotators' next-task requests start here.
+    """
     if connection.vendor != "postgresql":
-        campaign = member_campaign(user=user, campaign_id=campaign_id)
+        # One membership row per campaign and user, so the join needs no DISTINCT.
+        campaign = Campaign.objects.filter(pk=campaign_id, members=user, is_active=True).first()
         if campaign is None:
             return None, None
-        lease = Assignment.objects.filter(
-            campaign=campaign, annotator=user, status=Assignment.Status.LEASED
-        ).first()
-        return campaign, lease
+        return campaign, open_lease(campaign=campaign, annotator=user)
     params = {"user": user.pk, "campaign": campaign_id, "leased": Assignment.Status.LEASED}
     row = prepared.fetchone(_CAMPAIGN_AND_LEASE_SQL, params)
     if row is None:
@@ -94,12 +109,8 @@ def member_campaign_and_lease(
 
 
 def member_campaign(*, user: AbstractBaseUser, campaign_id: int) -> Campaign | None:
-    """An active campaign the user rates in, or None (annotators' requests start here)."""
-    if connection.vendor == "postgresql":
-        row = prepared.fetchone(_MEMBER_CAMPAIGN_SQL, {"user": user.pk, "campaign": campaign_id})
-        return None if row is None else _from_row(Campaign, _CAMPAIGN_FIELDS, row)
-    # One membership row per campaign and user, so the join needs no DISTINCT.
-    return Campaign.objects.filter(pk=campaign_id, members=user, is_active=True).first()
+    """An active campaign the user rates in, or None."""
+    return member_campaign_and_lease(user=user, campaign_id=campaign_id)[0]
 
 
 def own_assignment(*, user: AbstractBaseUser, assignment_id: int) -> Assignment | None:
@@ -230,13 +241,16 @@ _POST_ITEMS_SQL = """
 """
 _PARAMETER_ITEMS_SQL = _POST_ITEMS_SQL.format(campaign="%(campaign)s", post="%(post)s")
 
-# The questions (id, name, scale) and the item ids a submission must cover, in one round trip.
+# The questions (id, name, scale) and the item ids a submission must cover (`items` is a CTE of
+# _POST_ITEMS_SQL), as the two columns `RatingTargets.from_row` reads.
+_TARGETS_COLUMNS = """
+    (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
+     FROM annotation_question q WHERE q.campaign_id = {campaign}),
+    (SELECT array_agg(items.id) FROM items)
+"""
 RATING_TARGETS_SQL = f"""
 WITH items AS ({_PARAMETER_ITEMS_SQL})
-SELECT
-    (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
-     FROM annotation_question q WHERE q.campaign_id = %(campaign)s),
-    (SELECT array_agg(items.id) FROM items)
+SELECT {_TARGETS_COLUMNS.format(campaign="%(campaign)s")}
 """
 
 # Everything the API shows for one assignment, in one round trip: the post, its description, its
@@ -273,10 +287,7 @@ items AS ({
         campaign="(SELECT campaign_id FROM own)", post="(SELECT post_id FROM own)"
     )
 })
-SELECT own.*,
-    (SELECT json_agg(json_build_array(q.id, q.name, q.scale))
-     FROM annotation_question q WHERE q.campaign_id = own.campaign_id),
-    (SELECT array_agg(items.id) FROM items)
+SELECT own.*, {_TARGETS_COLUMNS.format(campaign="own.campaign_id")}
 FROM own
 """
 
@@ -296,36 +307,56 @@ def _question_data(pk: int, name: str, prompt: str, scale_key: str) -> dict:
     }
 
 
-def task_data_from_view(*, assignment: Assignment) -> dict:
-    """`task_data` built from `task_view` with the ORM, on any database."""
-    view = task_view(assignment=assignment)
-    post = view.post
+def _task_dict(
+    *,
+    assignment: Assignment,
+    post: tuple[str, str, str],
+    description: str,
+    items: list[tuple[int, str, str, dict]],
+    questions: list[tuple[int, str, str, str]],
+) -> dict:
+    """The API's task: `post` is (external id, text, image URL), each item (id, kind, text, the
+    annotator's values by question id) and each question (id, name, prompt, scale)."""
+    external_id, text, image = post
     return {
         "assignment": assignment.pk,
         "status": assignment.status,
         "expires_at": _datetime(assignment.expires_at),
         "post": {
-            "id": post.pk,
-            "external_id": post.external_id,
-            "text": post.text,
-            "image": post.image.url if post.image else None,
+            "id": assignment.post_id,
+            "external_id": external_id,
+            "text": text,
+            "image": image,
         },
-        "description": view.description,
+        "description": description,
         "items": [
             {
-                "id": item.item.pk,
-                "kind": item.item.kind,
-                "relation": item.relation,
-                "text": item.item.text,
-                "my_values": {str(q): v for q, v in item.values.items()},
+                "id": pk,
+                "kind": kind,
+                "relation": relation_label(kind),
+                "text": item_text,
+                "my_values": {str(q): v for q, v in values.items()},
             }
-            for item in view.items
+            for pk, kind, item_text, values in items
         ],
-        "questions": [
-            _question_data(q.question.pk, q.question.name, q.question.prompt, q.question.scale)
+        "questions": [_question_data(*question) for question in questions],
+    }
+
+
+def task_data_from_view(*, assignment: Assignment) -> dict:
+    """`task_data` built from `task_view` with the ORM, on any database."""
+    view = task_view(assignment=assignment)
+    post = view.post
+    return _task_dict(
+        assignment=assignment,
+        post=(post.external_id, post.text, post.image.url if post.image else None),
+        description=view.description,
+        items=[(i.item.pk, i.item.kind, i.item.text, i.values) for i in view.items],
+        questions=[
+            (q.question.pk, q.question.name, q.question.prompt, q.question.scale)
             for q in view.questions
         ],
-    }
+    )
 
 
 def task_data(*, assignment: Assignment) -> dict:
@@ -346,32 +377,17 @@ def task_data(*, assignment: Assignment) -> dict:
             "ok": StageResult.Status.OK,
         },
     )
-    values: dict[int, dict[str, int]] = {}
+    values: dict[int, dict[int, int]] = {}
     for item_id, question_id, value in mine or []:
-        values.setdefault(item_id, {})[str(question_id)] = value
-    return {
-        "assignment": assignment.pk,
-        "status": assignment.status,
-        "expires_at": _datetime(assignment.expires_at),
-        "post": {
-            "id": assignment.post_id,
-            "external_id": external_id,
-            "text": text,
-            "image": Post._meta.get_field("image").storage.url(image) if image else None,
-        },
-        "description": description or "",
-        "items": [
-            {
-                "id": pk,
-                "kind": kind,
-                "relation": relation_label(kind),
-                "text": item_text,
-                "my_values": values.get(pk, {}),
-            }
-            for pk, kind, item_text in items or []
-        ],
-        "questions": [_question_data(*question) for question in questions or []],
-    }
+        values.setdefault(item_id, {})[question_id] = value
+    image_url = Post._meta.get_field("image").storage.url(image) if image else None
+    return _task_dict(
+        assignment=assignment,
+        post=(external_id, text, image_url),
+        description=description or "",
+        items=[(pk, kind, item_text, values.get(pk, {})) for pk, kind, item_text in items or []],
+        questions=questions or [],
+    )
 
 
 def task_view(*, assignment: Assignment) -> TaskView:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,6 +26,7 @@ from annotation.selectors import (
     RatingTargets,
     assignment_from_row,
     campaign_items,
+    open_lease,
     rating_targets,
 )
 from config import prepared
@@ -245,26 +247,6 @@ def _expire_now_and_then(*, campaign: Campaign, now: datetime) -> None:
         leases_expire(campaign=campaign, now=now)
 
 
-def _open_lease(*, campaign: Campaign, annotator: AbstractBaseUser) -> Assignment | None:
-    if connection.vendor == "postgresql":
-        row = prepared.fetchone(
-            f"SELECT {ASSIGNMENT_COLUMNS} FROM {Assignment._meta.db_table} "
-            "WHERE campaign_id = %s AND annotator_id = %s AND status = %s LIMIT 1",
-            [campaign.pk, annotator.pk, Assignment.Status.LEASED],
-        )
-        return None if row is None else assignment_from_row(row, campaign)
-    lease = (
-        Assignment.objects.filter(
-            campaign=campaign, annotator=annotator, status=Assignment.Status.LEASED
-        )
-        .select_related("post", "task")
-        .first()
-    )
-    if lease is not None:
-        lease.campaign = campaign
-    return lease
-
-
 def _claimable(*, campaign: Campaign, annotator: AbstractBaseUser, gold: bool):
     """Tasks this annotator never had, in claim order; gold tasks have no overlap limit."""
     had = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
@@ -278,7 +260,7 @@ _LOOK_UP = object()
 
 
 def assignment_claim(
-    *, campaign: Campaign, annotator: AbstractBaseUser, now=None, open_lease=_LOOK_UP
+    *, campaign: Campaign, annotator: AbstractBaseUser, now=None, held=_LOOK_UP
 ) -> Assignment | None:
     """The annotator's next post: their open lease if they hold one, else a fresh lease.
 
@@ -287,13 +269,11 @@ def assignment_claim(
     SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL so that concurrent claims take different
     posts; `taken` is raised by a conditional UPDATE in the same transaction. On SQLite the
     transaction is IMMEDIATE, so claims are serialised by the database lock. Returns None when
-    nothing is left for this annotator. `open_lease` is the annotator's open lease in the
-    campaign (or None) when the caller read it already.
+    nothing is left for this annotator. `held` is the annotator's open lease in the campaign
+    (or None) when the caller read it already.
     """
     now = now or timezone.now()
-    if open_lease is _LOOK_UP:
-        open_lease = _open_lease(campaign=campaign, annotator=annotator)
-    lease = open_lease
+    lease = open_lease(campaign=campaign, annotator=annotator) if held is _LOOK_UP else held
     if lease is not None:
         if lease.expires_at > now:
             return lease
@@ -308,11 +288,11 @@ def assignment_claim(
             lease = _claim_one(campaign=campaign, annotator=annotator, gold=gold, now=now)
         except IntegrityError:
             # A concurrent request of the same annotator took a lease first: hand that one back.
-            return _open_lease(campaign=campaign, annotator=annotator)
+            return open_lease(campaign=campaign, annotator=annotator)
         if lease is not None:
             return lease
     # A concurrent request of the same annotator may have taken the lease meanwhile.
-    return _open_lease(campaign=campaign, annotator=annotator)
+    return open_lease(campaign=campaign, annotator=annotator)
 
 
 # The claim on PostgreSQL as one statement (its own transaction in autocommit): lock the first
@@ -352,6 +332,16 @@ RETURNING {columns}
 """
 
 
+@cache
+def _claim_sql(*, gold: bool, skip_locked: bool) -> str:
+    return _CLAIM_SQL.format(
+        gold="t.is_gold" if gold else "NOT t.is_gold",
+        limit="" if gold else "AND t.taken < %(overlap)s",
+        skip_locked="SKIP LOCKED" if skip_locked else "",
+        columns=ASSIGNMENT_COLUMNS,
+    )
+
+
 def _claim_one_postgresql(
     *, campaign: Campaign, annotator: AbstractBaseUser, gold: bool, now
 ) -> Assignment | None:
@@ -367,14 +357,8 @@ def _claim_one_postgresql(
     # batch work) a savepoint keeps a unique violation from spoiling the caller's transaction.
     atomic = transaction.atomic if connection.in_atomic_block else nullcontext
     for skip_locked in (True, True, False, False):
-        sql = _CLAIM_SQL.format(
-            gold="t.is_gold" if gold else "NOT t.is_gold",
-            limit="" if gold else "AND t.taken < %(overlap)s",
-            skip_locked="SKIP LOCKED" if skip_locked else "",
-            columns=ASSIGNMENT_COLUMNS,
-        )
         with atomic():
-            row = prepared.fetchone(sql, params)
+            row = prepared.fetchone(_claim_sql(gold=gold, skip_locked=skip_locked), params)
         if row is not None:
             return assignment_from_row(row, campaign)
         # Nothing claimed: every candidate was locked (look again, then wait for the locks), or
