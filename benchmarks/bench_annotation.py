@@ -14,6 +14,8 @@ duplicate assignments, posts over quota, items with more than k ratings and lost
 
 import argparse
 import asyncio
+import csv
+import gc
 import json
 import os
 import random
@@ -53,6 +55,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--reuse", action="store_true", help="run on the database a --keep run left (no build)"
+    )
+    parser.add_argument(
+        "--trace", type=Path, help="write every call (phase, started at, call, ms, status) as CSV"
     )
     return parser.parse_args()
 
@@ -228,6 +233,7 @@ class Stats:
         self.errors: list[str] = []
         self.submitted: dict[int, int] = {}  # assignment id -> ratings sent and acknowledged
         self.empty = 0
+        self.calls: list[tuple[float, str, float, int]] = []  # started at, call, ms, status
 
 
 async def annotator(
@@ -250,6 +256,7 @@ async def annotator(
             async with client.post(f"/api/campaigns/{campaign_id}/next/") as response:
                 status, body = response.status, await response.read()
             elapsed = (time.perf_counter() - start) * 1000
+            stats.calls.append((start, "next", elapsed, status))
             if status == 204:
                 stats.empty += 1
                 return
@@ -273,6 +280,7 @@ async def annotator(
                 status, body = response.status, await response.read()
             stats.next_ms.append(elapsed)
             stats.submit_ms.append((time.perf_counter() - start) * 1000)
+            stats.calls.append((start, "submit", stats.submit_ms[-1], status))
             if status == 200:
                 stats.submitted[task["assignment"]] = len(ratings)
             else:
@@ -318,6 +326,18 @@ def run_phase(args, base, campaign_id, tokens, think, duration, label) -> Stats:
     for error in stats.errors[:5]:
         print("  error:", error)
     return stats
+
+
+def write_trace(path: Path, phases: dict[str, Stats]) -> None:
+    """Every call as a CSV row, to see when the slow ones happened (together, or spread out)."""
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["phase", "started_s", "call", "ms", "status"])
+        for phase, stats in phases.items():
+            began = min((call[0] for call in stats.calls), default=0.0)
+            for started, call, ms, status in sorted(stats.calls):
+                writer.writerow([phase, f"{started - began:.4f}", call, f"{ms:.2f}", status])
+    print(f"calls written to {path}")
 
 
 def check(campaign_id: int, overlap: int, phases: list[Stats]) -> int:
@@ -424,6 +444,10 @@ def main() -> int:
     try:
         campaign, tokens = reuse(args) if args.reuse else build(args)
         print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+        # The load generator's own pauses would count as the server's latency: keep its garbage
+        # collector off what is loaded already, as config/wsgi.py does for gunicorn's workers.
+        gc.collect()
+        gc.freeze()
         server = start_gunicorn(args, env)
         base = f"http://127.0.0.1:{args.port}"
         single = run_phase(
@@ -442,6 +466,8 @@ def main() -> int:
             "top throughput (no thinking time)",
         )
         failures = check(campaign.pk, args.overlap, [single, paced, burst])
+        if args.trace:
+            write_trace(args.trace, {"single": single, "paced": paced, "burst": burst})
         explain_claim(campaign)
         p99 = max(percentile(paced.next_ms, 99), percentile(paced.submit_ms, 99))
         print(f"\npaced p99 of both calls: {p99:.1f} ms (target <= 50 ms)")

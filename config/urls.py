@@ -6,20 +6,25 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts import views as account_views
 from config.media import media_file
 
+api_patterns = [
+    path("", include("accounts.api_urls")),
+    path("", include("generation.api_urls")),
+    path("", include("annotation.api_urls")),
+    path("", include("evaluation.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", account_views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    # The API before the pages: an API call is resolved without trying every page's pattern.
+    path("api/", include(api_patterns)),
     path("", include("generation.urls")),
     path("", include("annotation.urls")),
     path("", include("evaluation.urls")),
-    path("api/", include("accounts.api_urls")),
-    path("api/", include("generation.api_urls")),
-    path("api/", include("annotation.api_urls")),
-    path("api/", include("evaluation.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Files under MEDIA_ROOT, to whom they belong (config/media.py).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file),
 ]
