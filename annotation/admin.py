@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
+from annotation.selectors import tasks_with_done
 from annotation.services import campaign_add_tasks, gold_answers_set
 
 
@@ -32,6 +33,13 @@ class TaskAdmin(admin.ModelAdmin):
     list_display = ["id", "campaign", "post", "is_gold", "taken", "done"]
     raw_id_fields = ["post"]
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        return tasks_with_done(super().get_queryset(request))
+
+    @admin.display(description="done", ordering="done")
+    def done(self, task: Task) -> int:
+        return task.done
 
 
 @admin.register(Assignment)

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 
 from generation.models import Batch, Dataset, KnowledgeItem, Post
 
@@ -56,20 +56,23 @@ class Question(models.Model):
 
 
 class Task(models.Model):
-    """A post in a campaign, with the counters the assignment claim reads and locks."""
+    """A post in a campaign, with the counter the assignment claim reads and locks.
+
+    How many of its assignments are done is not kept here: the submission would then update this
+    row, and the k annotators of a post, who tend to submit together, would wait on one another's
+    commits. `annotation.selectors` counts done assignments where progress is shown.
+    """
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="+")
     is_gold = models.BooleanField(default=False)
     # Assignments that are leased or done; never above the campaign's overlap.
     taken = models.PositiveSmallIntegerField(default=0)
-    done = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "post"], name="task_post_unique"),
-            models.CheckConstraint(condition=Q(done__lte=F("taken")), name="task_done_lte_taken"),
         ]
         indexes = [
             models.Index(fields=["campaign", "taken", "id"]),

@@ -1,8 +1,8 @@
 """Writes of the annotation app: campaigns, the assignment claim, ratings, gold answers.
 
-The claim and the submission keep two counters on `Task`: `taken` (assignments leased or done) and
-`done` (assignments done). Every change to them is a conditional UPDATE inside the transaction that
-changes the assignment, so no post is ever handed out more than `overlap` times.
+The claim keeps one counter on `Task`: `taken`, its assignments leased or done. Every change to it
+is a conditional UPDATE inside the transaction that changes the assignment, so no post is ever
+handed out more than `overlap` times. Submitting does not touch the task (models.Task says why).
 """
 
 import random
@@ -140,8 +140,8 @@ def campaign_add_tasks(*, campaign: Campaign, post_ids: Iterable[int] | None = N
     table = Task._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (campaign_id, post_id, is_gold, taken, done) "
-            f"SELECT %s, post_id, %s, 0, 0 FROM ({select_sql}) AS posts",
+            f"INSERT INTO {table} (campaign_id, post_id, is_gold, taken) "
+            f"SELECT %s, post_id, %s, 0 FROM ({select_sql}) AS posts",
             [campaign.pk, False, *params],
         )
         return cursor.rowcount
@@ -193,14 +193,13 @@ def _lease_expire(*, assignment_id: int, task_id: int, now) -> int:
             pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
         ).update(status=Assignment.Status.EXPIRED)
         if changed:
-            Task.objects.filter(pk=task_id, taken__gt=F("done")).update(taken=F("taken") - 1)
+            Task.objects.filter(pk=task_id, taken__gt=0).update(taken=F("taken") - 1)
     return changed
 
 
 # PostgreSQL: every expired lease (of one campaign, or all) in one statement. A transaction-level
 # advisory lock lets one expiry run at a time; a second caller finds the lock taken and leaves the
-# work to the first instead of queueing behind it. `taken` goes down by the leases each post lost,
-# never below its `done`.
+# work to the first instead of queueing behind it. `taken` goes down by the leases each post lost.
 _EXPIRY_LOCK = 0x4C454153  # any constant of our own, shared by every caller
 _EXPIRE_SQL = """
 WITH gate AS (
@@ -213,7 +212,7 @@ WITH gate AS (
 ), lost AS (
     SELECT task_id, count(*) AS n FROM expired GROUP BY task_id
 ), lowered AS (
-    UPDATE annotation_task t SET taken = GREATEST(t.done, t.taken - lost.n)
+    UPDATE annotation_task t SET taken = GREATEST(0, t.taken - lost.n)
     FROM lost WHERE t.id = lost.task_id
 )
 SELECT count(*) FROM expired
@@ -408,9 +407,7 @@ def assignment_skip(*, assignment: Assignment, now=None) -> Assignment:
             pk=assignment.pk, status=Assignment.Status.LEASED
         ).update(status=Assignment.Status.SKIPPED, completed_at=now or timezone.now())
         if changed:
-            Task.objects.filter(pk=assignment.task_id, taken__gt=F("done")).update(
-                taken=F("taken") - 1
-            )
+            Task.objects.filter(pk=assignment.task_id, taken__gt=0).update(taken=F("taken") - 1)
     assignment.refresh_from_db()
     return assignment
 
@@ -457,9 +454,9 @@ def _seconds_spent(*, leased_at: datetime, seconds: float | None, now: datetime)
 
 # Finishing a leased post on PostgreSQL in one statement (its own transaction in autocommit): the
 # assignment becomes done with the time spent on it (what the page measured, never more than the
-# lease has lasted), the task's `done` goes up and the ratings are upserted. It changes nothing
-# unless the assignment is still leased; a concurrent double submit waits for the first and then
-# finds it done.
+# lease has lasted) and the ratings are upserted. It changes nothing unless the assignment is still
+# leased; a concurrent double submit waits for the first and then finds it done. It locks no row
+# another annotator's submission needs.
 _FINISH_SQL = """
 WITH finished AS (
     UPDATE annotation_assignment
@@ -469,8 +466,6 @@ WITH finished AS (
             EXTRACT(EPOCH FROM %(now)s::timestamptz - leased_at)::float8))
     WHERE id = %(assignment)s AND status = %(leased)s
     RETURNING id, task_id, seconds_spent
-), counted AS (
-    UPDATE annotation_task t SET done = t.done + 1 FROM finished WHERE t.id = finished.task_id
 ), rated AS (
     INSERT INTO annotation_rating
         (campaign_id, item_id, question_id, annotator_id, assignment_id, value, seconds,
@@ -554,7 +549,6 @@ def assignment_submit(
             locked.status = Assignment.Status.LEASED
         spent = _seconds_spent(leased_at=locked.leased_at, seconds=seconds, now=now)
         if locked.status == Assignment.Status.LEASED:
-            Task.objects.filter(pk=locked.task_id).update(done=F("done") + 1)
             locked.status = Assignment.Status.DONE
             locked.completed_at = now
             locked.seconds_spent = spent
@@ -782,16 +776,14 @@ def ratings_import(
                 },
             )
             if not made and assignment.status != Assignment.Status.DONE:
-                if assignment.status == Assignment.Status.LEASED:
-                    Task.objects.filter(pk=task.pk).update(done=F("done") + 1)
-                else:
-                    Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1, done=F("done") + 1)
+                if assignment.status != Assignment.Status.LEASED:  # a leased one is counted
+                    Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1)
                 assignment.status = Assignment.Status.DONE
                 assignment.completed_at = now
                 assignment.save(update_fields=["status", "completed_at"])
             elif made:
-                Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1, done=F("done") + 1)
-            task.refresh_from_db(fields=["taken", "done"])
+                Task.objects.filter(pk=task.pk).update(taken=F("taken") + 1)
+            task.refresh_from_db(fields=["taken"])
             if task.taken > campaign.overlap:
                 raise AnnotationError(
                     f"{path}:{line}: post {task.post_id} would have {task.taken} annotators, "

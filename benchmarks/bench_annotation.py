@@ -363,10 +363,8 @@ def check(campaign_id: int, overlap: int, phases: list[Stats]) -> int:
         over_quota = cursor.fetchone()[0]
         cursor.execute(
             "SELECT count(*) FROM annotation_task t WHERE campaign_id = %s AND ("
-            " taken > %s OR done > taken OR taken <> (SELECT count(*) FROM annotation_assignment a"
-            " WHERE a.task_id = t.id AND a.status IN ('leased', 'done'))"
-            " OR done <> (SELECT count(*) FROM annotation_assignment a"
-            " WHERE a.task_id = t.id AND a.status = 'done'))",
+            " taken > %s OR taken <> (SELECT count(*) FROM annotation_assignment a"
+            " WHERE a.task_id = t.id AND a.status IN ('leased', 'done')))",
             [campaign_id, overlap],
         )
         bad_counters = cursor.fetchone()[0]

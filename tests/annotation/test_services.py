@@ -5,7 +5,12 @@ from django.utils import timezone
 
 from accounts.services import user_create_annotator
 from annotation.models import Assignment, Rating, Task
-from annotation.selectors import campaign_progress, previous_assignment, task_view
+from annotation.selectors import (
+    campaign_progress,
+    previous_assignment,
+    task_view,
+    tasks_with_done,
+)
 from annotation.services import (
     AnnotationError,
     RatingInput,
@@ -61,10 +66,29 @@ def test_claim_never_gives_a_post_twice_nor_past_k(campaign, annotator, other_an
             progressed = True
         if not progressed:
             break
-    tasks = Task.objects.filter(campaign=campaign)
+    tasks = tasks_with_done(Task.objects.filter(campaign=campaign))
     assert all(t.taken == 2 and t.done == 2 for t in tasks)
     assert campaign_progress(campaign=campaign).percent == 100
     assert Rating.objects.count() == 4 * 2 * 10 * 2
+
+
+def test_progress_counts_a_post_finished_only_when_its_last_lease_is_done(
+    campaign, annotator, other_annotator
+):
+    posts = Task.objects.filter(campaign=campaign).count()
+    first = assignment_claim(campaign=campaign, annotator=annotator)
+    second = assignment_claim(campaign=campaign, annotator=other_annotator)
+    assert first.task_id == second.task_id  # k = 2: the post is full, nothing is done
+    progress = campaign_progress(campaign=campaign)
+    assert (progress.posts, progress.slots_goal) == (posts, posts * 2)
+    assert (progress.slots_done, progress.slots_leased, progress.posts_finished) == (0, 2, 0)
+    assignment_submit(assignment=first, ratings=full_ratings(task_view(assignment=first)))
+    progress = campaign_progress(campaign=campaign)
+    assert (progress.slots_done, progress.slots_leased, progress.posts_finished) == (1, 1, 0)
+    assignment_submit(assignment=second, ratings=full_ratings(task_view(assignment=second)))
+    progress = campaign_progress(campaign=campaign)
+    assert (progress.slots_done, progress.slots_leased, progress.posts_finished) == (2, 0, 1)
+    assert progress.percent == 100 * 2 / (posts * 2)
 
 
 def test_expired_lease_returns_to_the_pool(campaign, annotator, other_annotator):
@@ -94,7 +118,7 @@ def test_late_submission_accepted_while_room_then_refused(campaign, annotator, o
     later = timezone.now() + timedelta(minutes=campaign.lease_minutes + 1)
     leases_expire(campaign=campaign, now=later)
     assignment_submit(assignment=lease, ratings=full_ratings(view), now=later)
-    task = Task.objects.get(pk=lease.task_id)
+    task = tasks_with_done(Task.objects).get(pk=lease.task_id)
     assert (task.taken, task.done) == (1, 1)
 
     campaign.overlap = 1
@@ -116,11 +140,11 @@ def test_submit_is_idempotent_and_editable(campaign, annotator):
     view = task_view(assignment=lease)
     assignment_submit(assignment=lease, ratings=full_ratings(view, 3))
     assignment_submit(assignment=lease, ratings=full_ratings(view, 3))
-    assert Task.objects.get(pk=lease.task_id).done == 1
+    assert tasks_with_done(Task.objects).get(pk=lease.task_id).done == 1
     assert Rating.objects.count() == 20
     assignment_submit(assignment=lease, ratings=full_ratings(view, 5))
     assert set(Rating.objects.values_list("value", flat=True)) == {5}
-    assert Task.objects.get(pk=lease.task_id).done == 1
+    assert tasks_with_done(Task.objects).get(pk=lease.task_id).done == 1
 
 
 def test_skip_gives_the_post_back(campaign, annotator):
