@@ -63,7 +63,12 @@ class Task(models.Model):
     commits. `annotation.selectors` counts done assignments where progress is shown.
     """
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
+    # No index of its own on `campaign` here, nor below where a composite index or unique
+    # constraint starts with the column: every claim and submission writes these tables, and each
+    # index is one more write per row.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="tasks", db_index=False
+    )
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="+")
     is_gold = models.BooleanField(default=False)
     # Assignments that are leased or done; never above the campaign's overlap.
@@ -75,7 +80,13 @@ class Task(models.Model):
             models.UniqueConstraint(fields=["campaign", "post"], name="task_post_unique"),
         ]
         indexes = [
-            models.Index(fields=["campaign", "taken", "id"]),
+            # Gold posts, offered to everyone, in the same order (few rows: claims of ordinary
+            # posts do not write to it).
+            models.Index(
+                fields=["campaign", "-taken", "id"],
+                condition=Q(is_gold=True),
+                name="task_gold_claim_order",
+            ),
             # The claim's order: closest to completion first, then oldest; gold posts apart.
             models.Index(
                 fields=["campaign", "-taken", "id"],
@@ -92,8 +103,12 @@ class Assignment(models.Model):
         SKIPPED = "skipped"
         EXPIRED = "expired"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="+")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
@@ -129,8 +144,12 @@ class Assignment(models.Model):
 
 
 class Rating(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="ratings")
-    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="ratings")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="ratings", db_index=False
+    )
+    item = models.ForeignKey(
+        KnowledgeItem, on_delete=models.CASCADE, related_name="ratings", db_index=False
+    )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="ratings")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings"
