@@ -1,6 +1,7 @@
 """Annotation at MIKO scale over real HTTP: many annotators claim the next post and submit it.
 
     .venv/bin/python benchmarks/bench_annotation.py [--duration 60] [--annotators 32] [--think 0.5]
+        [--trace calls.csv]
 
 Creates its own PostgreSQL database (`distillery_bench_annotation`, dropped at the end unless
 --keep), builds a campaign of 137,287 posts x 10 items with k = 3, starts gunicorn on 127.0.0.1,
@@ -195,6 +196,19 @@ def reuse(args):
         for i in range(args.annotators * 2 + 1)
     ]
     return campaign, tokens
+
+
+def note_autovacuum() -> None:
+    """Say so when the server does not vacuum: dead row versions then pile up during a run."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] != "on":
+            print(
+                "note: autovacuum is off on this server; in runs longer than a minute or two "
+                "the calls slow down as dead row versions pile up (PostgreSQL's default is on)"
+            )
 
 
 def free_port() -> int:
@@ -442,6 +456,7 @@ def main() -> int:
     try:
         campaign, tokens = reuse(args) if args.reuse else build(args)
         print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+        note_autovacuum()
         # The load generator's own pauses would count as the server's latency: keep its garbage
         # collector off what is loaded already, as config/wsgi.py does for gunicorn's workers.
         gc.collect()
