@@ -1,4 +1,3 @@
-from collections import Counter
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -483,15 +482,19 @@ def campaign_progress(*, campaign: Campaign) -> Progress:
     totals = Task.objects.filter(campaign=campaign, is_gold=False).aggregate(
         posts=Count("id"), slots=Sum("taken"), full=Count("id", filter=Q(taken__gte=k))
     )
-    open_leases = Counter(
+    # Per post with open leases: its `taken` and how many of those are leased.
+    open_leases = (
         Assignment.objects.filter(
             campaign=campaign, status=Assignment.Status.LEASED, task__is_gold=False
-        ).values_list("task_id", flat=True)
+        )
+        .values_list("task_id", "task__taken")
+        .annotate(n=Count("id"))
+        .order_by()
     )
-    taken = dict(Task.objects.filter(pk__in=open_leases).values_list("id", "taken"))
-    # Posts with k assignments of which some are still leased are full, not finished.
-    waiting = sum(1 for task, n in open_leases.items() if taken[task] >= k > taken[task] - n)
-    leased = sum(open_leases.values())
+    leased = waiting = 0
+    for _, taken, n in open_leases:
+        leased += n
+        waiting += taken >= k > taken - n  # full, but not finished while a lease is open
     return Progress(
         posts=totals["posts"],
         posts_finished=totals["full"] - waiting,

@@ -376,10 +376,11 @@ def check(campaign_id: int, overlap: int, phases: list[Stats]) -> int:
         )
         over_quota = cursor.fetchone()[0]
         cursor.execute(
-            "SELECT count(*) FROM annotation_task t WHERE campaign_id = %s AND ("
-            " taken > %s OR taken <> (SELECT count(*) FROM annotation_assignment a"
-            " WHERE a.task_id = t.id AND a.status IN ('leased', 'done')))",
-            [campaign_id, overlap],
+            "SELECT count(*) FROM annotation_task t LEFT JOIN (SELECT task_id, count(*) AS n"
+            " FROM annotation_assignment WHERE campaign_id = %s AND status IN ('leased', 'done')"
+            " GROUP BY task_id) a ON a.task_id = t.id"
+            " WHERE t.campaign_id = %s AND (t.taken > %s OR t.taken <> COALESCE(a.n, 0))",
+            [campaign_id, campaign_id, overlap],
         )
         bad_counters = cursor.fetchone()[0]
         cursor.execute(

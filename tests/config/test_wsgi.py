@@ -29,6 +29,12 @@ def test_loading_the_application_imports_the_views_and_freezes_what_it_loaded():
 def test_the_api_is_resolved_before_the_pages():
     from django.urls import resolve, reverse
 
-    assert resolve("/api/campaigns/1/next/").url_name == "api-task-next"
+    match = resolve("/api/campaigns/1/next/")
+    assert match.url_name == "api-task-next"
+    # The URLconf each tried pattern came from at the top level (a module, or a list for admin).
+    tried = {
+        getattr(getattr(path[0], "urlconf_name", None), "__name__", None) for path in match.tried
+    }
+    assert not tried & {"generation.urls", "annotation.urls", "evaluation.urls"}
     assert reverse("api-schema") == "/api/schema/"
     assert reverse("api-docs") == "/api/docs/"
