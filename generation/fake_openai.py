@@ -48,7 +48,9 @@ FAULTS = (
 STAGE_MARKERS = (
     ("intentions", "guess the intention"),
     ("key_info", "Extract the key information"),
+    ("key_info", "three-to-five keywords"),
     ("describe_image", "Describe the image in detail"),
+    ("describe_image", "please describe the current image in detail"),
     ("caption", "Write a caption"),
     ("cot_noun", "Explain the entities"),
     ("cot_sentence", "Explain the sentence"),
@@ -58,6 +60,11 @@ STAGE_MARKERS = (
     ("aug_image", "Imagine an image"),
 )
 _POST_TEXT = re.compile(r"^Text: (.*)$", re.MULTILINE)
+# The post text inside MIKO's own key-information and image-description prompts.
+_QUOTED_POST_TEXT = (
+    re.compile(r'The information is "(.*?)"(?:/ "| Formulate your answer)', re.DOTALL),
+    re.compile(r'^Based on the following text "(.*)", please describe', re.DOTALL),
+)
 
 #: `answers` callables receive (stage, request body) and return the answer text, or None for
 #: the default answer. The stage is None when the prompt matches no known stage.
@@ -304,7 +311,9 @@ class FakeOpenAIServer:
             custom = self.answers(stage, body)
             if custom is not None:
                 return stage, custom, prompt_tokens
-        found = _POST_TEXT.search(prompt)
+        found = _POST_TEXT.search(prompt) or next(
+            (m for m in (p.search(prompt) for p in _QUOTED_POST_TEXT) if m), None
+        )
         post_text = found.group(1).strip() if found else prompt
         record = self.record_for(post_text)
         if stage == "intentions":

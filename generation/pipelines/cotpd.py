@@ -6,6 +6,9 @@ Stage `caption` describes the image (posts without one skip it). The explanation
 `aug_style` (social-media rewrite), `aug_entity` (entities swapped, then a yes/no plausibility
 judgement) and `aug_image` (an imagined fitting image) need only the text, so they run beside the
 caption. Every answer but the caption is one knowledge item of the stage's kind.
+
+Gold labels (the tokens' BIO tags, entity spans and types, MNRE relations, all in the post's
+metadata) reach one prompt only: `aug_entity`, which has to know which entities to swap.
 """
 
 import re
@@ -110,7 +113,11 @@ def _single_item(kind: str) -> Callable[[dict[str, Any]], list[ItemSpec]]:
 
 
 def entity_variables(stage_input: StageInput) -> dict[str, Any]:
-    """`entities`: the gold entities of the post (Twitter NER spans or MNRE pairs), if any."""
+    """`entities`: the gold entities of the post (Twitter NER spans or MNRE pairs), if any.
+
+    Only `aug_entity` reads them (it must know what to replace). Every other stage sees the text
+    alone: knowledge generated for dev and test posts must not carry their gold labels.
+    """
     metadata = stage_input.metadata or {}
     names: list[str] = []
     for entity in metadata.get("entities") or []:
@@ -139,7 +146,6 @@ def _stage(name: str, parse: Callable[[str], dict[str, Any]], **options: Any) ->
 COTPD = register(
     Pipeline(
         name="cotpd",
-        variables=entity_variables,
         stages=(
             Stage(
                 name="caption",
@@ -165,6 +171,7 @@ COTPD = register(
                 parse=parse_aug_entity,
                 items=_single_item("aug_entity"),
                 json_schema=_AUG_ENTITY_SCHEMA,
+                variables=entity_variables,
             ),
             _stage("aug_image", parse_text_answer),
         ),

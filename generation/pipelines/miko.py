@@ -43,18 +43,34 @@ _KIND_BY_LOWER = {kind.lower(): kind for kind in MIKO_KINDS}
 # An answer that left out the sentence start gets it back; one that starts like any slot does not
 # (models sometimes write "The user posted this tweet because", which is fine as it is).
 _OPENINGS = tuple({" ".join(start.lower().split()[:2]) for _, start in MIKO_SLOTS})
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_NUMBER = r"(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")"
 
 # Item lines come in three styles; an answer uses one, and the first style found wins, so a
 # sentence that happens to start with "3." inside a labelled answer is not read as an item.
-_LABELLED = re.compile(r"^intentions?\s*#?\s*(\d{1,2})\b\s*[:.)\-–—]?\s*(.*)$", re.IGNORECASE)
+# "Intention1:", "Intention 1 -", "Intention #1", "Intention (1):", "Intention one:".
+_LABELLED = re.compile(
+    rf"^intentions?\s*#?\s*\(?{_NUMBER}\)?(?![\w])\s*[:.)\-–—]?\s*(.*)$", re.IGNORECASE
+)
 # "Intention 1 (xWant): ..." or "1. xWant: ...": the kind named before the sentence is dropped.
 _KINDS_PATTERN = "|".join(MIKO_KINDS)
 _KIND_PREFIX = re.compile(
     rf"^(?:\((?:{_KINDS_PATTERN})\)\s*[:\-–—]?|(?:{_KINDS_PATTERN})\s*[:\-–—])\s*", re.IGNORECASE
 )
-_NUMBERED = re.compile(r"^\(?(\d{1,2})\s*[:.)]\s*(.*)$")
+_NUMBERED = re.compile(r"^\(?(\d{1,2})\s*(?:[:.)]|\s[\-–—])\s*(.*)$")
 _KIND_LABELLED = re.compile(
     r"^(" + "|".join(MIKO_KINDS) + r")\s*(?:\(\d{1,2}\))?\s*:\s*(.*)$", re.IGNORECASE
+)
+# Several labelled intentions on one line ("Sure! Intention1: ... Intention2: ..."): each starts
+# a line of its own.
+_INLINE_LABEL = re.compile(rf"(?<=\S)[ \t]+(?=Intentions?\s*#?\s*{_NUMBER}\s*[:)\-–—])")
+# Closing chatter after the last intention, never part of it.
+_CHATTER = re.compile(
+    r"^(?:i\s+hope|hope\s+(?:this|that|these)|let\s+me\s+know|feel\s+free|please\s+note|note\s*:|"
+    r"notes?\s+that|these\s+(?:are|intentions)|those\s+are|i'?ve\s|i\s+have\s|overall\b|"
+    r"in\s+summary|if\s+you|happy\s+to|glad\s+to|(?:is\s+there\s+)?anything\s+else|"
+    r"do\s+you\s+want|would\s+you\s+like|keep\s+in\s+mind|disclaimer)",
+    re.IGNORECASE,
 )
 _KEY_INFO_LABEL = r"(concepts?|actions?|objects?|emotions?|key\s*words?)"
 _KEY_INFO_LINE = re.compile(
@@ -64,6 +80,11 @@ _KEY_INFO_LINE = re.compile(
 _INLINE_KEY_INFO_LABEL = re.compile(rf"(?<=\S)\s+(?={_KEY_INFO_LABEL}\s*:)", re.IGNORECASE)
 
 
+def _number(label: str) -> int:
+    label = label.lower()
+    return _NUMBER_WORDS.index(label) + 1 if label in _NUMBER_WORDS else int(label)
+
+
 def _item_start(line: str, style: re.Pattern[str]) -> tuple[int, str] | None:
     match = style.match(strip_markup(line))
     if not match:
@@ -71,7 +92,7 @@ def _item_start(line: str, style: re.Pattern[str]) -> tuple[int, str] | None:
     label, text = match.groups()
     if style is _KIND_LABELLED:
         return MIKO_KINDS.index(_KIND_BY_LOWER[label.lower()]) + 1, text
-    return int(label), text
+    return _number(label), text
 
 
 def _answer_style(lines: list[str]) -> re.Pattern[str] | None:
@@ -81,16 +102,47 @@ def _answer_style(lines: list[str]) -> re.Pattern[str] | None:
     return None
 
 
+def _words(text: str) -> list[str]:
+    return [w.strip(",.;:!?\"'").lower() for w in text.split()]
+
+
 def _full_sentence(position: int, text: str) -> str:
+    """The slot's sentence with its start, which is never doubled.
+
+    A text that already opens with the slot's start (in any case, "Tweet" or "tweet") or like
+    another slot is kept as written; one that opens with the end of the start ("the user is
+    seeking", "wants to go") gets only the part it lacks; anything else gets the whole start.
+    """
+    start = MIKO_SLOTS[position - 1][1]
+    start_words, words = _words(start), _words(text)
+    if words[: len(start_words)] == start_words:
+        return text
+    for size in range(len(start_words) - 1, 0, -1):
+        if words[:size] == start_words[-size:]:
+            parts = text.split(None, size)
+            rest = parts[size] if len(parts) > size else ""
+            return f"{start} {rest}".strip()
     if text.lower().startswith(_OPENINGS):
         return text
-    start = MIKO_SLOTS[position - 1][1]
     if text[:1].isupper() and not text[1:2].isupper():
         text = text[0].lower() + text[1:]
     return f"{start} {text}"
 
 
-def _intentions_from_json(data: dict[str, Any]) -> dict[str, str]:
+def _usable(position: int, text: str) -> bool:
+    """Whether a slot's text says something: not empty, not only its sentence start.
+
+    "After posting this Tweet, the user wants to ..." (the prompt's pattern echoed) is not; a
+    start cut off mid-way ("The user") is kept as written, as real released answers hold it and
+    their annotators rated it (a runner that knows an answer was truncated drops its last slot
+    with `generation.pipelines.base.without_last_slot`).
+    """
+    words = [w for w in _words(text) if w and w not in ("...", "…")]
+    start_words = _words(MIKO_SLOTS[position - 1][1])
+    return bool(words) and words != start_words
+
+
+def _intentions_from_json(data: dict[str, Any]) -> dict[str, Any]:
     values: dict[int, Any] = {}
     listed = data.get("intentions")
     if isinstance(listed, list):
@@ -104,35 +156,45 @@ def _intentions_from_json(data: dict[str, Any]) -> dict[str, str]:
                 values[MIKO_KINDS.index(kind) + 1] = value
             elif number:
                 values[int(number.group(1))] = value
-    return _ten_items({n: v if isinstance(v, str) else "" for n, v in values.items()})
+    if not values:
+        raise ParseError("the JSON answer holds no intentions (expected the ten kinds as keys)")
+    return _slots({n: v if isinstance(v, str) else "" for n, v in values.items()})
 
 
-def _ten_items(texts: dict[int, str]) -> dict[str, str]:
+def _slots(texts: dict[int, str]) -> dict[str, Any]:
+    """The usable slots by kind, in slot order, and "missing" (kinds) when some are not."""
     extra = sorted(n for n in texts if not 1 <= n <= len(MIKO_SLOTS))
     if extra:
         raise ParseError(f"intention numbers out of range 1..10: {extra}")
-    missing = [n for n in range(1, len(MIKO_SLOTS) + 1) if n not in texts]
-    if missing:
-        raise ParseError(
-            f"expected ten intentions, found {len(texts)}; missing "
-            + ", ".join(str(n) for n in missing)
-        )
-    parsed = {}
+    parsed: dict[str, Any] = {}
+    missing: list[str] = []
     for position, kind in enumerate(MIKO_KINDS, start=1):
-        text = _KIND_PREFIX.sub("", clean_text(texts[position]))
-        if not text:
-            raise ParseError(f"intention {position} ({kind}) is empty")
-        parsed[kind] = _full_sentence(position, text)
+        text = _KIND_PREFIX.sub("", clean_text(texts.get(position) or ""))
+        sentence = _full_sentence(position, text) if _usable(position, text) else ""
+        if sentence and _usable(position, sentence):
+            parsed[kind] = sentence
+        else:
+            missing.append(kind)
+    if not parsed:
+        raise ParseError(
+            f"no usable intention among the {len(texts)} found "
+            "(each empty or only its sentence start)"
+        )
+    if missing:
+        parsed["missing"] = missing
     return parsed
 
 
-def split_intentions(raw: str) -> tuple[str, dict[str, str]]:
+def split_intentions(raw: str) -> tuple[str, dict[str, Any]]:
     """The text before the first intention line, and the parsed intentions after it.
 
     Label Studio tasks of the MIKO annotation hold the post followed by its ten intentions; the
-    preamble of a model's answer ("Here are ten intentions:") is returned the same way.
+    preamble of a model's answer ("Sure! Here are ten intentions:") is returned the same way.
+    A line that only continues an item (a wrapped sentence, or the text under a label alone on
+    its line) is joined to it; closing chatter ("I hope this helps!") and a new sentence after a
+    finished one are not.
     """
-    lines = raw.splitlines()
+    lines = _INLINE_LABEL.sub("\n", raw).splitlines()
     style = _answer_style(lines)
     if style is None:
         raise ParseError(
@@ -141,32 +203,45 @@ def split_intentions(raw: str) -> tuple[str, dict[str, str]]:
     preamble: list[str] = []
     texts: dict[int, str] = {}
     current: int | None = None
-    after_blank = False
+    closed = False
     for line in lines:
         start = _item_start(line, style)
         if start is not None:
             number, text = start
             if number in texts:
                 raise ParseError(f"intention {number} appears twice")
-            texts[number], current, after_blank = text, number, False
+            texts[number], current, closed = text, number, False
         elif not line.strip():
-            after_blank = current is not None
+            # After a blank line only an item still waiting for its text takes more lines.
+            closed = current is not None and bool(texts[current].strip())
         elif current is None:
             preamble.append(line)
-        elif not after_blank or not texts[current].strip():
-            # A wrapped line continues its item; after a blank line only an item still waiting
-            # for its text takes it, so closing chatter is not glued to the tenth intention.
+        elif not closed and _continues(texts[current], strip_markup(line)):
             texts[current] = f"{texts[current]} {line.strip()}"
-            after_blank = False
-    return "\n".join(preamble).strip(), _ten_items(texts)
+        else:
+            closed = True
+    return "\n".join(preamble).strip(), _slots(texts)
 
 
-def parse_intentions(raw: str) -> dict[str, str]:
-    """Ten intentions keyed by kind, in slot order, each a full sentence.
+def _continues(text: str, line: str) -> bool:
+    """Whether a line goes on with an item's text rather than starting something else."""
+    if not text.strip():
+        return True
+    if _CHATTER.match(line):
+        return False
+    finished = clean_text(text).endswith((".", "!", "?"))
+    return not finished or line[:1].islower()
 
-    Reads `Intention1:`/`Intention 1:`/`1.`/`xWant:` lines (bold, bullets, blank lines, a missing
-    colon and a doubled final dot are fine) or a JSON object keyed by kind or `IntentionN`.
-    Ten distinct, non-empty slots are required.
+
+def parse_intentions(raw: str) -> dict[str, Any]:
+    """The intentions keyed by kind, in slot order, each a full sentence.
+
+    Reads `Intention1:`/`Intention 1:`/`Intention one:`/`Intention #1 -`/`1.`/`1)`/`xWant:`
+    lines (bold, bullets, blank lines, a missing colon, a doubled final dot, a chatty opener
+    and closing chatter are fine) or a JSON object keyed by kind or `IntentionN`. An answer
+    with some usable slots returns those, plus `"missing"`: the kinds of the slots it lacks, in
+    slot order (the key is there only when something is missing). Nothing usable, a number
+    given twice or out of 1..10 is a ParseError.
     """
     data = json_answer(raw)
     if data is not None:
@@ -174,15 +249,24 @@ def parse_intentions(raw: str) -> dict[str, str]:
     return split_intentions(raw)[1]
 
 
+def missing_intentions(parsed: dict[str, Any]) -> list[str]:
+    """The kinds a parsed `intentions` output lacks, in slot order."""
+    return [kind for kind in MIKO_KINDS if not parsed.get(kind)]
+
+
 def intention_items(parsed: dict[str, Any]) -> list[ItemSpec]:
-    """The ten knowledge items of a parsed `intentions` answer, at positions 1..10."""
-    missing = [kind for kind in MIKO_KINDS if not parsed.get(kind)]
-    if missing:
-        raise ParseError(f"parsed intentions lack {', '.join(missing)}")
-    return [
+    """The knowledge items of a parsed `intentions` answer, at their slots' positions (1..10).
+
+    Only the slots present yield items; "missing" is not read.
+    """
+    items = [
         ItemSpec(kind=kind, position=position, text=parsed[kind])
         for position, kind in enumerate(MIKO_KINDS, start=1)
+        if isinstance(parsed.get(kind), str) and parsed[kind].strip()
     ]
+    if not items:
+        raise ParseError("the parsed intentions hold no slot")
+    return items
 
 
 def _field_name(label: str) -> str:
@@ -262,6 +346,11 @@ INTENTIONS_SCHEMA = object_schema(
     }
 )
 
+# The sampling MIKO ran with (gpt-35-turbo, `chat-keyinfo.py` of the authors' repository): key
+# information at temperature 0.5, intentions at 0.7, both with at most 300 tokens.
+KEY_INFO_DEFAULTS: dict[str, Any] = {"temperature": 0.5, "max_tokens": 300}
+INTENTIONS_DEFAULTS: dict[str, Any] = {"temperature": 0.7, "max_tokens": 300}
+
 MIKO = register(
     Pipeline(
         name="miko",
@@ -280,6 +369,7 @@ MIKO = register(
                 parse=parse_key_info,
                 needs=("describe_image",),
                 json_schema=KEY_INFO_SCHEMA,
+                defaults=KEY_INFO_DEFAULTS,
             ),
             Stage(
                 name="intentions",
@@ -288,6 +378,9 @@ MIKO = register(
                 items=intention_items,
                 needs=("describe_image", "key_info"),
                 json_schema=INTENTIONS_SCHEMA,
+                defaults=INTENTIONS_DEFAULTS,
+                missing=missing_intentions,
+                slots=tuple(MIKO_KINDS),
             ),
         ),
     )

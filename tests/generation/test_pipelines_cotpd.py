@@ -1,6 +1,7 @@
 """CoTPD stages: prompts with gold entities, parsers on good and broken answers, items."""
 
 import json
+import re
 
 import pytest
 
@@ -8,12 +9,14 @@ from generation.pipelines.base import ParseError, StageInput, get_pipeline
 from generation.pipelines.cotpd import parse_aug_entity, parse_caption
 
 COTPD = get_pipeline("cotpd")
+IMAGE = "data:image/png;base64,iVBORw0KGgo="
 
 
-def test_cot_noun_prompt_lists_the_gold_entities_of_either_format():
+def test_the_entity_replacement_prompt_lists_the_gold_entities_of_either_format():
+    # Was the cot_noun prompt, which leaked the gold labels into every explanation (issue 11).
     twitter = {"entities": [{"type": "PER", "start": 0, "end": 1, "text": "Messi"}]}
     mnre = {"relations": [{"head": {"name": "Messi"}, "tail": {"name": "Barca"}, "relation": "x"}]}
-    stage = COTPD.stage("cot_noun")
+    stage = COTPD.stage("aug_entity")
     for metadata, expected in (
         (twitter, "Entities: Messi (PER)"),
         (mnre, "Entities: Messi, Barca"),
@@ -21,6 +24,49 @@ def test_cot_noun_prompt_lists_the_gold_entities_of_either_format():
         prompt = COTPD.render(stage, StageInput("Messi scores", None, metadata, {}))
         assert expected in prompt
     assert "Entities" not in COTPD.render(stage, StageInput("Messi scores", None, {}, {}))
+
+
+# A Twitter-2015 post and an MNRE post as the importers store them: gold labels in the metadata.
+TWITTER_GOLD = {
+    "tokens": ["RT", "Messi", "joins", "Inter", "Miami", "in", "Florida"],
+    "tags": ["O", "B-PER", "O", "B-ORG", "I-ORG", "O", "B-LOC"],
+    "entities": [
+        {"type": "PER", "start": 1, "end": 2, "text": "Messi"},
+        {"type": "ORG", "start": 3, "end": 5, "text": "Inter Miami"},
+        {"type": "LOC", "start": 6, "end": 7, "text": "Florida"},
+    ],
+    "image_name": "1.jpg",
+}
+MNRE_GOLD = {
+    "relations": [
+        {
+            "head": {"name": "Messi", "pos": [1, 2]},
+            "tail": {"name": "Inter Miami", "pos": [3, 5]},
+            "relation": "/per/org/member_of",
+        }
+    ],
+    "image_name": "2.jpg",
+}
+GOLD_STRINGS = re.compile(
+    r"\b(?:[BI]-(?:PER|ORG|LOC|MISC|OTHER)|PER|ORG|LOC|MISC|OTHER)\b|/per/org"
+)
+UPSTREAM = {"caption": {"description": "A footballer in a pink shirt."}}
+
+
+@pytest.mark.parametrize("metadata", [TWITTER_GOLD, MNRE_GOLD], ids=["twitter", "mnre"])
+@pytest.mark.parametrize("variant_stage", [s.name for s in COTPD.stages])
+def test_gold_labels_reach_no_prompt_but_the_entity_replacement(metadata, variant_stage):
+    stage = COTPD.stage(variant_stage)
+    post = StageInput("RT Messi joins Inter Miami in Florida", IMAGE, metadata, UPSTREAM)
+    for variant in COTPD.stage_variants(stage):
+        prompt = COTPD.render(stage, post, variant)
+        leaked = GOLD_STRINGS.findall(prompt) + [
+            word for word in ("B-PER", "member_of", "(PER)", "Inter Miami (ORG)") if word in prompt
+        ]
+        if stage.name == "aug_entity":
+            assert "Messi" in prompt.split("Entities:")[1]
+        else:
+            assert leaked == [] and "Entities" not in prompt, (stage.name, variant, leaked)
 
 
 @pytest.mark.parametrize(
