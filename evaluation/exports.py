@@ -15,13 +15,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 
 from annotation.models import Campaign, Question, Rating
 from annotation.selectors import campaign_items
+from evaluation.augmentations import Labels, gold_labels, project_replacement, project_style
 from evaluation.relations import SYSTEM_PROMPT, relation_instruction
 from evaluation.selectors import (
     ItemFilters,
@@ -30,6 +32,8 @@ from evaluation.selectors import (
     post_descriptions,
     score_summaries,
 )
+from generation.models import KnowledgeItem, Post, StageResult
+from generation.pipelines.base import all_pipelines
 
 CHUNK_SIZE = 2000
 FORMATS = (
@@ -107,15 +111,26 @@ class Export:
         filters: ItemFilters,
         progress: Progress | None,
         by_post: bool = False,
+        drop_empty: bool = False,
     ):
         self.campaign = campaign
         self.by_post = by_post
         self.filters = filters
+        # cotpd: leave out the posts none of whose items passed (kept, with empty knowledge, else).
+        self.drop_empty = drop_empty
         self.questions = list(campaign.questions.order_by("position", "id"))
         self.progress = progress
         self.items = 0
         self._posts_seen: set[int] = set()
+        # Posts written, where a format writes other posts than those of its items (cotpd).
+        self.post_records: int | None = None
+        # The ratings behind the exported items: those their scores were computed from.
         self.ratings = 0
+        # Format-specific figures for the manifest (cotpd: records, labels, augmentations).
+        self.extra: dict = {}
+        # (stage, pipeline, model, template hash, parameters as JSON, endpoint id) of the stage
+        # results the exported items were built from.
+        self.stage_keys: set[tuple] = set()
         # Progress is the share of the id range passed; the range comes from the campaign's items
         # (through the batch index), not from a scan of the ratings.
         field = "post_id" if by_post else "id"
@@ -169,11 +184,58 @@ class Export:
                 )
             )
             self._posts_seen.add(item["post_id"])
+            self.ratings += sum(score["n"] for score in scores.values())
         self.items += len(rows)
+        self._note_sources([row.item_id for row in rows])
         return rows
+
+    def _note_sources(self, item_ids: list[int]) -> None:
+        """Remember how the stage results behind these items were produced (for the manifest).
+
+        An item names its stage results in `provenance["stage_results"]`; an item from before
+        provenance is read with its own stage result and what its batch's upstream stages (those
+        another stage needs: descriptions, key information, captions) answered for its post.
+        """
+        result_ids: set[int] = set()
+        posts: set[int] = set()
+        batches: set[int] = set()
+        items = KnowledgeItem.objects.filter(id__in=item_ids).values_list(
+            "post_id", "batch_id", "stage_result_id", "provenance"
+        )
+        for post_id, batch_id, result_id, provenance in items:
+            if result_id:
+                result_ids.add(result_id)
+            sources = provenance.get("stage_results") if isinstance(provenance, dict) else None
+            if isinstance(sources, dict) and sources:
+                result_ids.update(pk for pk in sources.values() if isinstance(pk, int))
+            else:
+                posts.add(post_id)
+                batches.add(batch_id)
+        query = Q(id__in=result_ids)
+        if posts:
+            query |= Q(
+                post_id__in=posts,
+                batch_id__in=batches,
+                stage__in=upstream_stages(),
+                status=StageResult.Status.OK,
+            )
+        found = (
+            StageResult.objects.filter(query)
+            .order_by()
+            .values_list("stage", "batch__pipeline", "model", "template_hash", "parameters",
+                         "endpoint_id")
+            .distinct()
+        )  # fmt: skip
+        for stage, pipeline, model, template_hash, parameters, endpoint_id in found:
+            self.stage_keys.add(
+                (stage, pipeline or "", model, template_hash,
+                 json.dumps(parameters or {}, sort_keys=True), endpoint_id)
+            )  # fmt: skip
 
     @property
     def posts(self) -> int:
+        if self.post_records is not None:
+            return self.post_records
         return len(self._posts_seen)
 
     def raw_ratings(self, rows: list[ExportRow]) -> list[tuple]:
@@ -182,9 +244,14 @@ class Export:
             .order_by("item_id", "annotator__username", "question__position", "question_id")
             .values_list("item_id", "annotator__username", "question__name", "value", "seconds")
         )
-        found = list(ratings)
-        self.ratings += len(found)
-        return found
+        return list(ratings)
+
+
+def upstream_stages() -> list[str]:
+    """Stages whose output another stage reads, in every pipeline."""
+    return sorted(
+        {need for p in all_pipelines().values() for stage in p.stages for need in stage.needs}
+    )
 
 
 def neutralise(value: object) -> object:
@@ -290,28 +357,175 @@ def write_alpaca(export: Export, out: IO[str]) -> None:
         )
 
 
+# Augmentations that are new labelled samples (the others, such as an imagined image, are
+# knowledge about the post and stay in its `knowledge`).
+SAMPLE_AUGMENTATIONS = ("aug_entity", "aug_style")
+
+
 def write_cotpd(export: Export, out: IO[str]) -> None:
-    """One record a post: its text, its caption and the knowledge of each kind that passed."""
-    current: dict | None = None
+    """One record a post of the campaign, then one a kept augmentation of it (see docs/exports.md).
+
+    Every post that has items in the campaign is written, with its gold labels (tokens, BIO tags,
+    entities, relations), its caption and the accepted text of each knowledge kind; a post none of
+    whose items passed has empty knowledge (or is left out with `drop_empty`). Accepted
+    `aug_entity` and `aug_style` items become records of their own with projected labels.
+    """
+    stats = {
+        kind: {"kept": 0, "dropped_implausible": 0, "dropped_unaligned": 0}
+        for kind in SAMPLE_AUGMENTATIONS
+    }
+    tag_types: set[str] = set()
+    posts = records = 0
+    groups = _post_groups(_campaign_post_ids(export.campaign), _rows_of(export))
+    while chunk := list(islice(groups, CHUNK_SIZE)):
+        post_ids = [post_id for post_id, _ in chunk]
+        details = {
+            row["id"]: row
+            for row in Post.objects.filter(id__in=post_ids).values(
+                "id", "external_id", "text", "image", "metadata"
+            )
+        }
+        captions = post_descriptions(post_ids=post_ids)
+        judgements = _plausibility([r.item_id for _, rows in chunk for r in rows])
+        for post_id, rows in chunk:
+            if export.drop_empty and not rows:
+                continue
+            post = details[post_id]
+            gold = gold_labels(post["text"], post["metadata"])
+            caption = next((r.image_description for r in rows if r.image_description), "")
+            base = {
+                "image": post["image"] or "",
+                "caption": caption or captions.get(post_id, ""),
+            }
+            knowledge: dict[str, str] = {}
+            for r in rows:
+                if r.kind not in SAMPLE_AUGMENTATIONS:
+                    knowledge[r.kind] = (
+                        f"{knowledge[r.kind]}\n{r.text}" if r.kind in knowledge else r.text
+                    )
+            lines = [
+                _cotpd_record(post["external_id"], None, None, post["text"], gold, base, knowledge)
+            ]
+            numbers = dict.fromkeys(SAMPLE_AUGMENTATIONS, 0)
+            for r in rows:
+                if r.kind not in SAMPLE_AUGMENTATIONS:
+                    continue
+                if r.kind == "aug_entity" and judgements.get(r.item_id) is False:
+                    stats[r.kind]["dropped_implausible"] += 1
+                    continue
+                labels = _augmented_labels(r.kind, gold, r.text)
+                if labels is None:
+                    stats[r.kind]["dropped_unaligned"] += 1
+                    continue
+                stats[r.kind]["kept"] += 1
+                numbers[r.kind] += 1
+                # A style rewrite keeps the meaning and entities, so the post's knowledge still
+                # explains it; an entity replacement's explanations would name the old entities.
+                lines.append(
+                    _cotpd_record(
+                        f"{post['external_id']}#{r.kind}-{numbers[r.kind]}",
+                        post["external_id"],
+                        r,
+                        r.text,
+                        labels,
+                        base,
+                        knowledge if r.kind == "aug_style" else {},
+                    )
+                )
+            for line in lines:
+                tag_types.update(tag[2:] for tag in line["ner_tags"] or () if tag != "O")
+            out.writelines(_json_line(line) for line in lines)
+            posts += 1
+            records += len(lines)
+    export.post_records = posts
+    labels = ["O"] + [f"{p}-{t}" for t in sorted(tag_types) for p in ("B", "I")]
+    export.extra = {
+        "records": records,
+        "ner_labels": labels if tag_types else [],
+        "augmentations": stats,
+        "drop_empty": export.drop_empty,
+    }
+
+
+def _cotpd_record(
+    record_id: str,
+    source_id: str | None,
+    row: "ExportRow | None",
+    text: str,
+    labels: Labels,
+    base: dict,
+    knowledge: dict,
+) -> dict:
+    return {
+        "id": record_id,
+        "source_id": source_id,
+        "augmentation": row.kind if row else None,
+        "item_id": row.item_id if row else None,
+        "text": text,
+        **labels.record(),
+        **base,
+        "knowledge": knowledge,
+    }
+
+
+def _augmented_labels(kind: str, gold: Labels, text: str) -> Labels | None:
+    """The rewrite's labels; a post without gold labels gives its rewrites none to lose."""
+    if not gold.has_gold:
+        return Labels(tokens=text.split(), tags=None)
+    return project_replacement(gold, text) if kind == "aug_entity" else project_style(gold, text)
+
+
+def _plausibility(item_ids: list[int]) -> dict[int, bool]:
+    """The plausibility judgement of each entity-replacement item (from its stage's answer)."""
+    found: dict[int, bool] = {}
+    rows = KnowledgeItem.objects.filter(id__in=item_ids, kind="aug_entity").values_list(
+        "id", "provenance", "stage_result__parsed"
+    )
+    for item_id, provenance, parsed in rows:
+        for source in (provenance, parsed):
+            if isinstance(source, dict) and isinstance(source.get("plausible"), bool):
+                found[item_id] = source["plausible"]
+                break
+    return found
+
+
+def _rows_of(export: Export) -> Iterator[ExportRow]:
     for rows in export.chunks():
-        for r in rows:
-            if current is None or current["_pk"] != r.post_pk:
-                if current is not None:
-                    current.pop("_pk")
-                    out.write(_json_line(current))
-                current = {
-                    "_pk": r.post_pk,
-                    "id": r.post_id,
-                    "text": r.post_text,
-                    "image": r.image,
-                    "caption": r.image_description,
-                    "knowledge": {},
-                }
-            knowledge = current["knowledge"]
-            knowledge[r.kind] = f"{knowledge[r.kind]}\n{r.text}" if r.kind in knowledge else r.text
-    if current is not None:
-        current.pop("_pk")
-        out.write(_json_line(current))
+        yield from rows
+
+
+def _campaign_post_ids(campaign: Campaign) -> Iterator[int]:
+    """The ids of the posts that have items in the campaign, ascending, a page at a time."""
+    after = 0
+    while True:
+        page = list(
+            campaign_items(campaign=campaign)
+            .filter(post_id__gt=after)
+            .order_by("post_id")
+            .values_list("post_id", flat=True)
+            .distinct()[:CHUNK_SIZE]
+        )
+        yield from page
+        if len(page) < CHUNK_SIZE:
+            return
+        after = page[-1]
+
+
+def _post_groups(
+    post_ids: Iterator[int], rows: Iterator[ExportRow]
+) -> Iterator[tuple[int, list[ExportRow]]]:
+    """(post id, its passing rows) for every post of either stream, both ascending by post."""
+    row = next(rows, None)
+    post_id = next(post_ids, None)
+    while post_id is not None or row is not None:
+        current = min(x for x in (post_id, row.post_pk if row else None) if x is not None)
+        group = []
+        while row is not None and row.post_pk == current:
+            group.append(row)
+            row = next(rows, None)
+        if post_id == current:
+            post_id = next(post_ids, None)
+        yield current, group
 
 
 def write_label_studio(export: Export, out: IO[str]) -> None:

@@ -1,9 +1,14 @@
 """Writes: cached agreement results and exports (to a path, or as a background job)."""
 
+import hashlib
+import importlib.metadata
 import json
 import logging
+import re
+import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +35,8 @@ from evaluation.selectors import (
     campaign_provenance,
     ratings_fingerprint,
 )
+from generation.models import Endpoint
+from generation.pipelines.base import PROMPTS_DIR, get_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -144,11 +151,147 @@ def agreement_run(*, campaign_id: int, level: str) -> None:
         )
 
 
+ALPHA_KEYS = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
+
+
 def _agreement_for_manifest(campaign: Campaign) -> dict:
+    """Per question: alpha with its interval, overall and per item kind."""
     record = agreement_current(campaign=campaign, inline_limit=10**12)
     questions = (record.result or {}).get("questions", {})
-    keys = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
-    return {name: {key: figures.get(key) for key in keys} for name, figures in questions.items()}
+    found = {}
+    for name, figures in questions.items():
+        found[name] = {key: figures.get(key) for key in ALPHA_KEYS}
+        found[name]["kinds"] = {
+            kind: {key: per_kind.get(key) for key in ALPHA_KEYS}
+            for kind, per_kind in (figures.get("kinds") or {}).items()
+        }
+    return found
+
+
+def _template_of(pipeline_name: str, stage_name: str, template_hash: str) -> dict:
+    """The template text behind a hash, when a template file of this version has that hash.
+
+    The stage's current template first, then the other templates of its pipeline (named variants
+    such as an earlier wording). Neither: the text is unknown (`template` is null).
+    """
+    unknown = {"template": None, "template_file": None}
+    try:
+        pipeline = get_pipeline(pipeline_name)
+        stage = pipeline.stage(stage_name)
+    except KeyError:
+        return unknown
+    if pipeline.template_hash(stage) == template_hash:
+        path = pipeline.template_path(stage)
+        return {"template": pipeline.template_text(stage), "template_file": _prompt_name(path)}
+    for path in sorted((PROMPTS_DIR / pipeline.name).rglob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        if hashlib.sha256(text.encode()).hexdigest() == template_hash:
+            return {"template": text, "template_file": _prompt_name(path)}
+    return unknown
+
+
+def _prompt_name(path: Path) -> str:
+    return str(path.relative_to(PROMPTS_DIR))
+
+
+def _endpoint_for_manifest(endpoint: Endpoint | None) -> dict | None:
+    """Name, backend and where it runs: the base URL (without credentials) or the model path."""
+    if endpoint is None:
+        return None
+    found = {"name": endpoint.name, "backend": endpoint.backend, "model": endpoint.model}
+    if endpoint.backend == Endpoint.Backend.OPENAI:
+        parts = urlsplit(endpoint.base_url)
+        netloc = parts.netloc.rpartition("@")[2]
+        found["base_url"] = urlunsplit(parts._replace(netloc=netloc))
+    else:
+        found["model_path"] = endpoint.model_path
+    return found
+
+
+def _stages_for_manifest(stage_keys: set[tuple]) -> dict[str, list[dict]]:
+    """Per stage, each way its results behind the export were produced (usually one)."""
+    endpoints = Endpoint.objects.in_bulk({key[5] for key in stage_keys if key[5]})
+    stages: dict[str, list[dict]] = {}
+    for stage, pipeline, model, template_hash, parameters, endpoint_id in sorted(
+        stage_keys, key=lambda key: tuple(str(part) for part in key)
+    ):
+        stages.setdefault(stage, []).append(
+            {
+                "pipeline": pipeline or None,
+                "endpoint": _endpoint_for_manifest(endpoints.get(endpoint_id)),
+                "model": model,
+                "template_hash": template_hash,
+                **_template_of(pipeline, stage, template_hash),
+                "parameters": json.loads(parameters),
+            }
+        )
+    return dict(sorted(stages.items()))
+
+
+def _batches_for_manifest(campaign: Campaign) -> list[dict]:
+    return [
+        {"id": pk, "pipeline": pipeline, "status": status, "imported": imported}
+        for pk, pipeline, status, imported in campaign.batches.order_by("id").values_list(
+            "id", "pipeline", "status", "imported"
+        )
+    ]
+
+
+def distillery_version() -> dict:
+    """The installed Distillery version and, in a git checkout, its commit; None where unknown."""
+    try:
+        version = importlib.metadata.version("distillery")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    commit = dirty = None
+    base = Path(settings.BASE_DIR)
+    if (base / ".git").exists():
+        head = _git(base, "rev-parse", "HEAD")
+        if head is not None and re.fullmatch(r"[0-9a-f]{40}", head.strip()):
+            commit = head.strip()
+            status = _git(base, "status", "--porcelain", "--untracked-files=no")
+            dirty = None if status is None else bool(status.strip())
+    return {"version": version, "git_commit": commit, "git_dirty": dirty}
+
+
+def _git(base: Path, *args: str) -> str | None:
+    """A git command's output, or None if git is missing, fails or hangs: never an error."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(base), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def export_manifest(*, export: Export, fmt: str, files: dict[str, str], name: str) -> dict:
+    """What an export holds and how it was made (see docs/exports.md for every field)."""
+    campaign = export.campaign
+    counts = {"posts": export.posts, "items": export.items, "ratings": export.ratings}
+    extra = dict(export.extra)
+    if "records" in extra:
+        counts["records"] = extra.pop("records")
+    return {
+        "campaign": campaign.name,
+        "format": fmt,
+        "created_at": timezone.now().isoformat(),
+        "dataset": {"id": campaign.dataset_id, "name": campaign.dataset.name},
+        "filters": export.filters.as_dict(),
+        "counts": counts,
+        **extra,
+        "batches": _batches_for_manifest(campaign),
+        "stages": _stages_for_manifest(export.stage_keys),
+        "alpha": _agreement_for_manifest(campaign),
+        **campaign_provenance(campaign=campaign),
+        "distillery": distillery_version(),
+        "files": files,
+        "sha256": files.get(name),
+    }
 
 
 def export_to_path(
@@ -158,17 +301,25 @@ def export_to_path(
     filters: ItemFilters,
     output: Path,
     progress: Progress | None = None,
+    drop_empty: bool = False,
 ) -> dict:
     """Write an export and its manifest; returns the manifest.
 
     The file (or, for `hf`, the folder) appears at `output` only once complete: it is written under
     a temporary sibling name and renamed. The manifest goes beside it as `<output>.manifest.json`,
-    and for `hf` also inside the folder, with a dataset card (README.md).
+    and for `hf` also inside the folder, with a dataset card (README.md). `drop_empty` (cotpd)
+    leaves out the posts none of whose items passed the filters.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     output = Path(output)
-    export = Export(campaign=campaign, filters=filters, progress=progress, by_post=fmt == "cotpd")
+    export = Export(
+        campaign=campaign,
+        filters=filters,
+        progress=progress,
+        by_post=fmt == "cotpd",
+        drop_empty=drop_empty,
+    )
     with atomic_path(output) as partial:
         with transaction.atomic():
             aggregation_memory()
@@ -181,17 +332,7 @@ def export_to_path(
             }
         else:
             files = {output.name: sha256_of(partial)}
-        manifest = {
-            "campaign": campaign.name,
-            "format": fmt,
-            "filters": filters.as_dict(),
-            "counts": {"items": export.items, "posts": export.posts, "ratings": export.ratings},
-            "alpha": _agreement_for_manifest(campaign),
-            **campaign_provenance(campaign=campaign),
-            "created_at": timezone.now().isoformat(),
-            "files": files,
-            "sha256": files.get(output.name),
-        }
+        manifest = export_manifest(export=export, fmt=fmt, files=files, name=output.name)
         if partial.is_dir():
             (partial / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
             (partial / "manifest.json").write_text(json.dumps(manifest, indent=2), "utf-8")

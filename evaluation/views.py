@@ -1,5 +1,7 @@
 """Evaluation pages (admins only): the campaign dashboard, export jobs and their downloads."""
 
+import json
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -32,6 +34,9 @@ def _agreement_context(campaign: Campaign) -> dict:
         "pending": record.status != AgreementResult.Status.DONE,
         "questions": questions,
         "annotators": record.annotators or [],
+        # Results cached before gold handling existed have neither key.
+        "excluded": (record.result or {}).get("excluded"),
+        "gold": list(((record.result or {}).get("gold") or {}).items()),
     }
 
 
@@ -105,7 +110,10 @@ def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
 def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=pk)
     template = "evaluation/_export_status.html" if request.htmx else "evaluation/export_detail.html"
-    return render(request, template, {"job": job})
+    manifest = (
+        json.dumps(job.manifest, indent=2, ensure_ascii=False) if job.manifest is not None else ""
+    )
+    return render(request, template, {"job": job, "manifest_json": manifest})
 
 
 @admin_required

@@ -29,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--max-spread", type=float, help="max − min of an item's ratings")
         parser.add_argument("--kinds", default="", help="comma-separated item kinds")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--drop-empty",
+            action="store_true",
+            help="cotpd: leave out posts none of whose items passed (default: kept, empty)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -71,6 +76,7 @@ class Command(BaseCommand):
                 filters=filters,
                 output=Path(options["output"]),
                 progress=progress,
+                drop_empty=options["drop_empty"],
             )
         except (ValueError, OSError) as error:
             raise CommandError(str(error)) from error
