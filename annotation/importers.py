@@ -1,7 +1,8 @@
-"""Readers of rating files: each yields one `RatingRow` a rating, with the line it came from.
+"""Readers of rating files: each yields one `RatingRow` a rating, with the place it came from.
 
 The readers check the file's structure; `ratings_import` (services) checks the rows against the
-database. Either names the problem as `file:line: problem`.
+database. Either names the problem as `file:line: problem` (CSV) or, in a JSON array, as
+`file: task 7 (element 3, line 120): problem` (an export may sit on one line).
 """
 
 import csv
@@ -36,21 +37,37 @@ class RatingRow:
     position: int | None = None  # ... or by position (MIKO slots)
     value: int | None = None  # a value of the campaign's scale
     level: tuple[int, int] | None = None  # or a rank among n levels, mapped onto the scale
-    # The MIKO release labels all ten slots even where a post has fewer intentions: such a label
-    # has no item to land on and is reported, not refused.
+    # A rating of a MIKO slot (the release's labels, a Label Studio task's ten choices) may have
+    # no item to land on where the post has fewer intentions: it is reported, not refused.
     optional: bool = False
+    where: str = ""  # the element of a JSON array: "task 7 (element 3, line 120)"
+    text: str | None = None  # the post's text, for `--match-by text`
+    image: str | None = None  # the post's image name, which tells apart posts of one text
+
+    @property
+    def place(self) -> str:
+        """Where in the file the row is: `:12` (a line) or `: task 7 (element 3, line 120)`."""
+        return f": {self.where}" if self.where else f":{self.line}"
 
 
 class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def error(self, line: int, problem: str) -> RatingFileError:
-        return RatingFileError(f"{self.path}:{line}: {problem}")
+    def error(self, line: int | str, problem: str) -> RatingFileError:
+        """`file:line: problem`, or `file: element 3 (line 120): problem` given a place."""
+        place = f" {line}" if isinstance(line, str) else str(line)
+        return RatingFileError(f"{self.path}:{place}: {problem}")
 
 
-def _json_array(reader: _Reader) -> Iterator[tuple[int, Any]]:
-    """The elements of a top-level JSON array, each with the line it starts on."""
+def _element(index: int, line: int, label: str = "") -> str:
+    if label:
+        return f"{label} (element {index}, line {line})"
+    return f"element {index} (line {line})"
+
+
+def _json_array(reader: _Reader) -> Iterator[tuple[int, int, Any]]:
+    """The elements of a top-level JSON array, each with its index (from 1) and first line."""
     try:
         text = reader.path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -62,20 +79,27 @@ def _json_array(reader: _Reader) -> Iterator[tuple[int, Any]]:
     position = _skip_space(text, position + 1)
     if text.startswith("]", position):
         return
+    index = 0
     while True:
+        index += 1
         line = _line(text, position)
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            raise reader.error(error.lineno, f"invalid JSON: {error.msg}") from None
-        yield line, value
+            at = "" if error.lineno == line else f" at line {error.lineno}"
+            raise reader.error(
+                _element(index, line), f"invalid JSON{at}: {error.msg} (column {error.colno})"
+            ) from None
+        yield index, line, value
         position = _skip_space(text, position)
         if text.startswith(",", position):
             position = _skip_space(text, position + 1)
         elif text.startswith("]", position):
             return
         else:
-            raise reader.error(_line(text, position), "expected ',' or ']' in the array")
+            raise reader.error(
+                _line(text, position), f"expected ',' or ']' in the array after element {index}"
+            )
 
 
 def _skip_space(text: str, position: int) -> int:
@@ -114,70 +138,90 @@ def read_csv(path: Path) -> Iterator[RatingRow]:
             yield RatingRow(line, post, annotator, question, kind=kind, value=number)
 
 
-def read_label_studio(path: Path) -> Iterator[RatingRow]:
+def read_label_studio(path: Path, *, annotator: str | None = None) -> Iterator[RatingRow]:
+    """Ratings of a Label Studio export: the `choices` named `<question><slot>` of each annotation.
+
+    The annotator is `label-studio-<completed_by>`, or `annotator` for the whole file: each MIKO
+    annotator ran their own Label Studio, so every file says `completed_by: 1`.
+    """
+    from generation.importers.label_studio import image_name, split_post
+
     reader = _Reader(path)
-    for line, task in _json_array(reader):
+    for index, line, task in _json_array(reader):
         if not isinstance(task, dict) or "id" not in task:
-            raise reader.error(line, "a task must be an object with an id")
+            raise reader.error(_element(index, line), "a task must be an object with an id")
+        where = _element(index, line, f"task {task['id']}")
         annotations = task.get("annotations") or []
         if not isinstance(annotations, list):
-            raise reader.error(line, "annotations must be a list")
+            raise reader.error(where, "annotations must be a list")
+        data = task.get("data") if isinstance(task.get("data"), dict) else {}
+        text = split_post(data["text"])[0] if isinstance(data.get("text"), str) else None
+        image = image_name(data["image"]) if isinstance(data.get("image"), str) else None
         for annotation in annotations:
             if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
                 continue
             who = annotation.get("completed_by")
             if isinstance(who, dict):
                 who = who.get("email") or who.get("id")
-            if who in (None, ""):
-                raise reader.error(line, f"an annotation of task {task['id']} has no completed_by")
-            annotator = f"label-studio-{who}"
+            if annotator is None and who in (None, ""):
+                raise reader.error(where, "an annotation has no completed_by")
+            name = annotator or f"label-studio-{who}"
             for result in annotation.get("result") or []:
                 if not isinstance(result, dict) or result.get("type") != "choices":
                     continue
-                name = str(result.get("from_name", ""))
-                match = LABEL_STUDIO_FIELD.match(name)
+                field = str(result.get("from_name", ""))
+                match = LABEL_STUDIO_FIELD.match(field)
                 if not match:
-                    raise reader.error(
-                        line, f"task {task['id']}: {name!r} does not end with an item number"
-                    )
+                    raise reader.error(where, f"{field!r} does not end with an item number")
                 choices = (result.get("value") or {}).get("choices") or []
                 if len(choices) != 1 or choices[0] not in LABEL_STUDIO_LEVELS:
                     known = ", ".join(LABEL_STUDIO_LEVELS)
-                    raise reader.error(
-                        line, f"task {task['id']}: {name} has {choices!r}; expected one of {known}"
-                    )
+                    raise reader.error(where, f"{field} has {choices!r}; expected one of {known}")
                 yield RatingRow(
                     line,
                     str(task["id"]),
-                    annotator,
+                    name,
                     match["question"].lower(),
                     position=int(match["position"]),
                     level=(LABEL_STUDIO_LEVELS[choices[0]], len(LABEL_STUDIO_LEVELS)),
+                    optional=True,
+                    where=where,
+                    text=text,
+                    image=image,
                 )
 
 
-def read_miko_release(path: Path) -> Iterator[RatingRow]:
+def read_miko_release(path: Path, *, annotator: str | None = None) -> Iterator[RatingRow]:
+    """The 0/1 `intention_labels` of either public release (`image` or `image_name`)."""
     reader = _Reader(path)
-    for line, record in _json_array(reader):
+    for index, line, record in _json_array(reader):
         if not isinstance(record, dict):
-            raise reader.error(line, "a record must be an object")
-        image, labels = record.get("image"), record.get("intention_labels")
+            raise reader.error(_element(index, line), "a record must be an object")
+        key = "image_name" if "image" not in record and "image_name" in record else "image"
+        image, labels = record.get(key), record.get("intention_labels")
         if not isinstance(image, str) or not PurePosixPath(image.replace("\\", "/")).stem:
-            raise reader.error(line, "image (the file name that names the post) is missing")
-        if not isinstance(labels, list) or len(labels) != 10:
-            raise reader.error(line, "intention_labels must be a list of ten 0/1 labels")
+            raise reader.error(
+                _element(index, line), f"{key} (the file name that names the post) is missing"
+            )
         post = PurePosixPath(image.replace("\\", "/")).stem
+        where = _element(index, line, f"post {post!r}")
+        if not isinstance(labels, list) or len(labels) != 10:
+            raise reader.error(where, "intention_labels must be a list of ten 0/1 labels")
+        text = record.get("text") if isinstance(record.get("text"), str) else None
         for position, label in enumerate(labels, start=1):
             if label not in (0, 1) or isinstance(label, bool):
-                raise reader.error(line, f"intention label {position} is {label!r}, not 0 or 1")
+                raise reader.error(where, f"intention label {position} is {label!r}, not 0 or 1")
             yield RatingRow(
                 line,
                 post,
-                MIKO_RELEASE_ANNOTATOR,
+                annotator or MIKO_RELEASE_ANNOTATOR,
                 MIKO_RELEASE_QUESTION,
                 position=position,
                 level=(label, 2),
                 optional=True,
+                where=where,
+                text=text,
+                image=PurePosixPath(image.replace("\\", "/")).name,
             )
 
 

@@ -635,6 +635,35 @@ def _resolve_items(*, dataset: Dataset, campaign: Campaign | None, posts: dict[s
     return by_key
 
 
+def _rows_matched_by_text(rows: list, *, dataset: Dataset, index, fail) -> list:
+    """The rows with their post named by the id of the dataset's post of the same text."""
+    from dataclasses import replace
+
+    from generation.importers.matching import MatchedPost
+
+    wanted = {}
+    for row in rows:
+        if row.text is None:
+            raise fail(row, "--match-by text needs the post's text, which this row lacks")
+        wanted.setdefault((row.text, row.image), (row.text, row.image))
+    found = index.resolve(wanted)
+    matched = []
+    for row in rows:
+        match = found.get((row.text, row.image))
+        if match is None:
+            raise fail(
+                row, f"no post of dataset {dataset.name!r} has the text of post {row.post!r}"
+            )
+        if not isinstance(match, MatchedPost):
+            raise fail(
+                row,
+                f"the text of post {row.post!r} is the text of several posts ({', '.join(match)});"
+                " import with --match-by id",
+            )
+        matched.append(replace(row, post=match.external_id))
+    return matched
+
+
 def ratings_import(
     *,
     path,
@@ -642,19 +671,35 @@ def ratings_import(
     campaign_name: str,
     format: str = "csv",
     scale: str | None = None,
+    annotator: str | None = None,
+    match_by: str = "id",
 ) -> RatingsImportReport:
     """Import ratings from a file, all or nothing; create the campaign when it does not exist.
 
     A new campaign covers the rated posts' items, asks the questions the file names on `scale`
     (the format's own scale by default) and has an overlap of at least 3, or the most annotators
     any post has in the file. Annotators the database does not know become inactive users.
-    Raises AnnotationError naming `file:line: problem`.
+    `annotator` names the annotator of a whole file (Label Studio, MIKO release); `match_by="text"`
+    finds each rated post by its text instead of its id (the same post under other ids in other
+    annotators' files). A rating of a MIKO slot the post has no item for is reported and skipped.
+    Raises AnnotationError naming `file:line: problem` or `file: task 7 (element 3, line 120): ...`.
     """
     from accounts.services import user_create_annotator
     from annotation.importers import DEFAULT_SCALES, READERS, RatingFileError, level_value
+    from generation.importers.label_studio import slots_named
+    from generation.importers.matching import MATCH_BY, PostsByText
+    from generation.pipelines.miko import MIKO_KINDS
 
     if format not in READERS:
         raise AnnotationError(f"unknown format {format!r}; known: {', '.join(READERS)}")
+    if match_by not in MATCH_BY:
+        raise AnnotationError(f"unknown match {match_by!r}; choose one of {', '.join(MATCH_BY)}")
+    if annotator is not None:
+        annotator = annotator.strip()
+        if format == "csv":
+            raise AnnotationError("--annotator: the csv format names the annotator on every row")
+        if not re.fullmatch(r"[\w.@+-]{1,150}", annotator):
+            raise AnnotationError(f"--annotator {annotator!r} is not a valid user name")
     try:
         dataset = Dataset.objects.get(name=dataset_name)
     except Dataset.DoesNotExist:
@@ -669,7 +714,8 @@ def ratings_import(
         raise AnnotationError(str(error)) from None
 
     try:
-        rows = list(READERS[format](path))
+        reader = READERS[format]
+        rows = list(reader(path) if format == "csv" else reader(path, annotator=annotator))
     except RatingFileError as error:
         raise AnnotationError(str(error)) from None
     except OSError as error:
@@ -678,8 +724,10 @@ def ratings_import(
         raise AnnotationError(f"{path}: no ratings in the file")
 
     def fail(row, problem: str) -> AnnotationError:
-        return AnnotationError(f"{path}:{row.line}: {problem}")
+        return AnnotationError(f"{path}{row.place}: {problem}")
 
+    if match_by == "text":
+        rows = _rows_matched_by_text(rows, dataset=dataset, index=PostsByText(dataset), fail=fail)
     posts = dict(
         Post.objects.filter(dataset=dataset, external_id__in={r.post for r in rows}).values_list(
             "external_id", "id"
@@ -701,7 +749,12 @@ def ratings_import(
         if not found:
             where = "in this campaign" if campaign else "in the dataset"
             if row.optional:
-                warnings.append(f"{path}:{row.line}: post {row.post!r} has no {what}; skipped")
+                if row.position and 1 <= row.position <= len(MIKO_KINDS):
+                    what = f"item {slots_named([MIKO_KINDS[row.position - 1]])}"
+                warnings.append(
+                    f"{path}{row.place}: post {row.post!r} has no {what} {where}; "
+                    f"{row.annotator}'s {row.question} rating skipped"
+                )
                 continue
             raise fail(row, f"post {row.post!r} has no {what} {where}")
         imported = [i for i in found if i.batch.imported] or found
@@ -760,7 +813,7 @@ def ratings_import(
         assignments = {}
         first_line = {}
         for row, item, _ in resolved:
-            first_line.setdefault((item.post_id, row.annotator), row.line)
+            first_line.setdefault((item.post_id, row.annotator), row.place)
         for (post_id, name), line in first_line.items():
             task, user = tasks[post_id], users[name]
             assignment, made = Assignment.objects.get_or_create(
@@ -786,7 +839,7 @@ def ratings_import(
             task.refresh_from_db(fields=["taken"])
             if task.taken > campaign.overlap:
                 raise AnnotationError(
-                    f"{path}:{line}: post {task.post_id} would have {task.taken} annotators, "
+                    f"{path}{line}: post {task.post_id} would have {task.taken} annotators, "
                     f"more than the campaign's overlap of {campaign.overlap}"
                 )
             assignments[(post_id, name)] = assignment

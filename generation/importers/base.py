@@ -5,6 +5,7 @@ An importer is a module with `NAME`, `PIPELINE` (the pipeline its items are file
 `read(source) -> Iterator[PostRecord]`. Importers only parse and validate; the service writes.
 """
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,35 @@ class ImportedItem(NamedTuple):
 
 
 class ImportFileError(Exception):
-    """A problem in the input that stops the import; the message reads `file:line: what`."""
+    """A problem in the input that stops the import.
+
+    The message reads `file:line: what`, or `file: task 7 (element 3, line 120): what` for an
+    element of a JSON array (a whole export may sit on one line).
+    """
+
+
+class Element(int):
+    """The line a JSON array element starts on, knowing which element it is and its name.
+
+    An int, so that it stands wherever a record's line is expected (`PostRecord.line`, item
+    provenance, "first on line N"); `Source.error` and `Source.where` write it out in full.
+    """
+
+    index: int  # counted from 1
+    label: str  # what the element is, once known ("task 7")
+
+    def __new__(cls, line: int, index: int, label: str = "") -> "Element":
+        element = super().__new__(cls, line)
+        element.index, element.label = index, label
+        return element
+
+    def named(self, label: str) -> "Element":
+        return Element(int(self), self.index, label)
+
+    def describe(self) -> str:
+        if self.label:
+            return f"{self.label} (element {self.index}, line {int(self)})"
+        return f"element {self.index} (line {int(self)})"
 
 
 @dataclass
@@ -67,8 +96,37 @@ class Source:
         self.lineno = 0
         self.bytes_read = 0
 
+    def where(self, line: int) -> str:
+        """`file:line`, or `file: task 7 (element 3, line 120)` for a JSON array's element."""
+        if isinstance(line, Element):
+            return f"{self.name}: {line.describe()}"
+        return f"{self.name}:{line}"
+
     def error(self, line: int, what: str) -> ImportFileError:
-        return ImportFileError(f"{self.name}:{line}: {what}")
+        return ImportFileError(f"{self.where(line)}: {what}")
+
+    def blocks(self, size: int = 64 * 1024) -> Iterator[str]:
+        """The file as text, `size` bytes at a time, for formats that need not break into lines.
+
+        A JSON array may sit on one line longer than the line cap; its reader caps each element.
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        first = True
+        while True:
+            raw = self.stream.read(size)
+            self.bytes_read += len(raw)
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                line = self.lineno + 1 + raw[: max(exc.start, 0)].count(b"\n")
+                raise self.error(line, "not valid UTF-8") from None
+            if first:
+                text, first = text.removeprefix("\ufeff"), False
+            self.lineno += text.count("\n")
+            if text:
+                yield text
+            if not raw:
+                return
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         while True:
@@ -108,22 +166,25 @@ def json_lines(source: Source) -> Iterator[tuple[int, Any]]:
         raise source.error(1, "the file is empty")
 
 
-def json_array(source: Source) -> Iterator[tuple[int, Any]]:
-    """The elements of a top-level JSON array, one at a time, with the line each starts on.
+def json_array(source: Source) -> Iterator[tuple[Element, Any]]:
+    """The elements of a top-level JSON array, one at a time, each with its `Element`.
 
-    A streaming reader so that a large export is never held whole: lines are added to a buffer
-    until the next element decodes. An element longer than the line cap is refused.
+    A streaming reader so that a large export is never held whole, whether it is indented or
+    sits on one line (Label Studio writes both): blocks are added to a buffer until the next
+    element decodes. An element longer than the line cap is refused.
     """
     decoder = json.JSONDecoder()
-    lines = iter(source)
-    buf, pos, base_line, eof = "", 0, 1, False
+    blocks = source.blocks()
+    # The buffer starts on line `base_line`, `base_column` characters into it.
+    buf, pos, base_line, base_column, eof = "", 0, 1, 0, False
+    index = 0
 
     def fill(at_least: int = 1) -> None:
         nonlocal buf, eof
         chunks, size = [buf], 0
         while size < at_least:
             try:
-                _, text = next(lines)
+                text = next(blocks)
             except StopIteration:
                 eof = True
                 break
@@ -140,8 +201,18 @@ def json_array(source: Source) -> Iterator[tuple[int, Any]]:
                 return buf[pos] if pos < len(buf) else ""
             fill()
 
-    def line_at(index: int) -> int:
-        return base_line + buf.count("\n", 0, index)
+    def line_at(at: int) -> int:
+        return base_line + buf.count("\n", 0, at)
+
+    def column_at(at: int) -> int:
+        """Counted from 1, like the line."""
+        newline = buf.rfind("\n", 0, at)
+        return at - newline if newline >= 0 else base_column + at + 1
+
+    def cut_short(error: json.JSONDecodeError) -> bool:
+        # The buffer can end anywhere, even inside a string or a number: an error is the file's
+        # only when more text could not change it (a string still open, or too near the end).
+        return error.msg.startswith("Unterminated string") or len(buf[error.pos :].strip()) < 64
 
     first = skip_space()
     if not first:
@@ -161,35 +232,38 @@ def json_array(source: Source) -> Iterator[tuple[int, Any]]:
             raise source.error(line_at(pos), "bad JSON: the array is not closed")
         if not expect_element:
             if char != ",":
-                raise source.error(line_at(pos), "bad JSON: expected ',' or ']'")
+                raise source.error(
+                    line_at(pos), f"bad JSON after element {index}: expected ',' or ']'"
+                )
             pos += 1
             expect_element = True
             continue
-        start_line = line_at(pos)
+        index += 1
+        start = Element(line_at(pos), index)
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError as exc:
-                # The buffer ends at a line end, so an element cut short fails only where the
-                # buffer ends; an error before that is in the file.
-                cut_short = not buf[exc.pos :].strip()
                 pending = len(buf) - pos
-                if eof or not cut_short:
-                    raise source.error(line_at(exc.pos), f"bad JSON: {exc.msg}") from None
+                if eof or not cut_short(exc):
+                    line = line_at(exc.pos)
+                    where = "" if line == start else f" at line {line}"
+                    raise source.error(
+                        start, f"bad JSON{where}: {exc.msg} (column {column_at(exc.pos)})"
+                    ) from None
                 if pending > source.max_line_bytes:
                     raise source.error(
-                        start_line,
-                        f"array element longer than {source.max_line_bytes} bytes; refused",
+                        start, f"array element longer than {source.max_line_bytes} bytes; refused"
                     ) from None
                 fill(at_least=max(pending, 4096))
         if end - pos > source.max_line_bytes:
             raise source.error(
-                start_line, f"array element longer than {source.max_line_bytes} bytes; refused"
+                start, f"array element longer than {source.max_line_bytes} bytes; refused"
             )
-        yield start_line, value
+        yield start, value
         # Drop what was read so the buffer holds one element at a time.
-        base_line = line_at(end)
+        base_line, base_column = line_at(end), column_at(end) - 1
         buf, pos = buf[end:], 0
         expect_element = False
 

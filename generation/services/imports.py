@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from generation.importers import FORMATS, format_detect, importer_for
 from generation.importers.base import ImportFileError, PostRecord, Source
+from generation.importers.matching import PostsByText, match_by_checked, records_match_by_text
 from generation.models import Batch, Dataset, ImportJob, KnowledgeItem, Post, StageResult
 
 logger = logging.getLogger(__name__)
@@ -380,12 +381,15 @@ def posts_import(
     created_by=None,
     progress: Progress | None = None,
     source_name: str | None = None,
+    match_by: str = "id",
 ) -> ImportReport:
     """Import a file of posts into a dataset (created when new), all or nothing.
 
     Raises ImportFileError (`file:line: what`) for anything malformed, and for posts that exist
     in the dataset with the same id but other text or metadata (naming the ids). Posts already
-    there unchanged are skipped, so importing a file twice adds nothing.
+    there unchanged are skipped, so importing a file twice adds nothing. With `match_by="text"`
+    a record whose text is a post's already in the dataset is that post (see
+    `generation.importers.matching`).
     """
     path = Path(path)
     name = source_name or str(path)
@@ -418,6 +422,7 @@ def posts_import(
                 images=images,
                 report=report,
                 created_by=created_by,
+                match_by=match_by_checked(match_by),
             )
             chunks = _chunks(_checked(source, importer.read(source)), CHUNK_POSTS)
             # closing(): on an error the reader thread is stopped before the file is closed.
@@ -448,6 +453,7 @@ class _ChunkWriter:
         images: _Images,
         report: ImportReport,
         created_by,
+        match_by: str = "id",
     ) -> None:
         self.dataset = dataset
         self.new_dataset = new_dataset
@@ -463,6 +469,9 @@ class _ChunkWriter:
         self.conflicts: list[str] = []
         self.conflicts_total = 0
         self.now = timezone.now()
+        self.posts_by_text = (
+            PostsByText(dataset) if match_by == "text" and not new_dataset else None
+        )
 
     def _existing(self, chunk: list[PostRecord]) -> dict[str, tuple[str, Any]]:
         if self.new_dataset:
@@ -488,6 +497,11 @@ class _ChunkWriter:
         return self.batch
 
     def write(self, chunk: list[PostRecord]) -> None:
+        if self.posts_by_text is not None:
+            for warning in records_match_by_text(
+                posts=self.posts_by_text, records=chunk, source=self.source
+            ):
+                self.report.warn(warning)
         existing = self._existing(chunk)
         fresh: list[PostRecord] = []
         for record in chunk:

@@ -1,4 +1,5 @@
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -138,9 +139,13 @@ def test_broken_label_studio_export(tmp_path, db):
         run("import_ratings", str(path), "--dataset", "ls", "--campaign", "ls",
             "--format", "label-studio")  # fmt: skip
     message = str(error.value)
-    assert message.startswith(f"{path}:") and "expected one of" in message
-    # The line named is where the faulty task starts, at or before the faulty choice.
-    assert int(message.split(":")[1]) <= line
+    assert message.startswith(f"{path}: task ") and "expected one of" in message
+    # The task is named with its place in the array and the line it starts on, at or before the
+    # faulty choice.
+    named = re.search(r"task (\d+) \(element (\d+), line (\d+)\)", message)
+    tasks = json.loads(text)
+    assert tasks[int(named[2]) - 1]["id"] == int(named[1])
+    assert int(named[3]) <= line
     assert not Rating.objects.exists() and not Campaign.objects.exists()
 
 
@@ -166,7 +171,9 @@ def test_import_miko_release_labels(tmp_path, db):
     broken = json.loads(source.read_text(encoding="utf-8"))[:3]
     broken[2]["intention_labels"][4] = 7
     path = write(tmp_path, "rel.json", json.dumps(broken, indent=1))
-    with pytest.raises(CommandError, match=r"rel\.json:\d+: intention label 5 is 7"):
+    post = Path(broken[2]["image"]).stem
+    pattern = rf"rel\.json: post '{post}' \(element 3, line \d+\): intention label 5 is 7"
+    with pytest.raises(CommandError, match=pattern):
         run("import_ratings", str(path), "--dataset", "rel", "--campaign", "rel2",
             "--format", "miko-release")  # fmt: skip
     assert not Campaign.objects.filter(name="rel2").exists()

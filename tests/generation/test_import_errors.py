@@ -152,7 +152,11 @@ def test_oversized_image(tmp_path, existing, settings):
 def test_broken_json_array(tmp_path, existing):
     path = tmp_path / "release.json"
     path.write_text('[\n {"image": "1.jpg", "text": "x",\n  "intentions": {}\n ,\n]\n')
-    refused(path, f"{path}:5: bad JSON: Expecting property name", format="miko-release")
+    refused(
+        path,
+        f"{path}: element 1 (line 2): bad JSON at line 5: Expecting property name",
+        format="miko-release",
+    )
 
 
 def test_release_element_with_wrong_labels(tmp_path, existing):
@@ -164,7 +168,7 @@ def test_release_element_with_wrong_labels(tmp_path, existing):
     }
     path = tmp_path / "release.json"
     path.write_text("[\n" + json.dumps(record) + "\n]\n")
-    refused(path, f"{path}:2: 'intention_labels' must be ten 0/1 values")
+    refused(path, f"{path}: post '1' (element 1, line 2): 'intention_labels' must be ten 0/1")
 
 
 def test_bad_bio_tag_and_bad_mnre_line(tmp_path, existing):
@@ -214,7 +218,11 @@ def test_error_early_in_a_long_json_array_names_its_line(tmp_path, existing, set
     body = ",\n".join(json.dumps(record | {"image": f"{n}.jpg"}, indent=1) for n in range(300))
     path = tmp_path / "release.json"
     path.write_text('[\n{"image": "0.jpg", "text": "x" "y"},\n' + body + "\n]\n")
-    refused(path, f"{path}:2: bad JSON: Expecting ',' delimiter", format="miko-release")
+    refused(
+        path,
+        f"{path}: element 1 (line 2): bad JSON: Expecting ',' delimiter (column 32)",
+        format="miko-release",
+    )
 
 
 def test_oversized_array_element(tmp_path, existing, settings):
@@ -227,4 +235,4 @@ def test_oversized_array_element(tmp_path, existing, settings):
     }
     path = tmp_path / "release.json"
     path.write_text("[\n" + json.dumps(record, indent=1) + "\n]\n")
-    refused(path, f"{path}:2: array element longer than 1000 bytes; refused")
+    refused(path, f"{path}: element 1 (line 2): array element longer than 1000 bytes; refused")

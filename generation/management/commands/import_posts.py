@@ -1,4 +1,5 @@
-"""`import_posts PATH --dataset NAME [--format F] [--images DIR]`: all or nothing, with progress."""
+"""`import_posts PATH --dataset NAME [--format F] [--images DIR] [--match-by id|text]`: all or
+nothing, with progress."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from generation.importers import FORMAT_CHOICES, ImportFileError
+from generation.importers.matching import MATCH_BY
 from generation.services.imports import posts_import
 
 
@@ -17,8 +19,24 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True, help="dataset name (created when new)")
         parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
         parser.add_argument("--images", type=Path, help="folder holding the images the file names")
+        parser.add_argument(
+            "--match-by",
+            default="id",
+            choices=MATCH_BY,
+            help="how a record is recognised as a post already in the dataset: by its id "
+            "(default) or by its text (the same post under another id in another file)",
+        )
 
-    def handle(self, *args, path: Path, dataset: str, format: str, images: Path | None, **options):
+    def handle(
+        self,
+        *args,
+        path: Path,
+        dataset: str,
+        format: str,
+        images: Path | None,
+        match_by: str,
+        **options,
+    ):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         bar = tqdm(
@@ -35,7 +53,12 @@ class Command(BaseCommand):
 
         try:
             report = posts_import(
-                path=path, dataset_name=dataset, format=format, images_dir=images, progress=progress
+                path=path,
+                dataset_name=dataset,
+                format=format,
+                images_dir=images,
+                progress=progress,
+                match_by=match_by,
             )
         except ImportFileError as exc:
             raise CommandError(str(exc)) from None
