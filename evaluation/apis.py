@@ -15,7 +15,7 @@ from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
 from evaluation.exports import FORMATS
 from evaluation.models import AgreementResult, ExportJob
-from evaluation.selectors import ItemFilters, annotator_statistics
+from evaluation.selectors import MIN_GOLD_ACCURACY, AtLeast, ItemFilters, annotator_statistics
 from evaluation.services import agreement_current, export_create, export_retry
 
 
@@ -71,6 +71,7 @@ class AnnotatorStatisticsSerializer(serializers.Serializer):
     median_seconds_per_post = serializers.FloatField(allow_null=True)
     gold_ratings = serializers.IntegerField()
     gold_accuracy = serializers.FloatField(allow_null=True)
+    below_gold_accuracy = serializers.BooleanField()
     agreement_with_rest = serializers.FloatField(allow_null=True)
 
 
@@ -84,6 +85,11 @@ class AnnotatorStatisticsApi(APIView):
         return Response(AnnotatorStatisticsSerializer(rows, many=True).data)
 
 
+class AtLeastSerializer(serializers.Serializer):
+    value = serializers.FloatField()
+    count = serializers.IntegerField(min_value=1)
+
+
 class ExportInputSerializer(serializers.Serializer):
     campaign = serializers.PrimaryKeyRelatedField(queryset=Campaign.objects.all())
     format = serializers.ChoiceField(choices=FORMATS)
@@ -91,9 +97,43 @@ class ExportInputSerializer(serializers.Serializer):
         child=serializers.FloatField(), required=False, default=dict,
         help_text='minimum mean per question, e.g. {"plausibility": 4, "typicality": 3}',
     )  # fmt: skip
+    min_median = serializers.DictField(
+        child=serializers.FloatField(), required=False, default=dict,
+        help_text='minimum median per question, e.g. {"plausibility": 4}',
+    )  # fmt: skip
+    min_agree = serializers.DictField(
+        child=AtLeastSerializer(), required=False, default=dict,
+        help_text='at least `count` ratings at or above `value`, per question, e.g. '
+        '{"plausibility": {"value": 4, "count": 2}}',
+    )  # fmt: skip
     kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     min_ratings = serializers.IntegerField(min_value=0, required=False, default=1)
     max_spread = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+    include_gold = serializers.BooleanField(
+        required=False, default=False, help_text="export gold items too"
+    )
+    include_low_accuracy = serializers.BooleanField(
+        required=False, default=False,
+        help_text="count the ratings of annotators below min_gold_accuracy",
+    )  # fmt: skip
+    min_gold_accuracy = serializers.FloatField(
+        min_value=0, max_value=1, required=False, default=MIN_GOLD_ACCURACY,
+        help_text="annotators whose gold accuracy is below this share are left out",
+    )  # fmt: skip
+
+    def filters(self) -> ItemFilters:
+        values = self.validated_data
+        return ItemFilters(
+            min_mean=values["min_mean"],
+            kinds=tuple(values["kinds"]),
+            min_ratings=values["min_ratings"],
+            max_spread=values["max_spread"],
+            min_median=values["min_median"],
+            min_agree={name: AtLeast(**rule) for name, rule in values["min_agree"].items()},
+            include_gold=values["include_gold"],
+            include_low_accuracy=values["include_low_accuracy"],
+            min_gold_accuracy=values["min_gold_accuracy"],
+        )
 
 
 class ExportOutputSerializer(serializers.ModelSerializer):
@@ -135,12 +175,15 @@ class ExportListApi(APIView):
         data = ExportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        filters = ItemFilters(
-            min_mean=values["min_mean"],
-            kinds=tuple(values["kinds"]),
-            min_ratings=values["min_ratings"],
-            max_spread=values["max_spread"],
-        )
+        filters = data.filters()
+        known = set(values["campaign"].questions.values_list("name", flat=True))
+        errors = {
+            name: [f"unknown question(s): {', '.join(sorted(set(values[name]) - known))}"]
+            for name in ("min_mean", "min_median", "min_agree")
+            if set(values[name]) - known
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
         try:
             job = export_create(
                 campaign=values["campaign"], fmt=values["format"], filters=filters,

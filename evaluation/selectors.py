@@ -2,11 +2,11 @@
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Sum
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import get_scale
@@ -32,7 +32,13 @@ def ratings_fingerprint(*, campaign: Campaign) -> tuple[str, int]:
     )
     questions = ",".join(f"{q.id}:{q.scale}" for q in campaign_questions(campaign=campaign))
     last = stats["last"].isoformat() if stats["last"] else "-"
-    return f"{stats['n']}|{last}|{questions}", stats["n"]
+    # Gold answers decide which items and annotators are left out: a new or changed one changes
+    # the result as much as a rating does.
+    gold = GoldAnswer.objects.filter(campaign=campaign).aggregate(
+        n=Count("id"), top=Max("id"), total=Sum("value")
+    )
+    gold_part = f"g{gold['n']}:{gold['top'] or 0}:{gold['total'] or 0}:{MIN_GOLD_ACCURACY}"
+    return f"{stats['n']}|{last}|{questions}|{gold_part}", stats["n"]
 
 
 # Memory PostgreSQL may use per hash aggregate in the campaign-wide queries (SET LOCAL, so only
@@ -55,6 +61,149 @@ def aggregation_memory() -> None:
             cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
+# Annotators whose gold accuracy is below this share are left out of alpha and item scores unless
+# asked otherwise: 0.5 keeps anyone who matches at least half of the known answers (an annotator
+# guessing on a 1-5 scale matches about one in five).
+MIN_GOLD_ACCURACY = 0.5
+
+
+def gold_accuracies(*, campaign: Campaign) -> dict[int, tuple[int, int]]:
+    """Per annotator who rated a gold item: (ratings matching the expected answer, gold ratings).
+
+    A gold rating is a rating of an item and question that has a gold answer in the campaign. One
+    grouped join, led by the gold answers (few) through the ratings' unique (item, question,
+    annotator) index.
+    """
+    sql = (
+        f"SELECT r.annotator_id, SUM(CASE WHEN r.value = g.value THEN 1 ELSE 0 END), COUNT(*) "
+        f"FROM {GoldAnswer._meta.db_table} g JOIN {Rating._meta.db_table} r "
+        f"ON r.item_id = g.item_id AND r.question_id = g.question_id "
+        f"AND r.campaign_id = g.campaign_id "
+        f"WHERE g.campaign_id = %s GROUP BY r.annotator_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [campaign.pk])
+        return {annotator: (int(hits), int(total)) for annotator, hits, total in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What alpha and item scores leave out: the gold items (their answers are known, so they say
+    nothing about the knowledge) and the ratings of annotators whose gold accuracy is below
+    `min_gold_accuracy`. Only an annotator who rated a gold item can fall below it.
+
+    `low_accuracy` lists every annotator below the threshold, excluded or not; the `include_*`
+    flags keep what would otherwise be left out.
+    """
+
+    campaign_id: int
+    min_gold_accuracy: float
+    include_gold: bool
+    include_low_accuracy: bool
+    gold_items: int
+    gold_item_ratings: int
+    low_accuracy: tuple[dict, ...]
+
+    @property
+    def excludes_gold(self) -> bool:
+        return bool(self.gold_items) and not self.include_gold
+
+    @property
+    def annotator_ids(self) -> list[int]:
+        """The annotators whose ratings are left out."""
+        return [] if self.include_low_accuracy else [a["id"] for a in self.low_accuracy]
+
+    def rating_conditions(self, alias: str = "") -> tuple[list[str], list]:
+        """SQL conditions on a ratings table (`alias.` before its columns) that leave out what is
+        excluded, and their parameters. Nothing when nothing is excluded, so a campaign without
+        gold answers runs the same query as before."""
+        prefix = f"{alias}." if alias else ""
+        conditions: list[str] = []
+        params: list = []
+        if self.excludes_gold:
+            # NOT IN over a subquery: PostgreSQL hashes the gold items once (a hashed subplan).
+            conditions.append(
+                f"{prefix}item_id NOT IN (SELECT item_id FROM {GoldAnswer._meta.db_table} "
+                f"WHERE campaign_id = %s)"
+            )
+            params.append(self.campaign_id)
+        if self.annotator_ids:
+            ids = ", ".join(str(int(i)) for i in self.annotator_ids)
+            conditions.append(f"{prefix}annotator_id NOT IN ({ids})")
+        return conditions, params
+
+    def as_dict(self) -> dict:
+        excluded = [] if self.include_low_accuracy else [a["annotator"] for a in self.low_accuracy]
+        return {
+            "min_gold_accuracy": self.min_gold_accuracy,
+            "include_gold": self.include_gold,
+            "include_low_accuracy": self.include_low_accuracy,
+            "gold_items": self.gold_items,
+            "gold_item_ratings": self.gold_item_ratings,
+            "gold_items_excluded": self.gold_items if self.excludes_gold else 0,
+            "annotators_excluded": excluded,
+            "low_accuracy_annotators": [
+                {key: value for key, value in a.items() if key != "id"} for a in self.low_accuracy
+            ],
+        }
+
+
+def rating_exclusions(
+    *,
+    campaign: Campaign,
+    min_gold_accuracy: float = MIN_GOLD_ACCURACY,
+    include_gold: bool = False,
+    include_low_accuracy: bool = False,
+) -> Exclusions:
+    """The campaign's gold items and its annotators below `min_gold_accuracy` (see `Exclusions`).
+
+    One small query when the campaign has no gold answers; otherwise a few, each led by the gold
+    answers or by the excluded annotators.
+    """
+    if not 0 <= min_gold_accuracy <= 1:
+        raise ValueError(f"min_gold_accuracy must be between 0 and 1, not {min_gold_accuracy}")
+    gold_item_ids = GoldAnswer.objects.filter(campaign=campaign).values("item_id")
+    gold_items = gold_item_ids.distinct().count()
+    low: list[dict] = []
+    gold_item_ratings = 0
+    if gold_items:
+        gold_item_ratings = Rating.objects.filter(
+            campaign=campaign, item_id__in=gold_item_ids
+        ).count()
+        below = {
+            annotator_id: (hits, total)
+            for annotator_id, (hits, total) in gold_accuracies(campaign=campaign).items()
+            if total and hits / total < min_gold_accuracy
+        }
+        if below:
+            rows = (
+                Rating.objects.filter(campaign=campaign, annotator_id__in=below)
+                .values_list("annotator_id", "annotator__username")
+                .annotate(n=Count("id"))
+                .order_by("annotator__username")
+            )
+            for annotator_id, username, n in rows:
+                hits, total = below[annotator_id]
+                low.append(
+                    {
+                        "id": annotator_id,
+                        "annotator": username,
+                        "gold_accuracy": round(hits / total, 4),
+                        "gold_ratings": total,
+                        "ratings": n,
+                    }
+                )
+    return Exclusions(
+        campaign_id=campaign.pk,
+        min_gold_accuracy=float(min_gold_accuracy),
+        include_gold=include_gold,
+        include_low_accuracy=include_low_accuracy,
+        gold_items=gold_items,
+        gold_item_ratings=gold_item_ratings,
+        low_accuracy=tuple(low),
+    )
+
+
 # Questions aggregated together in one scan of the ratings (their profiles are grouped jointly).
 QUESTIONS_PER_SCAN = 3
 
@@ -66,35 +215,42 @@ def _packing_bits(domain: tuple[int, ...]) -> int:
 
 
 def _value_count_profiles(
-    *, campaign: Campaign, questions: list[Question]
+    *,
+    campaign: Campaign,
+    questions: list[Question],
+    conditions: tuple[list[str], list] = ([], []),
 ) -> list[tuple[int, str, tuple[int, ...], int]]:
     """(question id, kind, counts per scale value, units with those counts), from SQL.
 
     Each rating adds 2^(bits × value index) to its unit, so one SUM per question packs the unit's
     value counts into one integer; units are then grouped by kind and packed counts. What comes
     back is a few hundred rows whatever the number of items or annotators, and the database hashes
-    one integer per item and question instead of one counter per value.
+    one integer per item and question instead of one counter per value. `conditions` (SQL on the
+    ratings' columns, and their parameters) narrow the ratings read.
     """
     found: list[tuple[int, str, tuple[int, ...], int]] = []
     for start in range(0, len(questions), QUESTIONS_PER_SCAN):
-        found += _profiles_of(campaign, questions[start : start + QUESTIONS_PER_SCAN])
+        found += _profiles_of(campaign, questions[start : start + QUESTIONS_PER_SCAN], conditions)
     return found
 
 
-def _profiles_of(campaign: Campaign, questions: list[Question]) -> list:
+def _profiles_of(
+    campaign: Campaign, questions: list[Question], conditions: tuple[list[str], list]
+) -> list:
     rating_table = Rating._meta.db_table
     item_table = KnowledgeItem._meta.db_table
     sums = [f"{_packed_sum(question)} p{j}" for j, question in enumerate(questions)]
     packed = ", ".join(f"u.p{j}" for j in range(len(questions)))
+    where = " AND ".join(["campaign_id = %s", *conditions[0]])
     sql = (
         f"SELECT i.kind, {packed}, COUNT(*) FROM ("
         f"SELECT item_id, {', '.join(sums)} FROM {rating_table} "
-        f"WHERE campaign_id = %s GROUP BY item_id) u "
+        f"WHERE {where} GROUP BY item_id) u "
         f"JOIN {item_table} i ON i.id = u.item_id GROUP BY i.kind, {packed}"
     )
     with transaction.atomic(), connection.cursor() as cursor:
         aggregation_memory()
-        cursor.execute(sql, [campaign.pk])
+        cursor.execute(sql, [campaign.pk, *conditions[1]])
         rows = cursor.fetchall()
     units: dict[tuple[int, str, int], int] = defaultdict(int)
     for row in rows:
@@ -113,55 +269,140 @@ def _profiles_of(campaign: Campaign, questions: list[Question]) -> list:
     return found
 
 
+def _alpha_figures(entries: list, domain: tuple[int, ...], level: str, extra: dict) -> dict:
+    """Alpha and value counts of (profile, units) entries."""
+    if entries:
+        profiles = np.array([c for c, _ in entries], dtype=np.int64)
+        weights = np.array([u for _, u in entries], dtype=np.int64)
+    else:
+        profiles = np.zeros((0, len(domain)), dtype=np.int64)
+        weights = np.zeros(0, dtype=np.int64)
+    found = alpha_from_profiles(profiles, weights, domain, level, **extra)
+    counts = weights @ profiles if len(weights) else np.zeros(len(domain), dtype=np.int64)
+    values = {str(v): int(n) for v, n in zip(domain, counts, strict=True)}
+    return {"level": level, **found.as_dict(), "values": values}
+
+
 def campaign_agreement(
-    *, campaign: Campaign, level: str = "", bootstrap_samples: int | None = None
+    *,
+    campaign: Campaign,
+    level: str = "",
+    bootstrap_samples: int | None = None,
+    min_gold_accuracy: float = MIN_GOLD_ACCURACY,
+    include_gold: bool = False,
+    include_low_accuracy: bool = False,
 ) -> dict:
-    """Alpha per question, overall and per item kind, at `level` or the level of each scale."""
+    """Alpha per question, overall and per item kind, at `level` or the level of each scale.
+
+    Gold items and the ratings of annotators below `min_gold_accuracy` are left out unless the
+    `include_*` flags keep them; `excluded` says what was left out, and `gold` holds alpha on the
+    gold items alone (per question, from the annotators kept), whichever way they were counted.
+    """
     if level and level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; known levels: {', '.join(LEVELS)}")
     questions = campaign_questions(campaign=campaign)
     domains = {q.id: question_domain(q) for q in questions}
-    rows = _value_count_profiles(campaign=campaign, questions=questions)
+    exclusions = rating_exclusions(
+        campaign=campaign,
+        min_gold_accuracy=min_gold_accuracy,
+        include_gold=include_gold,
+        include_low_accuracy=include_low_accuracy,
+    )
+    rows = _value_count_profiles(
+        campaign=campaign, questions=questions, conditions=exclusions.rating_conditions()
+    )
     by_question: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for question_id, kind, counts, units in rows:
         by_question[question_id][kind].append((counts, units))
+    gold_rows: dict[int, list] = defaultdict(list)
+    if exclusions.gold_items:
+        conditions, params = replace(exclusions, include_gold=True).rating_conditions()
+        conditions = [
+            *conditions,
+            f"item_id IN (SELECT item_id FROM {GoldAnswer._meta.db_table} WHERE campaign_id = %s)",
+        ]
+        for question_id, _, counts, units in _value_count_profiles(
+            campaign=campaign, questions=questions, conditions=(conditions, [*params, campaign.pk])
+        ):
+            gold_rows[question_id].append((counts, units))
 
     extra = {} if bootstrap_samples is None else {"bootstrap_samples": bootstrap_samples}
     result_questions = {}
+    gold = {}
     for question in questions:
         q_level = level or get_scale(question.scale).level
         domain = domains[question.id]
-
-        def alpha_of(entries: list, domain=domain, q_level=q_level) -> dict:
-            if entries:
-                profiles = np.array([c for c, _ in entries], dtype=np.int64)
-                weights = np.array([u for _, u in entries], dtype=np.int64)
-            else:
-                profiles = np.zeros((0, len(domain)), dtype=np.int64)
-                weights = np.zeros(0, dtype=np.int64)
-            found = alpha_from_profiles(profiles, weights, domain, q_level, **extra)
-            counts = weights @ profiles if len(weights) else np.zeros(len(domain), dtype=np.int64)
-            values = {str(v): int(n) for v, n in zip(domain, counts, strict=True)}
-            return {"level": q_level, **found.as_dict(), "values": values}
-
         kinds = by_question.get(question.id, {})
-        summary = alpha_of([entry for entries in kinds.values() for entry in entries])
+        all_kinds = [entry for entries in kinds.values() for entry in entries]
+        summary = _alpha_figures(all_kinds, domain, q_level, extra)
         summary["scale"] = question.scale
         summary["kinds"] = {
-            kind: alpha_of(kinds[kind]) for kind in sorted(kinds, key=kind_sort_key)
+            kind: _alpha_figures(kinds[kind], domain, q_level, extra)
+            for kind in sorted(kinds, key=kind_sort_key)
         }
         result_questions[question.name] = summary
-    return {"campaign": campaign.name, "level": level or None, "questions": result_questions}
+        if exclusions.gold_items:
+            gold[question.name] = _alpha_figures(gold_rows[question.id], domain, q_level, extra)
+    return {
+        "campaign": campaign.name,
+        "level": level or None,
+        "questions": result_questions,
+        "excluded": exclusions.as_dict(),
+        "gold": gold,
+    }
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """At least `count` of an item's ratings at or above `value` (e.g. 2 of 3 at 4 or more)."""
+
+    value: float
+    count: int
+
+    def __post_init__(self) -> None:
+        if int(self.count) != self.count or self.count < 1:
+            raise ValueError(f"the count of ratings must be a whole number ≥ 1, not {self.count}")
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AtLeast":
+        if not isinstance(data, dict) or set(data) != {"value", "count"}:
+            raise ValueError(f'at-least filters are {{"value": x, "count": m}}, not {data!r}')
+        return cls(value=float(data["value"]), count=int(data["count"]))
 
 
 @dataclass(frozen=True)
 class ItemFilters:
-    """Which items an export keeps. Means are per question name; every bound is inclusive."""
+    """Which items an export keeps; every bound is inclusive.
+
+    Per question name: `min_mean`, `min_median` (the median of an even number of ratings is the
+    mean of the middle two), `min_agree` (at least m ratings at or above x). `min_ratings` and
+    `max_spread` apply to every question. Gold items and the ratings of annotators whose gold
+    accuracy is below `min_gold_accuracy` are left out unless `include_gold` or
+    `include_low_accuracy` keep them (see `Exclusions`).
+    """
 
     min_mean: dict[str, float]
     kinds: tuple[str, ...] = ()
     min_ratings: int = 1
     max_spread: float | None = None
+    min_median: dict[str, float] = field(default_factory=dict)
+    min_agree: dict[str, AtLeast] = field(default_factory=dict)
+    include_gold: bool = False
+    include_low_accuracy: bool = False
+    min_gold_accuracy: float = MIN_GOLD_ACCURACY
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_gold_accuracy <= 1:
+            raise ValueError(
+                f"min_gold_accuracy must be between 0 and 1, not {self.min_gold_accuracy}"
+            )
+
+    def questions(self) -> set[str]:
+        """The question names the filters name."""
+        return set(self.min_mean) | set(self.min_median) | set(self.min_agree)
 
     def as_dict(self) -> dict:
         return {
@@ -169,15 +410,35 @@ class ItemFilters:
             "kinds": list(self.kinds),
             "min_ratings": self.min_ratings,
             "max_spread": self.max_spread,
+            "min_median": dict(self.min_median),
+            "min_agree": {name: rule.as_dict() for name, rule in self.min_agree.items()},
+            "include_gold": self.include_gold,
+            "include_low_accuracy": self.include_low_accuracy,
+            "min_gold_accuracy": self.min_gold_accuracy,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "ItemFilters":
+        """The filters of `as_dict`; keys missing from older saved filters take their defaults."""
+        accuracy = data.get("min_gold_accuracy")
         return cls(
             min_mean={k: float(v) for k, v in (data.get("min_mean") or {}).items()},
             kinds=tuple(data.get("kinds") or ()),
             min_ratings=int(data.get("min_ratings") or 0),
             max_spread=None if data.get("max_spread") is None else float(data["max_spread"]),
+            min_median={k: float(v) for k, v in (data.get("min_median") or {}).items()},
+            min_agree={k: AtLeast.from_dict(v) for k, v in (data.get("min_agree") or {}).items()},
+            include_gold=bool(data.get("include_gold", False)),
+            include_low_accuracy=bool(data.get("include_low_accuracy", False)),
+            min_gold_accuracy=MIN_GOLD_ACCURACY if accuracy is None else float(accuracy),
+        )
+
+    def exclusions(self, *, campaign: Campaign) -> Exclusions:
+        return rating_exclusions(
+            campaign=campaign,
+            min_gold_accuracy=self.min_gold_accuracy,
+            include_gold=self.include_gold,
+            include_low_accuracy=self.include_low_accuracy,
         )
 
 
@@ -206,18 +467,36 @@ def _unpacked(column: str, question: Question) -> list[tuple[int, str]]:
 MEAN_SCALE = 10_000
 
 
-def _item_columns(questions: list[Question]) -> list[str]:
-    """Per question j, `n{j}` (ratings) and `s{j}` (sum of values) unpacked from `p{j}`."""
+def _item_columns(questions: list[Question], filters: ItemFilters) -> list[str]:
+    """Per question j, `n{j}` (ratings) and `s{j}` (sum of values) unpacked from `p{j}`; where the
+    filters ask, `lo{j}` and `hi{j}` (the two middle values, whose mean is the median) and `a{j}`
+    (ratings at or above the `min_agree` value)."""
     columns = []
     for j, question in enumerate(questions):
         counts = _unpacked(f"p{j}", question)
-        columns.append(f"{' + '.join(sql for _, sql in counts)} AS n{j}")
+        n = " + ".join(sql for _, sql in counts)
+        columns.append(f"{n} AS n{j}")
         columns.append(f"{' + '.join(f'{int(v)} * {sql}' for v, sql in counts)} AS s{j}")
+        if question.name in filters.min_median:
+            # The k-th smallest value (from 0) is the first whose cumulative count exceeds k; the
+            # middle two are k = (n − 1) / 2 and n / 2 (integer division, as `score_summaries`).
+            # No rating: no branch matches and the column is null.
+            for name, k in ((f"lo{j}", f"({n} - 1) / 2"), (f"hi{j}", f"({n}) / 2")):
+                branches = " ".join(
+                    f"WHEN {' + '.join(sql for _, sql in counts[: i + 1])} > {k} THEN {int(v)}"
+                    for i, (v, _) in enumerate(counts)
+                )
+                columns.append(f"CASE {branches} END AS {name}")
+        if question.name in filters.min_agree:
+            bound = filters.min_agree[question.name].value
+            above = [sql for v, sql in counts if v >= bound]
+            columns.append(f"{' + '.join(above) or '0'} AS a{j}")
     return columns
 
 
 def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[str]:
-    """Conditions on `n{j}`, `s{j}` and `p{j}`; numbers only (validated as numbers)."""
+    """Conditions on the columns of `_item_columns` and `p{j}`; numbers only (validated as
+    numbers)."""
     conditions = []
     for j, question in enumerate(questions):
         if filters.min_ratings:
@@ -226,6 +505,12 @@ def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[st
             # mean ≥ x ⟺ Σ value·count ≥ x·n, with n ≥ 1 (an unrated question fails).
             threshold = round(float(filters.min_mean[question.name]) * MEAN_SCALE)
             conditions.append(f"n{j} >= 1 AND s{j} * {MEAN_SCALE} >= {threshold} * n{j}")
+        if question.name in filters.min_median:
+            # median ≥ x ⟺ lo + hi ≥ 2x; null (unrated) fails.
+            threshold = round(2 * float(filters.min_median[question.name]) * MEAN_SCALE)
+            conditions.append(f"(lo{j} + hi{j}) * {MEAN_SCALE} >= {threshold}")
+        if question.name in filters.min_agree:
+            conditions.append(f"a{j} >= {int(filters.min_agree[question.name].count)}")
         if filters.max_spread is not None:
             filled = _unpacked(f"COALESCE(p{j}, 0)", question)
             for a, (va, sa) in enumerate(filled):
@@ -242,16 +527,19 @@ def item_scores(
     by_post: bool = False,
     item_ids: list[int] | None = None,
     chunk_size: int = 2000,
+    exclusions: Exclusions | None = None,
 ) -> Iterator[dict]:
     """Stream one row per rated item that passes `filters`: `item_id`, `post_id` (with `by_post`
     or kinds; else null) and per question j `p{j}`, its value counts packed in one integer
     (`score_summary` reads them). Ordered by item, or by post then item with `by_post`.
 
+    Gold items and the ratings of annotators below the filters' gold accuracy are left out unless
+    the filters include them (`exclusions`, when given, is what `filters.exclusions` returned).
     The database sums one packed integer per question and item and filters on them, so the rows
     can be streamed from a server-side cursor and the per-row work stays small.
     """
     questions = campaign_questions(campaign=campaign)
-    unknown = set(filters.min_mean) - {q.name for q in questions}
+    unknown = filters.questions() - {q.name for q in questions}
     if unknown:
         known = ", ".join(q.name for q in questions) or "none"
         raise ValueError(f"unknown question(s) {', '.join(sorted(unknown))}; questions: {known}")
@@ -268,6 +556,11 @@ def item_scores(
     if item_ids is not None:
         where.append(f"r.item_id IN ({', '.join(['%s'] * len(item_ids))})" if item_ids else "1 = 0")
         params += list(item_ids)
+    excluded, excluded_params = (
+        exclusions or filters.exclusions(campaign=campaign)
+    ).rating_conditions("r")
+    where += excluded
+    params += excluded_params
     conditions = _item_conditions(questions, filters)
     # Items are joined only where needed (kinds, order by post): joining every rating costs more
     # than the aggregation itself; otherwise `post_id` is null and callers read it from the item.
@@ -283,7 +576,7 @@ def item_scores(
     fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
     sql = (
         f"SELECT v.item_id, v.post_id, {packed} FROM (SELECT u.*, "
-        f"{', '.join(_item_columns(questions))} FROM ("
+        f"{', '.join(_item_columns(questions, filters))} FROM ("
         f"SELECT r.item_id, {post} AS post_id, {sums} FROM {source} "
         f"WHERE {' AND '.join(where)} GROUP BY {group}) u{fence}) v"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
@@ -413,7 +706,9 @@ def campaign_provenance(*, campaign: Campaign) -> dict:
 
 
 def annotator_statistics(*, campaign: Campaign) -> list[dict]:
-    """Per annotator: ratings, median seconds per post, gold accuracy, agreement with the rest.
+    """Per annotator: ratings, median seconds per post, gold accuracy (and whether it is below
+    `MIN_GOLD_ACCURACY`, which leaves the annotator's ratings out of alpha and item scores by
+    default), agreement with the rest.
 
     Agreement with the rest is, per question, 1 − D_a / D_e: D_a is the mean disagreement of the
     annotator's ratings with the other ratings of the same items, D_e the disagreement expected by
@@ -434,6 +729,7 @@ def annotator_statistics(*, campaign: Campaign) -> list[dict]:
             "posts_done": 0,
             "gold_ratings": 0,
             "gold_accuracy": None,
+            "below_gold_accuracy": False,
             "agreement_with_rest": None,
         }
 
@@ -447,21 +743,12 @@ def annotator_statistics(*, campaign: Campaign) -> list[dict]:
     for annotator_id, values in seconds.items():
         stats[annotator_id]["median_seconds_per_post"] = round(float(np.median(values)), 1)
 
-    gold = GoldAnswer.objects.filter(campaign=campaign)
-    gold_values = {(g.item_id, g.question_id): g.value for g in gold}
-    if gold_values:
-        gold_rows = Rating.objects.filter(
-            campaign=campaign, item_id__in=gold.values("item_id")
-        ).values_list("annotator_id", "item_id", "question_id", "value")
-        hits: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for annotator_id, item_id, question_id, value in gold_rows.iterator(5000):
-            expected = gold_values.get((item_id, question_id))
-            if expected is not None:
-                hits[annotator_id][0] += int(value == expected)
-                hits[annotator_id][1] += 1
-        for annotator_id, (correct, total) in hits.items():
+    for annotator_id, (correct, total) in gold_accuracies(campaign=campaign).items():
+        if annotator_id in stats:
+            accuracy = round(correct / total, 4)
             stats[annotator_id]["gold_ratings"] = total
-            stats[annotator_id]["gold_accuracy"] = round(correct / total, 4)
+            stats[annotator_id]["gold_accuracy"] = accuracy
+            stats[annotator_id]["below_gold_accuracy"] = correct / total < MIN_GOLD_ACCURACY
 
     for annotator_id, value in _agreement_with_rest(campaign=campaign).items():
         if annotator_id in stats:
@@ -522,7 +809,8 @@ def _agreement_with_rest(*, campaign: Campaign) -> dict[int, float | None]:
 
 
 def item_score_page(*, campaign: Campaign, after: int = 0, size: int = 25) -> dict:
-    """A page of the campaign's items (by id, after `after`) with their scores per question.
+    """A page of the campaign's items (by id, after `after`) with their scores per question, and
+    whether each is a gold item.
 
     Keyset pagination and scores aggregated for the page's items only, so a page of a campaign of
     millions of ratings costs a few index look-ups.
@@ -537,15 +825,24 @@ def item_score_page(*, campaign: Campaign, after: int = 0, size: int = 25) -> di
     has_next = len(items) > size
     items = items[:size]
     unrated = {"n": 0, "mean": None, "median": None, "spread": None}
+    ids = [item["id"] for item in items]
+    # Gold items are listed (marked) with their scores; low-accuracy annotators' ratings are not
+    # counted, as in exports.
     rows = item_scores(
         campaign=campaign,
-        filters=ItemFilters(min_mean={}, min_ratings=0),
-        item_ids=[item["id"] for item in items],
+        filters=ItemFilters(min_mean={}, min_ratings=0, include_gold=True),
+        item_ids=ids,
     )
     scored = {row["item_id"]: score_summary(row, questions) for row in rows}
+    gold = set(
+        GoldAnswer.objects.filter(campaign=campaign, item_id__in=ids).values_list(
+            "item_id", flat=True
+        )
+    )
     for item in items:
         scores = scored.get(item["id"], {})
         item["scores"] = [(q.name, scores.get(q.name, unrated)) for q in questions]
+        item["gold"] = item["id"] in gold
     return {
         "items": items,
         "questions": [q.name for q in questions],

@@ -351,7 +351,7 @@ def export_create(
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     questions = set(campaign.questions.values_list("name", flat=True))
-    unknown = set(filters.min_mean) - questions
+    unknown = filters.questions() - questions
     if unknown:
         raise ValueError(f"unknown question(s): {', '.join(sorted(unknown))}")
     job = ExportJob.objects.create(

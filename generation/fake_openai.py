@@ -311,10 +311,12 @@ class FakeOpenAIServer:
             custom = self.answers(stage, body)
             if custom is not None:
                 return stage, custom, prompt_tokens
-        found = _POST_TEXT.search(prompt) or next(
-            (m for m in (p.search(prompt) for p in _QUOTED_POST_TEXT) if m), None
-        )
-        post_text = found.group(1).strip() if found else prompt
+        found = _POST_TEXT.search(prompt)
+        quoted = next((m for m in (p.search(prompt) for p in _QUOTED_POST_TEXT) if m), None)
+        if found:
+            post_text = found.group(1).strip()
+        else:
+            post_text = quoted.group(1) if quoted else prompt
         record = self.record_for(post_text)
         if stage == "intentions":
             answer = record["intention"]

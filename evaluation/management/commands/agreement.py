@@ -4,11 +4,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Campaign
 from evaluation.alpha import LEVELS
+from evaluation.selectors import MIN_GOLD_ACCURACY, campaign_agreement
 from evaluation.services import agreement_current
 
 
 class Command(BaseCommand):
-    help = "Krippendorff's alpha of a campaign, per question and per item kind."
+    help = (
+        "Krippendorff's alpha of a campaign, per question and per item kind. Gold items and "
+        "annotators below the gold accuracy threshold are left out (and reported) by default."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--campaign", required=True, help="campaign name")
@@ -16,15 +20,47 @@ class Command(BaseCommand):
             "--level", choices=LEVELS, default="", help="default: the level each scale implies"
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--include-gold", action="store_true", help="count the gold items in alpha"
+        )
+        parser.add_argument(
+            "--include-low-accuracy",
+            action="store_true",
+            help="count the ratings of annotators below --min-gold-accuracy",
+        )
+        parser.add_argument(
+            "--min-gold-accuracy",
+            type=float,
+            default=MIN_GOLD_ACCURACY,
+            metavar="A",
+            help=f"annotators whose gold accuracy is below A (0-1) are left out "
+            f"(default {MIN_GOLD_ACCURACY})",
+        )
 
     def handle(self, *args, campaign: str, level: str, json: bool, **options) -> None:
         try:
             found = Campaign.objects.get(name=campaign)
         except Campaign.DoesNotExist:
             raise CommandError(f"no campaign named {campaign!r}") from None
-        # Computed here when the ratings changed, however large the campaign: the caller waits.
-        record = agreement_current(campaign=found, level=level, inline_limit=10**12)
-        result = record.result
+        if not 0 <= options["min_gold_accuracy"] <= 1:
+            raise CommandError("--min-gold-accuracy must be between 0 and 1")
+        defaults = (
+            not options["include_gold"]
+            and not options["include_low_accuracy"]
+            and options["min_gold_accuracy"] == MIN_GOLD_ACCURACY
+        )
+        if defaults:
+            # Computed here when the ratings changed, however large the campaign: the caller
+            # waits. The cache holds the default exclusions only.
+            result = agreement_current(campaign=found, level=level, inline_limit=10**12).result
+        else:
+            result = campaign_agreement(
+                campaign=found,
+                level=level,
+                min_gold_accuracy=options["min_gold_accuracy"],
+                include_gold=options["include_gold"],
+                include_low_accuracy=options["include_low_accuracy"],
+            )
         if json:
             self.stdout.write(_dumps(result))
             return
@@ -34,6 +70,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{name} ({figures['level']}): {_line(figures)}")
             for kind, kind_figures in figures["kinds"].items():
                 self.stdout.write(f"  {kind:<16} {_line(kind_figures)}")
+        for line in _excluded_lines(result):
+            self.stdout.write(line)
 
 
 def _dumps(result: dict) -> str:
@@ -47,3 +85,29 @@ def _line(figures: dict) -> str:
     ci = figures["ci95"]
     interval = f" [95% CI {ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     return f"alpha {figures['alpha']:.3f}{interval}; {counts}"
+
+
+def _excluded_lines(result: dict) -> list[str]:
+    """What was left out, and alpha on the gold items alone. Results cached before exclusions
+    existed have neither key."""
+    excluded = result.get("excluded")
+    if not excluded:
+        return []
+    lines = []
+    if excluded["gold_items"]:
+        state = "left out" if excluded["gold_items_excluded"] else "included"
+        lines.append(
+            f"Gold items: {excluded['gold_items']} ({excluded['gold_item_ratings']} ratings), "
+            f"{state}."
+        )
+        for name, figures in result.get("gold", {}).items():
+            lines.append(f"  gold {name}: {_line(figures)}")
+    threshold = excluded["min_gold_accuracy"]
+    for annotator in excluded["low_accuracy_annotators"]:
+        state = "left out" if annotator["annotator"] in excluded["annotators_excluded"] else "kept"
+        lines.append(
+            f"Annotator {annotator['annotator']}: gold accuracy {annotator['gold_accuracy']:.0%} "
+            f"of {annotator['gold_ratings']} < {threshold:.0%}, {annotator['ratings']} ratings "
+            f"{state}."
+        )
+    return lines

@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -5,7 +6,7 @@ from tqdm import tqdm
 
 from annotation.models import Campaign
 from evaluation.exports import FORMATS
-from evaluation.selectors import ItemFilters
+from evaluation.selectors import MIN_GOLD_ACCURACY, AtLeast, ItemFilters
 from evaluation.services import export_to_path
 
 
@@ -25,9 +26,41 @@ class Command(BaseCommand):
             metavar="QUESTION=X",
             help="minimum mean of any question (repeatable)",
         )
+        parser.add_argument(
+            "--min-median",
+            action="append",
+            default=[],
+            metavar="QUESTION=X",
+            help="minimum median of a question (repeatable)",
+        )
+        parser.add_argument(
+            "--min-agree",
+            action="append",
+            default=[],
+            metavar="QUESTION=X:M",
+            help="at least M of an item's ratings of QUESTION at or above X (repeatable)",
+        )
         parser.add_argument("--min-ratings", type=int, default=1, help="per question (default 1)")
         parser.add_argument("--max-spread", type=float, help="max − min of an item's ratings")
         parser.add_argument("--kinds", default="", help="comma-separated item kinds")
+        parser.add_argument(
+            "--include-gold",
+            action="store_true",
+            help="export gold items too (left out by default)",
+        )
+        parser.add_argument(
+            "--include-low-accuracy",
+            action="store_true",
+            help="count the ratings of annotators below --min-gold-accuracy (left out by default)",
+        )
+        parser.add_argument(
+            "--min-gold-accuracy",
+            type=float,
+            default=MIN_GOLD_ACCURACY,
+            metavar="A",
+            help=f"annotators whose gold accuracy is below A (0-1) are left out "
+            f"(default {MIN_GOLD_ACCURACY})",
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         parser.add_argument(
             "--drop-empty",
@@ -40,25 +73,27 @@ class Command(BaseCommand):
             campaign = Campaign.objects.get(name=options["campaign"])
         except Campaign.DoesNotExist:
             raise CommandError(f"no campaign named {options['campaign']!r}") from None
-        min_mean = {}
-        for spec in options["min"]:
-            name, sep, value = spec.partition("=")
-            try:
-                min_mean[name.strip()] = float(value)
-            except ValueError:
-                raise CommandError(f"--min wants QUESTION=NUMBER, not {spec!r}") from None
-            if not sep:
-                raise CommandError(f"--min wants QUESTION=NUMBER, not {spec!r}")
+        min_mean = dict(_question_values(options["min"], "--min"))
         for question in ("plausibility", "typicality"):
             if options[f"min_{question}"] is not None:
                 min_mean[question] = options[f"min_{question}"]
+        min_agree = {}
+        for name, spec in _question_values(options["min_agree"], "--min-agree", parse=str):
+            min_agree[name] = _at_least(spec, name)
         if options["min_ratings"] < 0:
             raise CommandError("--min-ratings must be 0 or more")
+        if not 0 <= options["min_gold_accuracy"] <= 1:
+            raise CommandError("--min-gold-accuracy must be between 0 and 1")
         filters = ItemFilters(
             min_mean=min_mean,
             kinds=tuple(k.strip() for k in options["kinds"].split(",") if k.strip()),
             min_ratings=options["min_ratings"],
             max_spread=options["max_spread"],
+            min_median=dict(_question_values(options["min_median"], "--min-median")),
+            min_agree=min_agree,
+            include_gold=options["include_gold"],
+            include_low_accuracy=options["include_low_accuracy"],
+            min_gold_accuracy=options["min_gold_accuracy"],
         )
         bar = tqdm(
             total=100, unit="%", disable=options["no_progress"], file=self.stderr._out, leave=False
@@ -87,3 +122,37 @@ class Command(BaseCommand):
             f"Wrote {counts['items']} items of {counts['posts']} posts to {options['output']} "
             f"(manifest: {options['output']}.manifest.json)"
         )
+
+
+def _question_values(specs: list[str], option: str, parse=float) -> list[tuple[str, object]]:
+    """`QUESTION=VALUE` arguments as (question, parsed value)."""
+    found = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError(spec)
+            parsed = parse(value.strip())
+            if isinstance(parsed, float) and not math.isfinite(parsed):
+                raise ValueError(spec)
+            found.append((name.strip(), parsed))
+        except ValueError:
+            wanted = "QUESTION=NUMBER" if parse is float else "QUESTION=X:M"
+            raise CommandError(f"{option} wants {wanted}, not {spec!r}") from None
+    return found
+
+
+def _at_least(spec: str, question: str) -> AtLeast:
+    """`X:M` of `--min-agree`: at least M ratings at or above X."""
+    value, sep, count = spec.partition(":")
+    try:
+        if not sep:
+            raise ValueError(spec)
+        if not math.isfinite(float(value)):
+            raise ValueError(spec)
+        return AtLeast(value=float(value), count=int(count))
+    except ValueError:
+        raise CommandError(
+            f"--min-agree wants QUESTION=X:M (at least M ratings at or above X, M a whole "
+            f"number ≥ 1), not {question}={spec!r}"
+        ) from None
