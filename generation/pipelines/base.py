@@ -71,19 +71,15 @@ class Stage:
     # Sampling defaults of the stage (e.g. MIKO's temperature per stage); see `stage_parameters`.
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # The slots a parsed output lacks (kind names, in slot order): a partial result; see
-    # `merge_partial`. None reads `parsed["missing"]`.
-    missing: Callable[[dict[str, Any]], list[str]] | None = None
+    # `merge_partial`. By default the parser's `parsed["missing"]`.
+    missing: Callable[[dict[str, Any]], list[str]] = lambda parsed: parsed.get("missing") or []
     # The slot names of a stage whose output is a set of slots (MIKO's ten kinds), in order;
     # `merge_partial` keeps a merged output in this order.
     slots: tuple[str, ...] = ()
 
     def missing_slots(self, parsed: dict[str, Any] | None) -> list[str]:
         """The slots a parsed output lacks; an empty list for a complete one."""
-        if not parsed:
-            return []
-        if self.missing is not None:
-            return list(self.missing(parsed))
-        return list(parsed.get("missing") or [])
+        return list(self.missing(parsed)) if parsed else []
 
     def applies(self, *, has_image: bool) -> bool:
         """Whether a post runs this stage: image stages skip posts without an image."""

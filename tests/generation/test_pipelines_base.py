@@ -301,3 +301,9 @@ def test_without_last_slot_marks_the_cut_slot_of_a_truncated_answer_missing():
     assert without_last_slot(intentions, one) == one
     generic = Stage(name="s", template="s.txt", parse=lambda raw: {})
     assert without_last_slot(generic, {"text": "t"}) == {"text": "t"}
+
+
+def test_the_default_missing_function_reads_the_parsers_key():
+    generic = Stage(name="s", template="s.txt", parse=lambda raw: {})
+    assert generic.missing({"a": "x"}) == [] and generic.missing({"missing": ["b"]}) == ["b"]
+    assert get_pipeline("miko").stage("intentions").missing({"xWant": "x"}) == MIKO_KINDS[1:]
