@@ -1,13 +1,16 @@
-"""Agreement through the command line, checked against published values, and its edge cases."""
+"""Agreement through the command line, checked against published values, and its edge cases;
+gold items and low-accuracy annotators left out and reported."""
 
 import io
 import json
 import math
 
+import krippendorff
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation.models import Question, Rating
+from annotation.models import GoldAnswer, Question, Rating
 from evaluation.models import AgreementResult
 from evaluation.services import agreement_current
 from evaluation.tasks import agreement_refresh_task
@@ -177,3 +180,119 @@ def test_large_campaigns_are_computed_in_the_background(django_capture_on_commit
     record.refresh_from_db()
     assert record.status == AgreementResult.Status.DONE
     assert round(record.result["questions"]["plausibility"]["alpha"], 3) == 0.815
+
+
+# --- gold items and annotators below the gold accuracy (issue 11, point 8) ----------------------
+
+# Four coders × eight items; the first three items are gold (expected 5, 1, 4). Coders 0-2 match
+# at least two of three; coder3 matches none (accuracy 0, below the default 0.5).
+GOLD_MATRIX = [
+    [5, 1, 4, 4, 2, 5, 3, 1],
+    [5, 2, 4, 4, 3, 5, 2, 1],
+    [4, 1, 4, 5, 2, 4, 3, 2],
+    [1, 5, 1, 1, 5, 1, 5, 5],
+]
+GOLD_VALUES = [5, 1, 4]
+
+
+def gold_campaign():
+    campaign = reliability_campaign(GOLD_MATRIX, name="goldcheck")
+    items = list(campaign.ratings.order_by("item_id").values_list("item_id", flat=True).distinct())
+    question = Question.objects.get(campaign=campaign)
+    for item_id, value in zip(items, GOLD_VALUES, strict=False):
+        GoldAnswer.objects.create(
+            campaign=campaign, item_id=item_id, question=question, value=value
+        )
+    return campaign
+
+
+def reference_alpha(coders: list[int], units: list[int]) -> float:
+    """Alpha of the `krippendorff` package on a part of GOLD_MATRIX."""
+    data = np.array([[GOLD_MATRIX[c][u] for u in units] for c in coders], dtype=float)
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
+
+
+@pytest.mark.django_db
+def test_gold_items_and_low_accuracy_annotators_are_left_out_and_reported():
+    gold_campaign()
+    result = agreement_json("goldcheck")
+    figures = result["questions"]["plausibility"]
+    assert figures["alpha"] == pytest.approx(reference_alpha([0, 1, 2], [3, 4, 5, 6, 7]))
+    assert figures["n_items"] == 5 and figures["n_ratings"] == 15
+    excluded = result["excluded"]
+    assert excluded["gold_items"] == 3 and excluded["gold_items_excluded"] == 3
+    assert excluded["gold_item_ratings"] == 12
+    assert excluded["annotators_excluded"] == ["goldcheck-coder3"]
+    assert excluded["low_accuracy_annotators"] == [
+        {"annotator": "goldcheck-coder3", "gold_accuracy": 0.0, "gold_ratings": 3, "ratings": 8}
+    ]
+    assert excluded["min_gold_accuracy"] == 0.5
+    gold_figures = result["gold"]["plausibility"]
+    assert gold_figures["alpha"] == pytest.approx(reference_alpha([0, 1, 2], [0, 1, 2]))
+    assert gold_figures["n_items"] == 3 and gold_figures["n_ratings"] == 9
+
+
+@pytest.mark.django_db
+def test_agreement_can_include_what_it_leaves_out():
+    gold_campaign()
+    everything = agreement_json("goldcheck", "--include-gold", "--include-low-accuracy")
+    figures = everything["questions"]["plausibility"]
+    assert figures["alpha"] == pytest.approx(reference_alpha([0, 1, 2, 3], list(range(8))))
+    assert everything["excluded"]["annotators_excluded"] == []
+    assert everything["excluded"]["gold_items_excluded"] == 0
+    # The gold figures keep their own part: the gold items, rated by everyone counted.
+    assert everything["gold"]["plausibility"]["n_ratings"] == 12
+    with_gold = agreement_json("goldcheck", "--include-gold")["questions"]["plausibility"]
+    assert with_gold["alpha"] == pytest.approx(reference_alpha([0, 1, 2], list(range(8))))
+    nobody_low = agreement_json("goldcheck", "--min-gold-accuracy", "0")
+    assert nobody_low["excluded"]["annotators_excluded"] == []
+    assert nobody_low["questions"]["plausibility"]["alpha"] == pytest.approx(
+        reference_alpha([0, 1, 2, 3], [3, 4, 5, 6, 7])
+    )
+    # A stricter threshold: coders 1 and 2 match two of three.
+    strict = agreement_json("goldcheck", "--min-gold-accuracy", "0.9")["excluded"]
+    assert strict["annotators_excluded"] == [
+        "goldcheck-coder1", "goldcheck-coder2", "goldcheck-coder3"
+    ]  # fmt: skip
+    with pytest.raises(CommandError, match="between 0 and 1"):
+        agreement_json("goldcheck", "--min-gold-accuracy", "1.5")
+
+
+@pytest.mark.django_db
+def test_text_output_says_what_was_left_out():
+    gold_campaign()
+    out = io.StringIO()
+    call_command("agreement", "--campaign", "goldcheck", stdout=out)
+    text = out.getvalue()
+    assert "Gold items: 3 (12 ratings), left out." in text
+    assert "  gold plausibility: alpha" in text
+    assert "Annotator goldcheck-coder3: gold accuracy 0% of 3 < 50%, 8 ratings left out." in text
+
+
+@pytest.mark.django_db
+def test_a_new_gold_answer_refreshes_the_cached_agreement():
+    campaign = reliability_campaign(GOLD_MATRIX, name="goldcheck")
+    first = agreement_current(campaign=campaign)
+    assert first.result["excluded"]["gold_items"] == 0 and first.result["gold"] == {}
+    item_id = campaign.ratings.order_by("item_id").values_list("item_id", flat=True).first()
+    question = Question.objects.get(campaign=campaign)
+    GoldAnswer.objects.create(campaign=campaign, item_id=item_id, question=question, value=5)
+    second = agreement_current(campaign=campaign)
+    assert second.computed_at > first.computed_at
+    assert second.result["excluded"]["gold_items"] == 1
+    # One gold answer is enough to judge: coders 2 and 3 missed it.
+    assert second.result["excluded"]["annotators_excluded"] == [
+        "goldcheck-coder2", "goldcheck-coder3"
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_what_was_left_out(admin_client):
+    campaign = gold_campaign()
+    html = admin_client.get(f"/campaigns/{campaign.pk}/evaluation/").content.decode()
+    assert "Left out of alpha and item scores" in html
+    assert "3 gold items (12 ratings)" in html
+    assert "goldcheck-coder3 (0% of 3, 8 ratings)" in html
+    assert "Gold items alone" in html
+    assert 'goldcheck-coder3 <span class="muted" title="gold accuracy below' in html
+    assert "(gold)" in html  # the item scores mark gold items
