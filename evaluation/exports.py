@@ -116,6 +116,8 @@ class Export:
         self.campaign = campaign
         self.by_post = by_post
         self.filters = filters
+        # Gold items and low-accuracy annotators the filters leave out (of scores and ratings).
+        self.exclusions = filters.exclusions(campaign=campaign)
         # cotpd: leave out the posts none of whose items passed (kept, with empty knowledge, else).
         self.drop_empty = drop_empty
         self.questions = list(campaign.questions.order_by("position", "id"))
@@ -143,6 +145,7 @@ class Export:
             filters=self.filters,
             by_post=self.by_post,
             chunk_size=CHUNK_SIZE,
+            exclusions=self.exclusions,
         )
         chunk: list[dict] = []
         for row in scores:
@@ -241,6 +244,7 @@ class Export:
     def raw_ratings(self, rows: list[ExportRow]) -> list[tuple]:
         ratings = (
             Rating.objects.filter(campaign=self.campaign, item_id__in=[r.item_id for r in rows])
+            .exclude(annotator_id__in=self.exclusions.annotator_ids)
             .order_by("item_id", "annotator__username", "question__position", "question_id")
             .values_list("item_id", "annotator__username", "question__name", "value", "seconds")
         )

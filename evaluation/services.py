@@ -282,6 +282,7 @@ def export_manifest(*, export: Export, fmt: str, files: dict[str, str], name: st
         "created_at": timezone.now().isoformat(),
         "dataset": {"id": campaign.dataset_id, "name": campaign.dataset.name},
         "filters": export.filters.as_dict(),
+        "excluded": export.exclusions.as_dict(),
         "counts": counts,
         **extra,
         "batches": _batches_for_manifest(campaign),

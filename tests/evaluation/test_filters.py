@@ -4,6 +4,7 @@ and low-accuracy annotators left out of item scores and exports unless asked (is
 Every filter is checked against the same rule applied by hand, item by item, with `statistics`.
 """
 
+import csv
 import io
 import json
 import statistics
@@ -420,3 +421,25 @@ def test_export_form_wants_both_halves_of_at_least(admin_client, campaign):
     assert response.status_code == 400
     assert "Give both the value and how many ratings must reach it." in response.content.decode()
     assert ExportJob.objects.count() == 0
+
+
+def test_ratings_export_and_manifest_leave_out_the_same_ratings(gold_campaign, tmp_path):
+    output = tmp_path / "ratings.csv"
+    call_command(
+        "export_dataset", "--campaign", gold_campaign.name, "--format", "ratings", "--output",
+        str(output), "--no-progress", stdout=io.StringIO(),
+    )  # fmt: skip
+    rows = list(csv.DictReader(output.open()))
+    kept_ratings = sum(
+        len(column(matrix, u, [0, 1, 2]))
+        for matrix in (PLAUSIBILITY, TYPICALITY)
+        for u in range(len(gold_campaign.items))
+        if u not in GOLD_COLUMNS
+    )
+    assert len(rows) == kept_ratings and {r["annotator"] for r in rows} == {
+        "coder0", "coder1", "coder2"
+    }  # fmt: skip
+    manifest = json.loads(output.with_name(output.name + ".manifest.json").read_text())
+    assert manifest["counts"]["ratings"] == kept_ratings
+    assert manifest["excluded"]["annotators_excluded"] == ["coder3"]
+    assert manifest["excluded"]["gold_items_excluded"] == 3
