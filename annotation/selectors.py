@@ -2,22 +2,27 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from rest_framework import serializers
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.relations import relation_label
 from annotation.scales import Scale, get_scale
 from config import prepared
-from generation.models import KnowledgeItem, Post, StageResult
-
-DESCRIPTION_STAGES = ("describe_image", "caption")
+from generation.models import BatchItem, KnowledgeItem, Post, StageResult
+from generation.selectors.items import description_text
 
 
 def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
-    """The items a campaign rates: its batches' items of its kinds, on the campaign's posts."""
+    """The items a campaign rates: its batches' items of its kinds, on the campaign's posts.
+
+    An item several of its batches produced or reused is rated once.
+    """
     items = KnowledgeItem.objects.filter(
-        batch__in=campaign.batches.all(), post__dataset_id=campaign.dataset_id
+        Exists(
+            BatchItem.objects.filter(item=OuterRef("pk"), batch__in=campaign.batches.values("pk"))
+        ),
+        post__dataset_id=campaign.dataset_id,
     )
     if campaign.kinds:
         items = items.filter(kind__in=campaign.kinds)
@@ -177,19 +182,14 @@ def campaigns_visible_to(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
     return Campaign.objects.filter(members=user, is_active=True)
 
 
-def post_description(*, post: Post) -> str:
-    """The image description annotators read: the latest OK describe_image or caption result."""
-    result = (
-        StageResult.objects.filter(
-            post=post, stage__in=DESCRIPTION_STAGES, status=StageResult.Status.OK
-        )
-        .order_by("-updated_at", "-id")
-        .only("parsed")
-        .first()
-    )
-    if result is None or not isinstance(result.parsed, dict):
+def items_description(items: list[KnowledgeItem]) -> str:
+    """The image description (or caption) annotators read beside these items of one post: the
+    one the first of them (in slot order) was generated from, not the post's latest."""
+    result_id = next((i.description_result_id for i in items if i.description_result_id), None)
+    if result_id is None:
         return ""
-    return str(result.parsed.get("description") or "")
+    parsed = StageResult.objects.filter(pk=result_id).values_list("parsed", flat=True).first()
+    return description_text(parsed)
 
 
 @dataclass
@@ -229,13 +229,15 @@ class TaskView:
 # PostgreSQL: the items a campaign rates on one post (as `campaign_items`), for the two calls an
 # annotator makes per post.
 _POST_ITEMS_SQL = """
-    SELECT i.id, i.kind, i.text, i.position
+    SELECT i.id, i.kind, i.text, i.position, i.description_result_id
     FROM generation_knowledgeitem i
-    JOIN annotation_campaign_batches cb
-        ON cb.batch_id = i.batch_id AND cb.campaign_id = {campaign}
     JOIN generation_post p ON p.id = i.post_id
     JOIN annotation_campaign c ON c.id = {campaign} AND c.dataset_id = p.dataset_id
     WHERE i.post_id = {post}
+      AND EXISTS (SELECT 1 FROM generation_batchitem bi
+                  JOIN annotation_campaign_batches cb
+                      ON cb.batch_id = bi.batch_id AND cb.campaign_id = {campaign}
+                  WHERE bi.item_id = i.id)
       AND (jsonb_array_length(c.kinds) = 0
            OR i.kind IN (SELECT jsonb_array_elements_text(c.kinds)))
 """
@@ -259,9 +261,9 @@ _TASK_SQL = f"""
 WITH items AS ({_PARAMETER_ITEMS_SQL})
 SELECT
     p.external_id, p.text, p.image,
-    (SELECT s.parsed ->> 'description' FROM generation_stageresult s
-     WHERE s.post_id = p.id AND s.stage = ANY(%(stages)s) AND s.status = %(ok)s
-     ORDER BY s.updated_at DESC, s.id DESC LIMIT 1),
+    (SELECT s.parsed ->> 'description' FROM items
+     JOIN generation_stageresult s ON s.id = items.description_result_id
+     ORDER BY items.position, items.id LIMIT 1),
     (SELECT json_agg(json_build_array(items.id, items.kind, items.text)
                      ORDER BY items.position, items.id)
      FROM items),
@@ -373,8 +375,6 @@ def task_data(*, assignment: Assignment) -> dict:
             "campaign": assignment.campaign_id,
             "assignment": assignment.pk,
             "rated": assignment.status != Assignment.Status.LEASED,
-            "stages": list(DESCRIPTION_STAGES),
-            "ok": StageResult.Status.OK,
         },
     )
     values: dict[int, dict[int, int]] = {}
@@ -408,7 +408,7 @@ def task_view(*, assignment: Assignment) -> TaskView:
     view = TaskView(
         assignment=assignment,
         post=assignment.post,
-        description=post_description(post=assignment.post),
+        description=items_description(items),
         items=[ItemView(item, relation_label(item.kind), mine.get(item.pk, {})) for item in items],
         questions=questions,
     )

@@ -118,7 +118,7 @@ def build(args):
 
     from accounts.services import user_create_annotator
     from annotation.services import campaign_create
-    from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
+    from generation.models import Batch, BatchItem, Dataset, KnowledgeItem, Post, StageResult
 
     with timed("migrate"):
         call_command("migrate", verbosity=0)
@@ -144,6 +144,7 @@ def build(args):
                 "template_hash": "'bench'",
                 "model": "'llava'",
                 "params_hash": "'bench'",
+                "endpoint_key": "'imported'",
                 "batch": str(batch.pk),
                 "status": "'ok'",
                 "parsed": "jsonb_build_object('description', 'A beach at noon, post ' || p.id)",
@@ -160,9 +161,17 @@ def build(args):
                 "kind": "(ARRAY[" + ", ".join(f"'{k}'" for k in KINDS) + "])[g]",
                 "position": "g",
                 "text": "'After posting this Tweet, the user wants to relax (' || p.id || ')'",
+                "description_result": "s.id",
             },
-            "FROM generation_post AS p, generate_series(1, %s) AS g WHERE p.dataset_id = %s",
+            "FROM generation_post AS p JOIN generation_stageresult AS s ON s.post_id = p.id, "
+            "generate_series(1, %s) AS g WHERE p.dataset_id = %s",
             [args.items, dataset.pk],
+        )
+        insert_select(
+            BatchItem,
+            {"batch": str(batch.pk), "item": "i.id"},
+            "FROM generation_knowledgeitem AS i WHERE i.batch_id = %s",
+            [batch.pk],
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")

@@ -178,15 +178,17 @@ def load(seed: int, posts: int) -> dict:
         for start in range(0, posts, CHUNK_POSTS):
             ids = range(start + 1, min(posts, start + CHUNK_POSTS) + 1)
             yield "".join(
-                f"{pid}\tdescribe_image\tbench-hash\tllava-bench\tp\t{{}}\t{batch_id}\tok\t{{}}\t"
+                f"{pid}\t{pid}\tdescribe_image\tbench-hash\tllava-bench\tp\timported\t{{}}\t"
+                f"{batch_id}\tok\t{{}}\t"
                 f'\t{{"description": "A photo of a {WORDS[pid % len(WORDS)]} for post {pid}."}}'
                 f"\t\t0\t0\t0\t1\t{NOW}\t{NOW}\n"
                 for pid in ids
             ).encode()
 
-    copy_rows(cur, "generation_stageresult", "post_id, stage, template_hash, model, params_hash,"
-              " parameters, batch_id, status, request, raw_answer, parsed, error, prompt_tokens,"
-              " completion_tokens, latency_ms, attempts, created_at, updated_at",
+    copy_rows(cur, "generation_stageresult", "id, post_id, stage, template_hash, model,"
+              " params_hash, endpoint_key, parameters, batch_id, status, request, raw_answer,"
+              " parsed, error, prompt_tokens, completion_tokens, latency_ms, attempts,"
+              " created_at, updated_at",
               description_lines())  # fmt: skip
 
     def item_lines():
@@ -194,13 +196,18 @@ def load(seed: int, posts: int) -> dict:
             ids = range(start + 1, min(posts, start + CHUNK_POSTS) + 1)
             yield "".join(
                 f"{(pid - 1) * 10 + k + 1}\t{pid}\t{batch_id}\t{kind}\t{k + 1}\t"
-                f"The user posts this because of {kind} in post {pid}.\t{{}}\t{NOW}\n"
+                f"The user posts this because of {kind} in post {pid}.\t{pid}\t{{}}\t{NOW}\n"
                 for pid in ids
                 for k, kind in enumerate(KINDS)
             ).encode()
 
+    # Each post's description result has the post's id; its items name it.
     copy_rows(cur, "generation_knowledgeitem", "id, post_id, batch_id, kind, position, text,"
-              " provenance, created_at", item_lines())  # fmt: skip
+              " description_result_id, provenance, created_at", item_lines())  # fmt: skip
+    cur.execute(
+        "INSERT INTO generation_batchitem (batch_id, item_id) "
+        "SELECT batch_id, id FROM generation_knowledgeitem"
+    )
 
     def rating_lines():
         for start in range(0, posts, CHUNK_POSTS):
@@ -242,7 +249,7 @@ def load(seed: int, posts: int) -> dict:
 
     copy_rows(cur, "annotation_rating", "campaign_id, item_id, question_id, annotator_id, value,"
               " seconds, created_at, updated_at", rating_lines())  # fmt: skip
-    for table in ("generation_post", "generation_knowledgeitem"):
+    for table in ("generation_post", "generation_knowledgeitem", "generation_stageresult"):
         cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id)) FROM {table}")
     conn.commit()
     conn.autocommit = True

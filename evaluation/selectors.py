@@ -10,10 +10,11 @@ from django.db.models import Count, Max, Sum
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating
 from annotation.scales import get_scale
-from annotation.selectors import DESCRIPTION_STAGES, campaign_items
+from annotation.selectors import campaign_items
 from evaluation.alpha import LEVELS, alpha_from_profiles, distances
 from evaluation.relations import kind_sort_key
 from generation.models import KnowledgeItem, Post, StageResult
+from generation.services.items import DESCRIPTION_STAGES
 
 
 def question_domain(question: Question) -> tuple[int, ...]:

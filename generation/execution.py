@@ -11,8 +11,10 @@ loop thread touches the database, so the writes never stall the window.
 GPU stages (`Backend.batched`) are not called here: their requests are collected into chunks and
 sent to the `gpu` queue; this runner then reads their results back from the database.
 
-Idempotence comes from StageResult's unique key: a key with an OK result is never called again,
-and knowledge items are inserted with `ignore_conflicts` against their own unique key.
+Idempotence comes from StageResult's unique key (which includes the server that answers): a key
+with an OK result is never called again. Knowledge items are stored once per (post, kind, text)
+and linked to every batch that produced or reused them (`generation.services.items`); each names
+the stage results it was built from.
 """
 
 import asyncio
@@ -42,7 +44,6 @@ from generation.backends.base import (
     BackendError,
     ChatRequest,
     Completion,
-    sampling_parameters,
 )
 from generation.models import Batch, Endpoint, KnowledgeItem, Post, StageResult
 from generation.pipelines.base import (
@@ -52,11 +53,20 @@ from generation.pipelines.base import (
     Stage,
     StageInput,
     get_pipeline,
+    merge_partial,
+    stage_parameters,
+    without_last_slot,
+)
+from generation.services.items import (
+    DESCRIPTION_STAGES,
+    columns,
+    copy_into_temp,
+    items_store,
 )
 
 logger = logging.getLogger(__name__)
 
-STAGE_RESULT_KEY = ["post", "stage", "template_hash", "model", "params_hash"]
+STAGE_RESULT_KEY = ["post", "stage", "template_hash", "model", "params_hash", "endpoint_key"]
 RESULT_FIELDS = [
     "status",
     "request",
@@ -72,6 +82,9 @@ RESULT_FIELDS = [
     "parameters",
     "updated_at",
 ]
+# What a stage result's status is in the database, for each way an outcome can end.
+OK, PARTIAL, FAILED = (StageResult.Status.OK, StageResult.Status.PARTIAL, StageResult.Status.FAILED)
+DONE_STATUSES = (OK, PARTIAL)
 
 
 def _setting(name: str, default: float) -> float:
@@ -89,6 +102,8 @@ class StagePlan:
     template_hash: str
     parameters: dict[str, Any]
     params_hash: str
+    endpoint_key: str
+    variant: str
 
     @property
     def name(self) -> str:
@@ -97,6 +112,16 @@ class StagePlan:
     @property
     def model(self) -> str:
         return self.endpoint.model
+
+    def key(self) -> dict[str, Any]:
+        """The stage result key's fields besides the post, for `StageResult.objects.filter`."""
+        return {
+            "stage": self.name,
+            "template_hash": self.template_hash,
+            "model": self.model,
+            "params_hash": self.params_hash,
+            "endpoint_key": self.endpoint_key,
+        }
 
 
 def params_hash(parameters: dict[str, Any]) -> str:
@@ -111,15 +136,22 @@ def stage_plans(batch: Batch, pipeline: Pipeline) -> list[StagePlan]:
     for stage in pipeline.stages:
         endpoint_id = batch.stage_endpoints.get(stage.name)
         endpoint = endpoints[int(endpoint_id)] if endpoint_id else batch.endpoint
-        # Backend options (timeout, device...) are not part of the key; sampling parameters are.
-        parameters = {**sampling_parameters(endpoint.parameters), **batch.parameters}
+        # Backend options (timeout, device...) are not part of the key; the effective sampling
+        # parameters are (the stage's defaults, the endpoint's and the batch's, see
+        # `stage_parameters`), and so is the template variant through its hash.
+        parameters = stage_parameters(
+            stage, endpoint_parameters=endpoint.parameters, batch_parameters=batch.parameters
+        )
+        variant = pipeline.stage_variant(stage, batch.parameters.get("template_variant"))
         plans.append(
             StagePlan(
                 stage=stage,
                 endpoint=endpoint,
-                template_hash=pipeline.template_hash(stage),
+                template_hash=pipeline.template_hash(stage, variant),
+                variant=variant,
                 parameters=parameters,
                 params_hash=params_hash(parameters),
+                endpoint_key=endpoint.cache_key,
             )
         )
     return plans
@@ -153,6 +185,37 @@ class Outcome:
     attempts: int = 1
     request: dict[str, Any] = field(default_factory=dict)
     items: list[ItemSpec] = field(default_factory=list)
+    # Slots the answer left out: a partial result keeps the ones it has.
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return FAILED
+        return PARTIAL if self.missing else OK
+
+
+def merge_retry(stage: Stage, earlier: dict[str, Any], outcome: Outcome) -> Outcome:
+    """A retried partial result: the slots it had, plus what the new answer gives of the missing.
+
+    The earlier answer is never lost: both raw answers are kept, one after the other, and a new
+    answer that fails leaves the partial result (and its items) as they were, with its error.
+    """
+    missing = stage.missing_slots(earlier["parsed"])
+    if not missing:
+        return outcome
+    outcome.raw = (
+        f"{earlier['raw']}\n\n--- retry of missing {', '.join(missing)} ---\n\n{outcome.raw}"
+    )
+    merged = (
+        merge_partial(stage, earlier["parsed"], outcome.parsed or {})
+        if outcome.ok
+        else earlier["parsed"]
+    )
+    outcome.ok, outcome.parsed = True, merged
+    outcome.items = stage.items(merged)
+    outcome.missing = stage.missing_slots(merged)
+    return outcome
 
 
 def _request_for_storage(request: ChatRequest) -> dict[str, Any]:
@@ -214,8 +277,13 @@ def _outcome_from_answer(
         request=_request_for_storage(request),
     )
     try:
-        outcome.parsed = storable(stage.parse(text))
+        parsed = stage.parse(text)
+        if completion.finish_reason == "length":
+            # Cut off: the last slot it reached may be cut mid-sentence; a retry asks for it.
+            parsed = without_last_slot(stage, parsed)
+        outcome.parsed = storable(parsed)
         outcome.items = stage.items(outcome.parsed)
+        outcome.missing = stage.missing_slots(outcome.parsed)
     except ParseError as error:
         outcome.ok = False
         outcome.parsed = None
@@ -277,12 +345,9 @@ def persist_outcomes(
             item
             for o in outcomes
             if o.ok and o.items
-            for item in _items(batch, plans[o.stage], o.post_id, known_ids[(o.post_id, o.stage)], o)
+            for item in _items(batch, plans[o.stage], o.post_id, known_ids, o)
         ]
-        if items and connection.vendor == "postgresql":
-            _insert_items_by_copy(items, now)
-        elif items:
-            KnowledgeItem.objects.bulk_create(items, ignore_conflicts=True)
+        items_store(batch_id=batch.pk, items=items, now=now)
 
 
 def _result(batch: Batch, plan: StagePlan, outcome: Outcome, now: Any) -> StageResult:
@@ -292,10 +357,11 @@ def _result(batch: Batch, plan: StagePlan, outcome: Outcome, now: Any) -> StageR
         template_hash=plan.template_hash,
         model=plan.model,
         params_hash=plan.params_hash,
+        endpoint_key=plan.endpoint_key,
         parameters=plan.parameters,
         batch_id=batch.pk,
         endpoint_id=plan.endpoint.pk,
-        status=StageResult.Status.OK if outcome.ok else StageResult.Status.FAILED,
+        status=outcome.status,
         request=outcome.request,
         raw_answer=outcome.raw,
         parsed=outcome.parsed,
@@ -315,6 +381,7 @@ _RESULT_COPY_FIELDS = [
     "template_hash",
     "model",
     "params_hash",
+    "endpoint_key",
     "parameters",
     "batch",
     "endpoint",
@@ -330,34 +397,6 @@ _RESULT_COPY_FIELDS = [
     "created_at",
     "updated_at",
 ]
-_ITEM_COPY_FIELDS = [
-    "post",
-    "batch",
-    "kind",
-    "position",
-    "text",
-    "stage_result",
-    "provenance",
-    "created_at",
-]
-
-
-def _columns(model: type, names: list[str]) -> str:
-    return ", ".join(model._meta.get_field(name).column for name in names)
-
-
-def _copy_into_temp(cursor: Any, model: type, names: list[str], rows: list[tuple]) -> str:
-    """COPY rows into a session temp table shaped like the model's; emptied at commit."""
-    table = f"_copy_{model._meta.db_table}"
-    columns = _columns(model, names)
-    cursor.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {table} ON COMMIT DELETE ROWS "
-        f"AS SELECT {columns} FROM {model._meta.db_table} WITH NO DATA"
-    )
-    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    return table
 
 
 def _insert_results_by_copy(
@@ -373,10 +412,11 @@ def _insert_results_by_copy(
                 plan.template_hash,
                 plan.model,
                 plan.params_hash,
+                plan.endpoint_key,
                 json.dumps(plan.parameters),
                 batch.pk,
                 plan.endpoint.pk,
-                StageResult.Status.OK.value if o.ok else StageResult.Status.FAILED.value,
+                o.status,
                 json.dumps(o.request),
                 o.raw,
                 None if o.parsed is None else json.dumps(o.parsed),
@@ -389,55 +429,52 @@ def _insert_results_by_copy(
                 now,
             )
         )
-    columns = _columns(StageResult, _RESULT_COPY_FIELDS)
-    key = _columns(StageResult, STAGE_RESULT_KEY)
+    result_columns = columns(StageResult, _RESULT_COPY_FIELDS)
+    key = columns(StageResult, STAGE_RESULT_KEY)
     with connection.cursor() as cursor:
-        temp = _copy_into_temp(cursor, StageResult, _RESULT_COPY_FIELDS, rows)
+        temp = copy_into_temp(cursor, StageResult, _RESULT_COPY_FIELDS, rows)
         # A key another batch stored meanwhile keeps its row; its id is returned all the same.
         cursor.execute(
-            f"INSERT INTO {StageResult._meta.db_table} ({columns}) SELECT {columns} FROM {temp} "
+            f"INSERT INTO {StageResult._meta.db_table} ({result_columns}) "
+            f"SELECT {result_columns} FROM {temp} "
             f"ON CONFLICT ({key}) DO UPDATE SET updated_at = EXCLUDED.updated_at "
             "RETURNING id, post_id, stage"
         )
         return {(post_id, stage): pk for pk, post_id, stage in cursor.fetchall()}
 
 
-def _insert_items_by_copy(items: list[KnowledgeItem], now: Any) -> None:
-    rows = [
-        (
-            item.post_id,
-            item.batch_id,
-            item.kind,
-            item.position,
-            item.text,
-            item.stage_result_id,
-            json.dumps(item.provenance),
-            now,
-        )
-        for item in items
-    ]
-    columns = _columns(KnowledgeItem, _ITEM_COPY_FIELDS)
-    with connection.cursor() as cursor:
-        temp = _copy_into_temp(cursor, KnowledgeItem, _ITEM_COPY_FIELDS, rows)
-        cursor.execute(
-            f"INSERT INTO {KnowledgeItem._meta.db_table} ({columns}) SELECT {columns} "
-            f"FROM {temp} ON CONFLICT DO NOTHING"
-        )
-
-
 def _items(
-    batch: Batch, plan: StagePlan, post_id: int, result_id: int | None, outcome_or_parsed: Any
+    batch: Batch,
+    plan: StagePlan,
+    post_id: int,
+    known_ids: dict[tuple[int, str], int],
+    outcome_or_parsed: Any,
 ) -> list[KnowledgeItem]:
+    """The items of one stage result, naming the results they were built from.
+
+    `known_ids` maps (post, stage) to stored result ids: the result itself and the stages it read
+    (the image description or caption, the key information).
+    """
     specs = (
         outcome_or_parsed.items
         if isinstance(outcome_or_parsed, Outcome)
         else plan.stage.items(outcome_or_parsed)
     )
+    if not specs:
+        return []
+    sources = {
+        name: known_ids[(post_id, name)]
+        for name in plan.stage.needs
+        if (post_id, name) in known_ids
+    }
+    description = next((sources[name] for name in DESCRIPTION_STAGES if name in sources), None)
+    result_id = known_ids.get((post_id, plan.name))
     provenance = {
         "stage": plan.name,
         "model": plan.model,
         "endpoint": plan.endpoint.name,
         "template_hash": plan.template_hash,
+        "stage_results": {plan.name: result_id, **sources},
     }
     return [
         KnowledgeItem(
@@ -447,7 +484,8 @@ def _items(
             position=spec.position,
             text=spec.text,
             stage_result_id=result_id,
-            provenance=provenance,
+            description_result_id=description,
+            provenance={**provenance, **spec.provenance} if spec.provenance else provenance,
         )
         for spec in specs
     ]
@@ -482,6 +520,8 @@ class PostWork:
     upstream: dict[str, dict[str, Any]]
     todo: set[str]
     skipped: set[str]
+    # Partial results asked again: {stage: {"parsed": ..., "raw": ...}} of the earlier answer.
+    retried: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def image_data_url(post: Post) -> str | None:
@@ -607,7 +647,10 @@ class Executor:
                 upstream=upstream,
             )
             outcomes = await asyncio.gather(
-                *(self._run_stage(work.post.pk, plan, stage_input) for plan in calls)
+                *(
+                    self._run_stage(work.post.pk, plan, stage_input, work.retried.get(plan.name))
+                    for plan in calls
+                )
             )
             if any(outcome is None for outcome in outcomes):
                 return  # stopped: the post stays pending
@@ -618,7 +661,11 @@ class Executor:
         self.events.put(("post", work.post.pk, "done"))
 
     async def _run_stage(
-        self, post_id: int, plan: StagePlan, stage_input: StageInput
+        self,
+        post_id: int,
+        plan: StagePlan,
+        stage_input: StageInput,
+        earlier: dict[str, Any] | None = None,
     ) -> Outcome | None:
         if self.stopping:
             return None
@@ -627,7 +674,9 @@ class Executor:
             self.gpu_requests.put((plan.name, post_id, future))
             return await future
         try:
-            request = self.pipeline.build_request(plan.stage, stage_input, plan.parameters)
+            request = self.pipeline.build_request(
+                plan.stage, stage_input, plan.parameters, plan.variant
+            )
             outcome = await self._call(post_id, plan, request)
         except asyncio.CancelledError:
             raise
@@ -637,6 +686,8 @@ class Executor:
             outcome = Outcome(
                 post_id=post_id, stage=plan.name, ok=False, error=f"{type(error).__name__}: {error}"
             )
+        if outcome is not None and earlier is not None:
+            outcome = merge_retry(plan.stage, earlier, outcome)
         if outcome is not None:
             self.events.put(("result", outcome))
         return outcome
@@ -767,11 +818,7 @@ def _prepare(
     stored: dict[tuple[int, str], dict[str, Any]] = {}
     for plan in plans:
         rows = StageResult.objects.filter(
-            post__dataset_id=batch.dataset_id,
-            stage=plan.name,
-            template_hash=plan.template_hash,
-            model=plan.model,
-            params_hash=plan.params_hash,
+            post__dataset_id=batch.dataset_id, **plan.key()
         ).values_list("id", "post_id", "status", "parsed", "batch_id")
         for pk, post_id, status, parsed, batch_id in rows.iterator(chunk_size=2000):
             if post_id in post_ids:
@@ -781,8 +828,19 @@ def _prepare(
                     "parsed": parsed,
                     "batch_id": batch_id,
                 }
+    raw_of_partial: dict[int, str] = {}
+    if retry_failed:
+        partial_ids = [row["id"] for row in stored.values() if row["status"] == PARTIAL]
+        for start in range(0, len(partial_ids), 2000):
+            raw_of_partial.update(
+                StageResult.objects.filter(pk__in=partial_ids[start : start + 2000]).values_list(
+                    "id", "raw_answer"
+                )
+            )
     progress = Progress(
-        stages={p.name: {"done": 0, "failed": 0, "skipped": 0, "cached": 0} for p in plans},
+        stages={
+            p.name: {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0} for p in plans
+        },
         prompt_tokens=batch.prompt_tokens,
         completion_tokens=batch.completion_tokens,
         calls=batch.calls,
@@ -790,19 +848,26 @@ def _prepare(
     known_ids = {key: row["id"] for key, row in stored.items()}
     work, items = [], []
     for post in posts:
-        upstream, todo, skipped, failed = {}, set(), set(), False
+        upstream, todo, skipped, failed, retried = {}, set(), set(), False, {}
         for plan in plans:
             row = stored.get((post.pk, plan.name))
             counts = progress.stages[plan.name]
             if plan.stage.requires_image and not post.image:
                 skipped.add(plan.name)
                 counts["skipped"] += 1
-            elif row and row["status"] == StageResult.Status.OK:
+            elif row and row["status"] == PARTIAL and retry_failed:
+                # "Retry failed" asks again for the slots a partial answer left out.
+                upstream[plan.name] = row["parsed"]
+                retried[plan.name] = {"parsed": row["parsed"], "raw": raw_of_partial[row["id"]]}
+                todo.add(plan.name)
+            elif row and row["status"] in DONE_STATUSES:
                 upstream[plan.name] = row["parsed"]
                 counts["done"] += 1
+                if row["status"] == PARTIAL:
+                    counts["partial"] += 1
                 if row["batch_id"] != batch.pk:
                     counts["cached"] += 1
-                items.extend(_items(batch, plan, post.pk, row["id"], row["parsed"]))
+                items.extend(_items(batch, plan, post.pk, known_ids, row["parsed"]))
             elif row and row["batch_id"] == batch.pk and not retry_failed:
                 # Failed in an earlier run of this batch: it waits for "retry failed".
                 counts["failed"] += 1
@@ -814,7 +879,9 @@ def _prepare(
         elif not todo:
             progress.posts_done += 1
         else:
-            work.append(PostWork(post=post, upstream=upstream, todo=todo, skipped=skipped))
+            work.append(
+                PostWork(post=post, upstream=upstream, todo=todo, skipped=skipped, retried=retried)
+            )
     return work, progress, known_ids, items
 
 
@@ -849,10 +916,14 @@ class BatchRun:
         work, self.progress, self.known_ids, cached_items = _prepare(
             self.batch, self.plan_list, retry_failed=self.retry_failed
         )
+        # Cached answers reuse their items: the batch is linked to them, nothing is copied.
         for start in range(0, len(cached_items), 2000):
-            KnowledgeItem.objects.bulk_create(
-                cached_items[start : start + 2000], ignore_conflicts=True
-            )
+            with transaction.atomic():
+                items_store(
+                    batch_id=self.batch.pk,
+                    items=cached_items[start : start + 2000],
+                    now=timezone.now(),
+                )
         self._flush()
         self.executor = Executor(
             pipeline=self.pipeline, plans=self.plan_list, work=work, events=self.events
@@ -915,6 +986,8 @@ class BatchRun:
     def _count_result(self, outcome: Outcome, *, called: bool) -> None:
         counts = self.progress.stages[outcome.stage]
         counts["done" if outcome.ok else "failed"] += 1
+        if outcome.ok and outcome.missing:
+            counts["partial"] = counts.get("partial", 0) + 1
         if called:
             self.progress.prompt_tokens += outcome.prompt_tokens
             self.progress.completion_tokens += outcome.completion_tokens
@@ -1036,12 +1109,7 @@ class BatchRun:
         for stage, post_ids in by_stage.items():
             plan = self.plans[stage]
             rows = StageResult.objects.filter(
-                post_id__in=post_ids,
-                stage=stage,
-                template_hash=plan.template_hash,
-                model=plan.model,
-                params_hash=plan.params_hash,
-                batch_id=self.batch.pk,
+                post_id__in=post_ids, batch_id=self.batch.pk, **plan.key()
             ).values_list(
                 "id",
                 "post_id",
@@ -1059,7 +1127,8 @@ class BatchRun:
                 outcome = Outcome(
                     post_id=post_id,
                     stage=stage,
-                    ok=status == StageResult.Status.OK,
+                    ok=status in DONE_STATUSES,
+                    missing=plan.stage.missing_slots(parsed) if status == PARTIAL else [],
                     parsed=parsed,
                     error=error,
                     prompt_tokens=prompt,
@@ -1112,31 +1181,27 @@ def batch_execute_gpu_chunk(*, batch_id: int, stage: str, post_ids: list[int]) -
     plan = plans[stage]
     needed = [plans[name] for name in plan.stage.needs if name in plans]
     posts = list(Post.objects.filter(pk__in=post_ids).order_by("id"))
-    existing = {
-        post_id: (pk, status)
-        for pk, post_id, status in StageResult.objects.filter(
-            post_id__in=post_ids,
-            stage=stage,
-            template_hash=plan.template_hash,
-            model=plan.model,
-            params_hash=plan.params_hash,
-        ).values_list("id", "post_id", "status")
-    }
+    existing: dict[int, tuple[int, str]] = {}
+    earlier: dict[int, dict[str, Any]] = {}
+    rows = StageResult.objects.filter(post_id__in=post_ids, **plan.key()).values_list(
+        "id", "post_id", "status", "parsed", "raw_answer"
+    )
+    for pk, post_id, status, parsed, raw in rows:
+        existing[post_id] = (pk, status)
+        if status == PARTIAL:
+            earlier[post_id] = {"parsed": parsed, "raw": raw}
     upstream: dict[int, dict[str, Any]] = {post.pk: {} for post in posts}
+    known_ids = {(post_id, stage): pk for post_id, (pk, _) in existing.items()}
     for need in needed:
         rows = StageResult.objects.filter(
-            post_id__in=post_ids,
-            stage=need.name,
-            template_hash=need.template_hash,
-            model=need.model,
-            params_hash=need.params_hash,
-            status=StageResult.Status.OK,
-        ).values_list("post_id", "parsed")
-        for post_id, parsed in rows:
+            post_id__in=post_ids, status__in=DONE_STATUSES, **need.key()
+        ).values_list("id", "post_id", "parsed")
+        for pk, post_id, parsed in rows:
             upstream[post_id][need.name] = parsed
+            known_ids[(post_id, need.name)] = pk
     todo, requests = [], []
     for post in posts:
-        if existing.get(post.pk, (None, ""))[1] == StageResult.Status.OK:
+        if existing.get(post.pk, (None, ""))[1] == OK:
             continue  # answered by an earlier delivery of this chunk
         stage_input = StageInput(
             text=post.text,
@@ -1145,19 +1210,23 @@ def batch_execute_gpu_chunk(*, batch_id: int, stage: str, post_ids: list[int]) -
             upstream=upstream[post.pk],
         )
         todo.append(post)
-        requests.append(pipeline.build_request(plan.stage, stage_input, plan.parameters))
+        requests.append(
+            pipeline.build_request(plan.stage, stage_input, plan.parameters, plan.variant)
+        )
     outcomes: list[Outcome] = []
     if requests:
         answers = gpu_backend(plan.endpoint).complete_batch(requests)
         for post, request, answer in zip(todo, requests, answers, strict=True):
             if isinstance(answer, BackendError):
-                outcomes.append(_outcome_from_error(post.pk, plan.stage, request, answer, 1))
+                outcome = _outcome_from_error(post.pk, plan.stage, request, answer, 1)
             else:
-                outcomes.append(_outcome_from_answer(post.pk, plan.stage, request, answer, 1))
-    known_ids = {(post_id, stage): pk for post_id, (pk, _) in existing.items()}
+                outcome = _outcome_from_answer(post.pk, plan.stage, request, answer, 1)
+            if post.pk in earlier:
+                outcome = merge_retry(plan.stage, earlier[post.pk], outcome)
+            outcomes.append(outcome)
     persist_outcomes(batch=batch, plans=plans, outcomes=outcomes, known_ids=known_ids)
     # Results that were already OK are re-touched so the waiting runner sees them in this run.
-    done_before = [pk for pk, status in existing.values() if status == StageResult.Status.OK]
+    done_before = [pk for pk, status in existing.values() if status == OK]
     if done_before:
         StageResult.objects.filter(pk__in=done_before).update(
             batch_id=batch.pk, updated_at=timezone.now()

@@ -1,6 +1,10 @@
+import hashlib
+import json
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import MD5
 
 
 class Dataset(models.Model):
@@ -75,6 +79,29 @@ class Endpoint(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def cache_key(self) -> str:
+        """Which server answers, as part of every stage result's key.
+
+        The base URL and model (`openai`), or the model path, model and adapter (`transformers`):
+        two servers serving one model name never share answers. An endpoint whose parameters say
+        `share_cache: true` shares them with every other such endpoint of the same model name.
+        """
+        if self.parameters.get("share_cache"):
+            return SHARED_CACHE_KEY
+        identity = {
+            "backend": self.backend,
+            "base_url": self.base_url.rstrip("/"),
+            "model_path": self.model_path,
+            "model": self.model,
+            "adapter": self.parameters.get("adapter") or "",
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+SHARED_CACHE_KEY = "shared"
+IMPORTED_KEY = "imported"
+
 
 class Batch(models.Model):
     class Status(models.TextChoices):
@@ -144,6 +171,9 @@ class StageResult(models.Model):
 
     class Status(models.TextChoices):
         OK = "ok"
+        # Parsed, with some of the stage's slots missing (`parsed["missing"]`); its items are
+        # stored, and "retry failed" asks again for what is missing.
+        PARTIAL = "partial"
         FAILED = "failed"
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="stage_results")
@@ -151,6 +181,9 @@ class StageResult(models.Model):
     template_hash = models.CharField(max_length=64)
     model = models.CharField(max_length=200)
     params_hash = models.CharField(max_length=64)
+    # Which server answered (see `endpoint_key`): two servers serving one model name never share
+    # answers. "imported" for outputs read from a file.
+    endpoint_key = models.CharField(max_length=64, default=IMPORTED_KEY)
     parameters = models.JSONField(default=dict, blank=True)
     batch = models.ForeignKey(
         Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage_results"
@@ -174,7 +207,7 @@ class StageResult(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["post", "stage", "template_hash", "model", "params_hash"],
+                fields=["post", "stage", "template_hash", "model", "params_hash", "endpoint_key"],
                 name="stage_result_key_unique",
             ),
         ]
@@ -185,7 +218,13 @@ class StageResult(models.Model):
 
 
 class KnowledgeItem(models.Model):
-    """A piece of generated (or imported) knowledge about a post: the unit annotators rate."""
+    """A piece of generated (or imported) knowledge about a post: the unit annotators rate.
+
+    The same knowledge (post, kind, text) exists once, whichever batches produced it: `batch` is
+    the batch that first produced it, and every batch that produced or reused it is linked through
+    `BatchItem`. Its provenance names the stage results it was built from, so the description or
+    caption shown and exported beside it is the one its own run used.
+    """
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="items")
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
@@ -195,20 +234,39 @@ class KnowledgeItem(models.Model):
     stage_result = models.ForeignKey(
         StageResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
     )
+    # The image description (MIKO) or caption (CoTPD) stage result its run read, if any.
+    description_result = models.ForeignKey(
+        StageResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # {"stage", "model", "endpoint", "template_hash", "stage_results": {stage: result id}, ...}
     provenance = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["post_id", "position", "id"]
         constraints = [
+            # Texts can be long: the index holds their MD5, not the text.
             models.UniqueConstraint(
-                fields=["batch", "post", "kind", "position"], name="knowledge_item_unique_in_batch"
+                F("post"), F("kind"), MD5("text"), name="knowledge_item_unique_text"
             ),
         ]
         indexes = [models.Index(fields=["post", "kind"])]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.text[:60]}"
+
+
+class BatchItem(models.Model):
+    """A batch produced or reused this item: campaigns rate the items of their batches."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="item_links")
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="batch_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "batch"], name="batch_item_unique"),
+        ]
+        indexes = [models.Index(fields=["batch", "item"])]
 
 
 class JobStatus(models.TextChoices):

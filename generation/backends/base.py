@@ -15,9 +15,20 @@ from typing import Any
 #: Endpoint parameters that configure the backend rather than sampling; never sent to a model.
 #: `structured_output` (bool): the server supports JSON-schema response formats.
 #: `timeout` (seconds per call, default 120). `allow_download` (bool), `device`, `dtype`,
-#: `batch_size`: local models (see `generation/backends/transformers.py`).
+#: `batch_size`, `adapter` (a PEFT adapter folder): local models (see
+#: `generation/backends/transformers.py`). `share_cache` (bool): answers are shared with every
+#: endpoint serving the same model name that also shares (see `Endpoint.cache_key`).
 BACKEND_OPTIONS = frozenset(
-    {"structured_output", "timeout", "allow_download", "device", "dtype", "batch_size"}
+    {
+        "structured_output",
+        "timeout",
+        "allow_download",
+        "device",
+        "dtype",
+        "batch_size",
+        "adapter",
+        "share_cache",
+    }
 )
 
 

@@ -62,7 +62,7 @@ def batch_launch(
         raise ValidationError({"limit": "The limit must be at least 1."})
     if token_budget is not None and token_budget < 1:
         raise ValidationError({"token_budget": "The token budget must be at least 1."})
-    parameters = sampling_parameters_clean(parameters)
+    parameters = batch_parameters_clean(pipeline=pipeline, parameters=parameters)
     total = dataset.posts.count()
     if limit is not None:
         total = min(total, limit)
@@ -81,12 +81,47 @@ def batch_launch(
         launched_by=launched_by,
         posts_total=total,
         stage_progress={
-            stage: {"done": 0, "failed": 0, "skipped": 0, "cached": 0} for stage in stages
+            stage: {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0}
+            for stage in stages
         },
     )
     if enqueue:
         _enqueue(batch.pk)
     return batch
+
+
+def batch_parameters_clean(*, pipeline: str, parameters: Any) -> dict[str, Any]:
+    """A batch's parameters: sampling parameters for every stage, overrides per stage under
+    `stages` ({stage: {...}}), and the prompt `template_variant` (a name, or {stage: name})."""
+    if parameters in (None, ""):
+        return {}
+    if not isinstance(parameters, dict):
+        raise ValidationError({"parameters": "Sampling parameters must be a JSON object."})
+    parameters = dict(parameters)
+    overrides = parameters.pop("stages", None)
+    variant = parameters.pop("template_variant", None)
+    cleaned = sampling_parameters_clean(parameters)
+    definition = get_pipeline(pipeline)
+    if overrides not in (None, {}):
+        names = [stage.name for stage in definition.stages]
+        if not isinstance(overrides, dict) or set(overrides) - set(names):
+            raise ValidationError(
+                {
+                    "parameters": f"'stages' must map stages of {pipeline} ({', '.join(names)}) "
+                    "to their sampling parameters."
+                }  # fmt: skip
+            )
+        cleaned["stages"] = {
+            stage: sampling_parameters_clean(values) for stage, values in overrides.items()
+        }
+    if variant not in (None, ""):
+        try:
+            for stage in definition.stages:
+                definition.stage_variant(stage, variant)
+        except ValueError as error:
+            raise ValidationError({"parameters": str(error)}) from None
+        cleaned["template_variant"] = variant
+    return cleaned
 
 
 def _transition(batch: Batch, *, allowed: set[str], action: str, **fields: Any) -> Batch:
@@ -134,10 +169,13 @@ def batch_cancel(*, batch: Batch) -> Batch:
 
 @transaction.atomic
 def batch_retry_failed(*, batch: Batch) -> Batch:
-    """Call the models again for the failed stages of the failed posts, and only those."""
+    """Call the models again for the failed stages of the failed posts, and only those; and ask
+    again for the slots that partial answers left out (their other slots are kept)."""
     if batch.imported:
         raise ValidationError("An imported batch has nothing to retry.")
-    if not Batch.objects.filter(pk=batch.pk, posts_failed__gt=0).exists():
+    failed = Batch.objects.filter(pk=batch.pk, posts_failed__gt=0).exists()
+    partial = StageResult.objects.filter(batch=batch, status=StageResult.Status.PARTIAL).exists()
+    if not failed and not partial:
         raise ValidationError("This batch has no failed posts.")
     batch = _transition(
         batch,

@@ -30,6 +30,8 @@ ENDPOINT_OPTIONS = {
     "device": (str,),
     "dtype": (str,),
     "batch_size": (int,),
+    "adapter": (str,),
+    "share_cache": (bool,),
 }
 
 

@@ -34,7 +34,16 @@ from PIL import Image, UnidentifiedImageError
 from generation.importers import FORMATS, format_detect, importer_for
 from generation.importers.base import ImportFileError, PostRecord, Source
 from generation.importers.matching import PostsByText, match_by_checked, records_match_by_text
-from generation.models import Batch, Dataset, ImportJob, KnowledgeItem, Post, StageResult
+from generation.models import (
+    IMPORTED_KEY,
+    Batch,
+    Dataset,
+    ImportJob,
+    KnowledgeItem,
+    Post,
+    StageResult,
+)
+from generation.services.items import DESCRIPTION_STAGES, batch_link_own_items
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +112,7 @@ class _Images:
             )
         if not path.is_file():
             self.report.warn(
-                f"{source.name}:{record.line}: image {record.image!r} not found; "
+                f"{source.where(record.line)}: image {record.image!r} not found; "
                 "post imported without it"
             )
             return None
@@ -243,6 +252,7 @@ STAGE_COLUMNS = [
     "template_hash",
     "model",
     "params_hash",
+    "endpoint_key",
     "parameters",
     "batch_id",
     "status",
@@ -264,6 +274,7 @@ ITEM_COLUMNS = [
     "position",
     "text",
     "stage_result_id",
+    "description_result_id",
     "provenance",
     "created_at",
 ]
@@ -547,6 +558,7 @@ class _ChunkWriter:
                         IMPORTED_HASH,
                         stage.model,
                         IMPORTED_HASH,
+                        IMPORTED_KEY,
                         "{}",
                         batch_id,
                         StageResult.Status.FAILED if stage.error else StageResult.Status.OK,
@@ -577,14 +589,30 @@ class _ChunkWriter:
                 continue
             self.posts_with_items += 1
             stage_id = stage_ids.get((index, "intentions"))
-            # The file and format are on the batch (source, parameters); each item keeps its line.
-            provenance = f'{{"line": {record.line}}}'
+            # The file and format are on the batch (source, parameters); each item keeps its line
+            # and, when the file carried the stages' outputs, the results it was built from.
+            sources = {stage.stage: stage_ids[(index, stage.stage)] for stage in record.stages}
+            description_id = next(
+                (sources[name] for name in DESCRIPTION_STAGES if name in sources), None
+            )
+            origin: dict[str, Any] = {"line": record.line}
+            if sources:
+                origin["stage_results"] = sources
+            provenance = json.dumps(origin)
             head = f"{post_id}\t{batch_text}\t"
-            tail = f"\t{_copy_text(stage_id)}\t{provenance}\t{now_text}"
+            tail = (
+                f"\t{_copy_text(stage_id)}\t{_copy_text(description_id)}\t"
+                f"{_copy_text(provenance)}\t{now_text}"
+            )
+            # One (post, kind, text) is one item: a record that repeats one keeps the first.
+            seen: set[tuple[str, str]] = set()
             for item in record.items:
+                if (item.kind, item.text) in seen:
+                    continue
+                seen.add((item.kind, item.text))
                 item_provenance = provenance
                 if item.provenance:
-                    item_provenance = json.dumps({"line": record.line, **item.provenance})
+                    item_provenance = json.dumps({**origin, **item.provenance}, ensure_ascii=False)
                 if not copy:
                     item_rows.append(
                         (
@@ -594,6 +622,7 @@ class _ChunkWriter:
                             item.position,
                             item.text,
                             stage_id,
+                            description_id,
                             item_provenance,
                             self.now,
                         )
@@ -607,6 +636,7 @@ class _ChunkWriter:
                     item_rows.append(
                         f"{head}{_copy_text(item.kind)}\t{item.position}\t"
                         f"{_copy_text(item.text)}\t{_copy_text(stage_id)}\t"
+                        f"{_copy_text(description_id)}\t"
                         f"{_copy_text(item_provenance)}\t{now_text}"
                     )
         if copy:
@@ -631,6 +661,7 @@ class _ChunkWriter:
                 "images folder was given; imported without images"
             )
         if self.batch is not None:
+            batch_link_own_items(batch_id=self.batch.pk)
             Batch.objects.filter(pk=self.batch.pk).update(
                 status=Batch.Status.DONE,
                 posts_total=self.posts_with_items + self.posts_failed,

@@ -1,6 +1,6 @@
 """Annotation test data, built on the generation factories."""
 
-from generation.models import Batch, Dataset, KnowledgeItem, StageResult
+from generation.models import Batch, BatchItem, Dataset, KnowledgeItem, StageResult
 from tests.generation.factories import MIKO_KINDS, BatchFactory, DatasetFactory, PostFactory
 
 __all__ = ["DatasetFactory", "miko_batch"]
@@ -12,7 +12,7 @@ def miko_batch(*, dataset: Dataset, posts: int, kinds: list[str] | None = None) 
     kinds = kinds or MIKO_KINDS
     for _ in range(posts):
         post = PostFactory(dataset=dataset)
-        StageResult.objects.create(
+        description = StageResult.objects.create(
             post=post,
             stage="describe_image",
             template_hash="t",
@@ -22,14 +22,16 @@ def miko_batch(*, dataset: Dataset, posts: int, kinds: list[str] | None = None) 
             status=StageResult.Status.OK,
             parsed={"description": f"A photo that goes with {post.external_id}."},
         )
-        KnowledgeItem.objects.bulk_create(
+        items = KnowledgeItem.objects.bulk_create(
             KnowledgeItem(
                 post=post,
                 batch=batch,
                 kind=kind,
                 position=position,
                 text=f"Item {kind} of {post.external_id}.",
+                description_result=description,
             )
             for position, kind in enumerate(kinds, start=1)
         )
+        BatchItem.objects.bulk_create(BatchItem(batch=batch, item=item) for item in items)
     return batch

@@ -5,7 +5,7 @@ import math
 from django.contrib.auth import get_user_model
 
 from annotation.models import Campaign, GoldAnswer, Question, Rating
-from generation.models import Dataset, KnowledgeItem, Post, StageResult
+from generation.models import BatchItem, Dataset, KnowledgeItem, Post, StageResult
 from tests.generation.factories import MIKO_KINDS, BatchFactory, DatasetFactory, PostFactory
 
 
@@ -34,23 +34,28 @@ def posts_with_items(
     items = []
     for _ in range(posts):
         post = PostFactory(dataset=campaign.dataset)
+        description = None
         if described:
-            describe(post, f"A photo that goes with {post.external_id}.", batch=batch)
+            description = describe(post, f"A photo that goes with {post.external_id}.", batch=batch)
         for position, kind in enumerate(kinds or MIKO_KINDS, start=1):
-            items.append(
-                KnowledgeItem.objects.create(
-                    post=post,
-                    batch=batch,
-                    kind=kind,
-                    position=position,
-                    text=f"The user posts this because of {kind} ({post.external_id}).",
-                )
+            item = KnowledgeItem.objects.create(
+                post=post,
+                batch=batch,
+                kind=kind,
+                position=position,
+                text=f"The user posts this because of {kind} ({post.external_id}).",
+                description_result=description,
             )
+            BatchItem.objects.create(batch=batch, item=item)
+            items.append(item)
     return items
 
 
-def describe(post: Post, description: str, *, batch=None, stage: str = "describe_image") -> None:
-    StageResult.objects.create(
+def describe(
+    post: Post, description: str, *, batch=None, stage: str = "describe_image"
+) -> StageResult:
+    """An image description (or caption) result for the post; items name it as their source."""
+    return StageResult.objects.create(
         post=post,
         stage=stage,
         template_hash=f"hash-{stage}",

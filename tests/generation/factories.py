@@ -2,7 +2,7 @@
 
 import factory
 
-from generation.models import Batch, Dataset, KnowledgeItem, Post
+from generation.models import Batch, BatchItem, Dataset, KnowledgeItem, Post
 from generation.pipelines.miko import MIKO_KINDS
 
 
@@ -36,15 +36,26 @@ class BatchFactory(factory.django.DjangoModelFactory):
     status = Batch.Status.DONE
 
 
+class BatchItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BatchItem
+
+
 class KnowledgeItemFactory(factory.django.DjangoModelFactory):
+    """An item, linked to the batch that produced it (as the runner and the importers do)."""
+
     class Meta:
         model = KnowledgeItem
+        skip_postgeneration_save = True
 
     post = factory.SubFactory(PostFactory)
     batch = factory.SubFactory(BatchFactory, dataset=factory.SelfAttribute("..post.dataset"))
     kind = "xWant"
     position = 1
     text = factory.Sequence(lambda n: f"After posting this Tweet, the user wants to rest ({n}).")
+    link = factory.RelatedFactory(
+        BatchItemFactory, factory_related_name="item", batch=factory.SelfAttribute("..batch")
+    )
 
 
 def miko_items_for(post: Post, batch: Batch | None = None) -> list[KnowledgeItem]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from generation.backends.base import BackendError
 from generation.execution import Progress, batch_execute
-from generation.models import Batch, KnowledgeItem, StageResult
+from generation.models import Batch, BatchItem, KnowledgeItem, StageResult
 from generation.services.batches import (
     batch_cancel,
     batch_launch,
@@ -66,7 +66,7 @@ def test_posts_move_to_their_next_stage_without_waiting_for_the_others(fake_serv
     assert order.index("intentions") < len(order) - 1 - order[::-1].index("describe_image")
 
 
-def test_a_relaunch_reuses_every_stored_answer_and_still_creates_its_own_items(
+def test_a_relaunch_reuses_every_stored_answer_and_links_the_same_items(
     fake_server,
 ) -> None:
     dataset = make_posts("miko", 5)
@@ -77,8 +77,10 @@ def test_a_relaunch_reuses_every_stored_answer_and_still_creates_its_own_items(
     assert fake_server.requests == requests
     assert second.status == Batch.Status.DONE and second.posts_done == 5 and second.calls == 0
     assert second.stage_progress["intentions"]["cached"] == 5
-    assert KnowledgeItem.objects.filter(batch=second).count() == 50
+    # The same knowledge is not copied (issue 11): both batches link the first batch's items.
+    assert KnowledgeItem.objects.filter(batch=second).count() == 0
     assert KnowledgeItem.objects.filter(batch=first).count() == 50
+    assert BatchItem.objects.filter(batch=second).count() == 50
     # Other sampling parameters are another key: called again.
     third = batch_execute(batch_id=launch(dataset, endpoint, parameters={"temperature": 0.1}).pk)
     assert third.calls == 15 and fake_server.requests == requests + 15
@@ -129,14 +131,15 @@ def test_server_errors_are_retried_and_bad_requests_are_not(fake_server) -> None
 def test_malformed_and_truncated_answers_are_stored_and_retryable(fake_server) -> None:
     dataset = make_posts("miko", 4)
     endpoint = fake_endpoint(fake_server, concurrency=1)
-    broken = ["Intention1: only one line, the rest was cut off"]
+    # (An answer with some intentions is a partial result: see test_items_once.py.)
+    broken = ["I am sorry, but I cannot guess intentions for this post."]
     fake_server.answers = lambda stage, body: (
         broken.pop() if stage == "intentions" and broken else None
     )
     batch = batch_execute(batch_id=launch(dataset, endpoint).pk)
     failed = StageResult.objects.get(batch=batch, status="failed")
     assert failed.stage == "intentions"
-    assert failed.raw_answer.startswith("Intention1: only") and "ParseError" in failed.error
+    assert failed.raw_answer.startswith("I am sorry") and "ParseError" in failed.error
     assert batch.posts_failed == 1 and batch.status == Batch.Status.DONE
 
     fake_server.fail_next("malformed", 10)

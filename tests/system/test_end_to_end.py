@@ -81,7 +81,7 @@ def _run(command: str, *args: str) -> str:
 def _generate(api: httpx.Client) -> Batch:
     """Generate until every post is done: the runner retries transient faults by itself; the
     unparseable answer fails its post, which is then retried through the API."""
-    unparseable = ["Intention1: only one line; the rest of the answer is missing"]
+    unparseable = ["Sorry, I cannot guess the intentions behind this post."]
 
     def answers(stage, body):
         return unparseable.pop() if stage == "intentions" and unparseable else None

@@ -36,7 +36,7 @@ from annotation.services import campaign_create
 from evaluation.exports import sha256_of
 from evaluation.models import ExportJob
 from generation.execution import batch_execute
-from generation.models import Batch, Endpoint, KnowledgeItem, Post, StageResult
+from generation.models import Batch, BatchItem, Endpoint, KnowledgeItem, Post, StageResult
 from generation.pipelines.miko import MIKO_KINDS
 from generation.services.batches import batch_launch
 from tests.annotation.factories import miko_batch
@@ -473,6 +473,7 @@ def _rated_campaign(annotator, posts: int):
         for post in created
         for position, kind in enumerate(MIKO_KINDS, start=1)
     )
+    BatchItem.objects.bulk_create(BatchItem(batch=batch, item=item) for item in items)
     campaign = campaign_create(
         name="export-faults", dataset=dataset, batches=[batch], with_tasks=False
     )

@@ -6,6 +6,8 @@ the command runs the batch itself, in the foreground, with a progress bar (GPU s
 the `gpu` queue).
 """
 
+import json
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
@@ -39,6 +41,20 @@ class Command(BaseCommand):
         )
         parser.add_argument("--limit", type=int, default=None)
         parser.add_argument("--token-budget", type=int, default=None)
+        parser.add_argument(
+            "--template-variant",
+            default="",
+            help="prompt wording: 'default' (for MIKO, the paper's) or a variant such as "
+            "'distillery'",
+        )
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="[STAGE.]KEY=VALUE",
+            help="a sampling parameter for every stage (temperature=0.2) or one stage "
+            "(key_info.temperature=0.5); VALUE is read as JSON when it parses",
+        )
         parser.add_argument("--wait", action="store_true", help="run here with a progress bar")
 
     def handle(self, *args, **options) -> None:
@@ -52,6 +68,9 @@ class Command(BaseCommand):
             if not sep or not stage or not name:
                 raise CommandError(f"--stage-endpoint wants STAGE=NAME, not {value!r}.")
             stage_endpoints[stage.strip()] = _endpoint(name.strip())
+        parameters = _parameters(options["param"])
+        if options["template_variant"]:
+            parameters["template_variant"] = options["template_variant"]
         try:
             batch = batch_launch(
                 dataset=dataset,
@@ -60,6 +79,7 @@ class Command(BaseCommand):
                 stage_endpoints=stage_endpoints,
                 limit=options["limit"],
                 token_budget=options["token_budget"],
+                parameters=parameters,
                 enqueue=not options["wait"],
             )
         except ValidationError as error:
@@ -81,3 +101,20 @@ class Command(BaseCommand):
         )
         if batch.status == Batch.Status.FAILED:
             raise CommandError(f"Batch {batch.pk} failed: {batch.error}")
+
+
+def _parameters(values: list[str]) -> dict:
+    """`--param` values as batch parameters: `KEY=VALUE` for all stages, `STAGE.KEY=VALUE`."""
+    parameters: dict = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--param wants [STAGE.]KEY=VALUE, not {value!r}.")
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = raw
+        stage, dot, name = key.strip().rpartition(".")
+        target = parameters.setdefault("stages", {}).setdefault(stage, {}) if dot else parameters
+        target[name] = parsed
+    return parameters
