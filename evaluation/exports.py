@@ -29,11 +29,11 @@ from evaluation.selectors import (
     ItemFilters,
     item_details,
     item_scores,
-    post_descriptions,
     score_summaries,
 )
 from generation.models import KnowledgeItem, Post, StageResult
 from generation.pipelines.base import all_pipelines
+from generation.selectors.items import item_descriptions
 
 CHUNK_SIZE = 2000
 FORMATS = (
@@ -168,7 +168,8 @@ class Export:
 
     def _complete(self, chunk: list[dict]) -> list[ExportRow]:
         items = item_details(item_ids=[row["item_id"] for row in chunk])
-        descriptions = post_descriptions(post_ids=list({i["post_id"] for i in items.values()}))
+        # The description or caption each item's own run read, not the post's latest.
+        descriptions = item_descriptions(item_ids=[row["item_id"] for row in chunk])
         rows = []
         for score_row, scores in zip(chunk, score_summaries(chunk, self.questions), strict=True):
             item = items[score_row["item_id"]]
@@ -179,7 +180,7 @@ class Export:
                     post_id=item["external_id"],
                     post_text=item["post_text"],
                     image=item["image"] or "",
-                    image_description=descriptions.get(item["post_id"], ""),
+                    image_description=descriptions.get(item["id"], ""),
                     kind=item["kind"],
                     position=item["position"],
                     text=item["text"],
@@ -203,11 +204,10 @@ class Export:
         posts: set[int] = set()
         batches: set[int] = set()
         items = KnowledgeItem.objects.filter(id__in=item_ids).values_list(
-            "post_id", "batch_id", "stage_result_id", "provenance"
+            "post_id", "batch_id", "stage_result_id", "description_result_id", "provenance"
         )
-        for post_id, batch_id, result_id, provenance in items:
-            if result_id:
-                result_ids.add(result_id)
+        for post_id, batch_id, result_id, description_id, provenance in items:
+            result_ids.update(pk for pk in (result_id, description_id) if pk)
             sources = provenance.get("stage_results") if isinstance(provenance, dict) else None
             if isinstance(sources, dict) and sources:
                 result_ids.update(pk for pk in sources.values() if isinstance(pk, int))
@@ -389,7 +389,7 @@ def write_cotpd(export: Export, out: IO[str]) -> None:
                 "id", "external_id", "text", "image", "metadata"
             )
         }
-        captions = post_descriptions(post_ids=post_ids)
+        captions = _captions(export.campaign, [post_id for post_id, rows in chunk if not rows])
         judgements = _plausibility([r.item_id for _, rows in chunk for r in rows])
         for post_id, rows in chunk:
             if export.drop_empty and not rows:
@@ -449,6 +449,24 @@ def write_cotpd(export: Export, out: IO[str]) -> None:
         "augmentations": stats,
         "drop_empty": export.drop_empty,
     }
+
+
+def _captions(campaign: Campaign, post_ids: list[int]) -> dict[int, str]:
+    """For posts none of whose items passed: the caption one of their campaign items' runs read."""
+    if not post_ids:
+        return {}
+    first: dict[int, int] = {}
+    described = (
+        campaign_items(campaign=campaign)
+        .filter(post_id__in=post_ids)
+        .exclude(description_result=None)
+        .order_by("post_id", "id")
+        .values_list("post_id", "id")
+    )
+    for post_id, item_id in described:
+        first.setdefault(post_id, item_id)
+    texts = item_descriptions(item_ids=list(first.values()))
+    return {post_id: texts.get(item_id, "") for post_id, item_id in first.items()}
 
 
 def _cotpd_record(

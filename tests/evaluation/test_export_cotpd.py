@@ -8,8 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from evaluation.augmentations import gold_labels, project_replacement, project_style, tokenize
-from generation import models as generation_models
-from generation.models import Batch, KnowledgeItem, Post, StageResult
+from generation.models import Batch, BatchItem, KnowledgeItem, Post, StageResult
 from generation.services.imports import posts_import
 from tests.evaluation.factories import annotators, campaign_create, describe, rate
 
@@ -21,7 +20,7 @@ BTS = "twitter_stream_2018_10_10_7_0_2_193"  # three entity pairs in one sentenc
 COSBY = "twitter_stream_2018_09_04_11_0_2_240"  # "RT @WLWT : Bill Cosby 's star on ..."
 
 
-def add_item(batch, post, kind, text, *, plausible=None) -> KnowledgeItem:
+def add_item(batch, post, kind, text, *, plausible=None, caption=None) -> KnowledgeItem:
     result = None
     if plausible is not None:
         result = StageResult.objects.create(
@@ -36,12 +35,15 @@ def add_item(batch, post, kind, text, *, plausible=None) -> KnowledgeItem:
         )
     position = KnowledgeItem.objects.filter(batch=batch, post=post, kind=kind).count() + 1
     item = KnowledgeItem.objects.create(
-        post=post, batch=batch, kind=kind, position=position, text=text, stage_result=result
+        post=post,
+        batch=batch,
+        kind=kind,
+        position=position,
+        text=text,
+        stage_result=result,
+        description_result=caption,
     )
-    # Items reach campaigns through their batch links where the model has them (item provenance).
-    links = getattr(generation_models, "BatchItem", None)
-    if links is not None:
-        links.objects.create(batch=batch, item=item)
+    BatchItem.objects.create(batch=batch, item=item)
     return item
 
 
@@ -57,10 +59,11 @@ def campaign_over(dataset_name: str, plan: dict[str, list[tuple]]):
     campaign.batches.add(batch)
     items, values = [], []
     for post in Post.objects.filter(dataset=posts_dataset).order_by("id"):
-        describe(post, f"A picture for {post.external_id}.", batch=batch, stage="caption")
+        caption = describe(post, f"A picture for {post.external_id}.", batch=batch, stage="caption")
         for entry in plan.get(post.external_id, [("cot_noun", f"About {post.external_id}.", 5)]):
             kind, text, value, *judgement = entry
-            items.append(add_item(batch, post, kind, text, plausible=(judgement or [None])[0]))
+            plausible = (judgement or [None])[0]
+            items.append(add_item(batch, post, kind, text, plausible=plausible, caption=caption))
             values.append(value)
     coders = annotators(2, prefix=f"{dataset_name}-coder")
     rate(campaign, items, "plausibility", coders, [values, values])
@@ -318,3 +321,15 @@ def test_tokenize_splits_like_the_post():
     assert tokenize("@WLWT: Zimmerman. Hanks's (I'm)", known) == [
         "@WLWT", ":", "Zimmerman", ".", "Hanks", "'s", "(", "I'm", ")"
     ]  # fmt: skip
+
+
+def test_each_record_has_the_caption_its_own_run_read(twitter, tmp_path):
+    """A later batch captioned the posts again: the records keep the captions their items read."""
+    later = Batch.objects.create(
+        dataset=twitter.dataset, pipeline="cotpd", imported=True, status=Batch.Status.DONE
+    )
+    for post in Post.objects.filter(dataset=twitter.dataset):
+        describe(post, "A caption from a later run.", batch=later, stage="caption")
+    _, records, _ = export(twitter, tmp_path, "--min-plausibility", "4")
+    for record in records:
+        assert record["caption"] == f"A picture for {record['source_id'] or record['id']}."
