@@ -13,9 +13,11 @@ from accounts.permissions import IsAdmin
 from annotation.models import Campaign
 from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
-from evaluation.exports import FORMATS
+from evaluation.exports.formats import FORMATS
 from evaluation.models import AgreementResult, ExportJob
-from evaluation.selectors import MIN_GOLD_ACCURACY, AtLeast, ItemFilters, annotator_statistics
+from evaluation.selectors.annotators import annotator_statistics
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
+from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import agreement_current, export_create, export_retry
 
 
@@ -184,13 +186,10 @@ class ExportListApi(APIView):
         }
         if errors:
             raise serializers.ValidationError(errors)
-        try:
-            job = export_create(
-                campaign=values["campaign"], fmt=values["format"], filters=filters,
-                created_by=request.user,
-            )  # fmt: skip
-        except ValueError as error:
-            raise serializers.ValidationError({"min_mean": [str(error)]}) from error
+        job = export_create(
+            campaign=values["campaign"], fmt=values["format"], filters=filters,
+            created_by=request.user,
+        )  # fmt: skip
         return Response(ExportOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -217,10 +216,7 @@ class ExportRetryApi(APIView):
     )
     def post(self, request: Request, export_id: int) -> Response:
         job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=export_id)
-        try:
-            retry = export_retry(job=job, created_by=request.user)
-        except ValueError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        retry = export_retry(job=job, created_by=request.user)
         return Response(ExportOutputSerializer(retry).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,8 +1,11 @@
+"""The export form of the campaign dashboard: a format and the filters (`ItemFilters`)."""
+
 from django import forms
 
 from annotation.models import Campaign, Question
-from evaluation.exports import FORMATS
-from evaluation.selectors import MIN_GOLD_ACCURACY, AtLeast, ItemFilters
+from evaluation.exports.formats import FORMATS
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
+from evaluation.selectors.filters import AtLeast, ItemFilters
 
 FORMAT_LABELS = {
     "jsonl": "jsonl: items with scores",

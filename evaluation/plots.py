@@ -1,12 +1,17 @@
-"""Small SVG plots drawn on the server: no JavaScript, no CDN, readable without colour alone."""
+"""Small SVG plots drawn on the server: no JavaScript, no CDN, readable without colour alone.
 
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+The functions here lay a chart out (positions, colours, labels); the templates under
+`templates/evaluation/plots/` draw it, escaping every text as any template does.
+"""
+
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
 # Sequential blues for ordered values, light to dark; text on a bar picks black or white.
 PALETTE = ["#deebf7", "#9ecae1", "#6baed6", "#3182bd", "#08519c", "#08306b", "#041f4a"]
 LABEL_W = 130
 ROW_H = 22
+PLOT_W = 360
 
 
 def _value_colour(index: int, count: int) -> str:
@@ -15,117 +20,116 @@ def _value_colour(index: int, count: int) -> str:
     return PALETTE[round(index * (len(PALETTE) - 1) / (count - 1))]
 
 
+def _rows(figures: dict) -> list[tuple[str, dict]]:
+    return [("all kinds", figures)] + list(figures.get("kinds", {}).items())
+
+
 def alpha_chart(question: str, figures: dict) -> SafeString:
     """Alpha of the question overall and per kind as dots with their 95% intervals.
 
     Dashed guides at 0.667 and 0.8, Krippendorff's thresholds for tentative and reliable
     conclusions.
     """
-    rows = [("all kinds", figures)] + list(figures.get("kinds", {}).items())
+    rows = _rows(figures)
     values = [
         v
         for _, f in rows
         for v in ([f["alpha"]] + (f.get("ci95") or []))
         if v is not None
     ]  # fmt: skip
-    lo = min([-0.2, *values])
-    hi = 1.0
-    plot_w, width = 360, LABEL_W + 360 + 70
+    lo, hi = min([-0.2, *values]), 1.0
     height = ROW_H * len(rows) + 30
 
-    def x(value: float) -> float:
-        return LABEL_W + (value - lo) / (hi - lo) * plot_w
+    def x(value: float) -> str:
+        return f"{LABEL_W + (value - lo) / (hi - lo) * PLOT_W:.1f}"
 
-    parts = [
-        f'<svg class="plot" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" aria-labelledby="alpha-{escape(question)}">',
-        f'<title id="alpha-{escape(question)}">Krippendorff\'s alpha of {escape(question)} per '
-        f"item kind, with 95% bootstrap intervals</title>",
+    guides = [
+        {"x": x(guide), "label": label, "dashed": guide not in (0.0, 1.0)}
+        for guide, label in ((0.0, "0"), (0.667, ".667"), (0.8, ".8"), (1.0, "1"))
     ]
-    for guide, label in ((0.0, "0"), (0.667, ".667"), (0.8, ".8"), (1.0, "1")):
-        gx = x(guide)
-        dash = "" if guide in (0.0, 1.0) else ' stroke-dasharray="3 3"'
-        parts.append(
-            f'<line x1="{gx:.1f}" y1="4" x2="{gx:.1f}" y2="{height - 22}" stroke="#b8bfcc"{dash}/>'
-            f'<text x="{gx:.1f}" y="{height - 8}" text-anchor="middle" class="tick">{label}</text>'
-        )
+    laid_out = []
     for i, (name, f) in enumerate(rows):
-        y = 14 + i * ROW_H
-        weight = ' font-weight="600"' if i == 0 else ""
-        parts.append(
-            f'<text x="{LABEL_W - 8}" y="{y + 4}" text-anchor="end"{weight}>{escape(name)}</text>'
-        )
+        row = {"name": name, "y": 14 + i * ROW_H, "first": i == 0, "alpha": None}
+        row["text_y"] = row["y"] + 4
         if f["alpha"] is None:
-            reason = escape(f.get("reason") or "undefined")
-            parts.append(
-                f'<text x="{LABEL_W + 4}" y="{y + 4}" class="tick">n/a'
-                f"<title>{reason}</title></text>"
-            )
-            continue
-        ci = f.get("ci95")
-        if ci:
-            parts.append(
-                f'<line x1="{x(ci[0]):.1f}" y1="{y}" x2="{x(ci[1]):.1f}" y2="{y}" '
-                f'stroke="#2457c5" stroke-width="2"/>'
-            )
-        parts.append(
-            f'<circle cx="{x(f["alpha"]):.1f}" cy="{y}" r="4.5" fill="#2457c5">'
-            f"<title>{escape(name)}: alpha {f['alpha']:.3f}"
-            + (f", 95% CI {ci[0]:.3f}–{ci[1]:.3f}" if ci else "")
-            + "</title></circle>"
-            f'<text x="{LABEL_W + plot_w + 8}" y="{y + 4}" class="num">{f["alpha"]:.3f}</text>'
-        )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped above
+            row["reason"] = f.get("reason") or "undefined"
+        else:
+            ci = f.get("ci95")
+            row |= {
+                "alpha": f"{f['alpha']:.3f}",
+                "cx": x(f["alpha"]),
+                "ci": ci and {"x1": x(ci[0]), "x2": x(ci[1]), "text": f"{ci[0]:.3f}–{ci[1]:.3f}"},
+            }
+        laid_out.append(row)
+    context = {
+        "question": question,
+        "width": LABEL_W + PLOT_W + 70,
+        "height": height,
+        "guide_bottom": height - 22,
+        "tick_y": height - 8,
+        "guides": guides,
+        "rows": laid_out,
+        "label_x": LABEL_W - 8,
+        "na_x": LABEL_W + 4,
+        "num_x": LABEL_W + PLOT_W + 8,
+    }
+    return _render("alpha", context)
 
 
 def distribution_chart(question: str, figures: dict) -> SafeString:
     """Share of each rating value, overall and per kind, as 100% stacked bars with a legend."""
-    rows = [("all kinds", figures)] + list(figures.get("kinds", {}).items())
+    rows = _rows(figures)
     domain = list(figures.get("values", {}))
-    plot_w, width = 360, LABEL_W + 360 + 80
     height = ROW_H * len(rows) + 34
-    parts = [
-        f'<svg class="plot" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" aria-labelledby="dist-{escape(question)}">',
-        f'<title id="dist-{escape(question)}">Distribution of {escape(question)} ratings per '
-        f"item kind</title>",
-    ]
+    laid_out = []
     for i, (name, f) in enumerate(rows):
         y = 6 + i * ROW_H
         counts = [f.get("values", {}).get(v, 0) for v in domain]
         total = sum(counts)
-        weight = ' font-weight="600"' if i == 0 else ""
-        parts.append(
-            f'<text x="{LABEL_W - 8}" y="{y + 12}" text-anchor="end"{weight}>{escape(name)}</text>'
-        )
+        bars = []
         left = float(LABEL_W)
         for j, (value, count) in enumerate(zip(domain, counts, strict=True)):
             if not total or not count:
                 continue
-            w = count / total * plot_w
-            colour = _value_colour(j, len(domain))
-            parts.append(
-                f'<rect x="{left:.1f}" y="{y}" width="{w:.1f}" height="{ROW_H - 6}" '
-                f'fill="{colour}"><title>{escape(name)}: {escape(value)} given {count} times '
-                f"({100 * count / total:.0f}%)</title></rect>"
+            w = count / total * PLOT_W
+            bars.append(
+                {
+                    "x": f"{left:.1f}",
+                    "width": f"{w:.1f}",
+                    "colour": _value_colour(j, len(domain)),
+                    "value": value,
+                    "count": count,
+                    "percent": f"{100 * count / total:.0f}",
+                    # A label only where it fits, in the ink that reads on the bar's colour.
+                    "label_x": f"{left + w / 2:.1f}" if w > 22 else None,
+                    "ink": "#fff" if j >= len(domain) / 2 else "#1d2330",
+                }
             )
-            if w > 22:
-                ink = "#fff" if j >= len(domain) / 2 else "#1d2330"
-                parts.append(
-                    f'<text x="{left + w / 2:.1f}" y="{y + 12}" text-anchor="middle" '
-                    f'fill="{ink}" class="tick">{escape(value)}</text>'
-                )
             left += w
-        parts.append(f'<text x="{LABEL_W + plot_w + 8}" y="{y + 12}" class="num">n={total}</text>')
-    ly = height - 10
-    for j, value in enumerate(domain):
-        lx = LABEL_W + j * 44
-        colour = _value_colour(j, len(domain))
-        parts.append(
-            f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colour}"'
-            f' stroke="#5b6475" stroke-width=".5"/><text x="{lx + 14}" y="{ly}" class="tick">'
-            f"{escape(value)}</text>"
+        laid_out.append(
+            {"name": name, "y": y, "text_y": y + 12, "first": i == 0, "bars": bars, "total": total}
         )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped above
+    ly = height - 10
+    legend = [
+        {"x": LABEL_W + j * 44, "text_x": LABEL_W + j * 44 + 14, "value": value,
+         "colour": _value_colour(j, len(domain))}
+        for j, value in enumerate(domain)
+    ]  # fmt: skip
+    context = {
+        "question": question,
+        "width": LABEL_W + PLOT_W + 80,
+        "height": height,
+        "rows": laid_out,
+        "bar_h": ROW_H - 6,
+        "label_x": LABEL_W - 8,
+        "num_x": LABEL_W + PLOT_W + 8,
+        "legend": legend,
+        "legend_y": ly,
+        "swatch_y": ly - 9,
+    }
+    return _render("distribution", context)
+
+
+def _render(name: str, context: dict) -> SafeString:
+    # The templates end without a newline, so the SVG is exactly what they draw.
+    return render_to_string(f"evaluation/plots/{name}.svg", context)

@@ -2,17 +2,19 @@
 
 import json
 
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import admin_required
 from annotation.models import Campaign
+from config.errors import ApplicationError
 from evaluation.apis import export_file_response
 from evaluation.forms import ExportForm
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.plots import alpha_chart, distribution_chart
-from evaluation.selectors import item_score_page
+from evaluation.selectors.scores import item_score_page
 from evaluation.services import agreement_current, export_create, export_retry
 
 
@@ -74,10 +76,8 @@ def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_item_scores(request: HttpRequest, pk: int) -> HttpResponse:
     """A page of item scores: the table alone for htmx, else a page of its own."""
     campaign = get_object_or_404(Campaign, pk=pk)
-    try:
-        after = max(0, int(request.GET.get("after", 0)))
-    except ValueError:
-        after = 0
+    after = request.GET.get("after", "")
+    after = int(after) if after.isdigit() else 0
     context = {"campaign": campaign, "page": item_score_page(campaign=campaign, after=after)}
     template = "evaluation/_item_scores.html" if request.htmx else "evaluation/item_scores.html"
     return render(request, template, context)
@@ -131,6 +131,7 @@ def export_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ExportJob.objects.select_related("campaign"), pk=pk)
     try:
         retry = export_retry(job=job, created_by=request.user)
-    except ValueError:
+    except ApplicationError as error:
+        messages.error(request, error.message)
         return redirect("evaluation:export-detail", pk=job.pk)
     return redirect("evaluation:export-detail", pk=retry.pk)

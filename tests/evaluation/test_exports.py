@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
 
-from evaluation import exports
+from evaluation.exports import export as export_module
 from generation.models import Post
 from tests.evaluation.factories import annotators, campaign_create, posts_with_items, rate
 
@@ -153,7 +153,7 @@ def test_ratings_are_every_raw_rating_of_the_kept_items(campaign, tmp_path):
 
 
 def test_parquet_is_written_in_row_groups(campaign, tmp_path, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 5)
+    monkeypatch.setattr(export_module, "CHUNK_SIZE", 5)
     path = export(campaign, tmp_path, "parquet")
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 3

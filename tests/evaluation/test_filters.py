@@ -14,14 +14,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from evaluation.models import ExportJob
-from evaluation.selectors import (
-    MIN_GOLD_ACCURACY,
-    AtLeast,
-    ItemFilters,
-    item_scores,
-    rating_exclusions,
-    score_summaries,
-)
+from config.errors import ApplicationError
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY, rating_exclusions
+from evaluation.selectors.filters import AtLeast, ItemFilters
+from evaluation.selectors.scores import item_scores, score_summaries
 from tests.evaluation.factories import annotators, campaign_create, gold, posts_with_items, rate
 
 KINDS = ["xWant", "xIntent", "open"]
@@ -169,9 +165,9 @@ def test_broken_saved_filters_are_refused(broken):
 
 
 def test_unknown_question_in_a_new_filter_is_refused(campaign):
-    with pytest.raises(ValueError, match="unknown question.*fluency"):
+    with pytest.raises(ApplicationError, match="unknown question.*fluency"):
         kept(campaign, ItemFilters(min_mean={}, min_median={"fluency": 3}))
-    with pytest.raises(ValueError, match="unknown question.*fluency"):
+    with pytest.raises(ApplicationError, match="unknown question.*fluency"):
         kept(campaign, ItemFilters(min_mean={}, min_agree={"fluency": AtLeast(3, 1)}))
 
 

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 
 from annotation.models import Rating
-from evaluation import services
+from evaluation.exports import manifest as manifest_module
 from evaluation.models import ExportJob
-from evaluation.selectors import ItemFilters
+from evaluation.selectors.filters import ItemFilters
 from evaluation.services import export_run, export_to_path
 from generation.models import Endpoint, StageResult
 from generation.pipelines.base import get_pipeline
@@ -159,10 +159,10 @@ def test_a_template_variant_is_found_by_its_hash(campaign, tmp_path):
     if not variants:
         pytest.skip("no template variant in this version")
     text = variants[0].read_text(encoding="utf-8")
-    found = services._template_of("miko", variants[0].name.split(".")[0],
+    found = manifest_module.template_of("miko", variants[0].name.split(".")[0],
                                   hashlib.sha256(text.encode()).hexdigest())  # fmt: skip
     assert found == {"template": text, "template_file": f"miko/{variants[0].name}"}
-    assert services._template_of("nope", "caption", "x") == {
+    assert manifest_module.template_of("nope", "caption", "x") == {
         "template": None, "template_file": None
     }  # fmt: skip
 
@@ -197,21 +197,21 @@ def test_version_and_git_commit(campaign, tmp_path):
 
 def test_version_without_git_never_fails(settings, tmp_path, monkeypatch):
     settings.BASE_DIR = tmp_path  # not a checkout
-    assert services.distillery_version()["git_commit"] is None
+    assert manifest_module.distillery_version()["git_commit"] is None
     (tmp_path / ".git").mkdir()  # looks like one, but git cannot read it
-    assert services.distillery_version()["git_commit"] is None
+    assert manifest_module.distillery_version()["git_commit"] is None
 
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
-    monkeypatch.setattr(services.subprocess, "run", no_git)
-    assert services.distillery_version()["git_commit"] is None
+    monkeypatch.setattr(manifest_module.subprocess, "run", no_git)
+    assert manifest_module.distillery_version()["git_commit"] is None
     monkeypatch.setattr(
-        services.importlib.metadata,
+        manifest_module.importlib.metadata,
         "version",
         lambda name: (_ for _ in ()).throw(importlib.metadata.PackageNotFoundError(name)),
     )
-    assert services.distillery_version() == {
+    assert manifest_module.distillery_version() == {
         "version": None, "git_commit": None, "git_dirty": None
     }  # fmt: skip
 

@@ -33,7 +33,7 @@ from rest_framework.authtoken.models import Token
 from annotation.models import Assignment, Rating, Task
 from annotation.selectors import tasks_with_done
 from annotation.services import campaign_create
-from evaluation.exports import sha256_of
+from evaluation.exports.files import sha256_of
 from evaluation.models import ExportJob
 from generation.execution import batch_execute
 from generation.models import Batch, BatchItem, Endpoint, KnowledgeItem, Post, StageResult

@@ -27,7 +27,7 @@ from annotation.services import (
     campaign_create,
 )
 from evaluation.models import ExportJob
-from evaluation.selectors import ItemFilters
+from evaluation.selectors.filters import ItemFilters
 from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
 from generation.services.endpoints import endpoint_create

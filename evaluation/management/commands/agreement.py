@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Campaign
 from evaluation.alpha import LEVELS
-from evaluation.selectors import MIN_GOLD_ACCURACY, campaign_agreement
+from evaluation.selectors.agreement import campaign_agreement
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.services import agreement_current
 
 

@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Campaign
-from evaluation.exports import FORMATS
-from evaluation.selectors import MIN_GOLD_ACCURACY, AtLeast, ItemFilters
+from config.errors import ApplicationError
+from evaluation.exports.formats import FORMATS
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
+from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import export_to_path
 
 
@@ -113,7 +115,7 @@ class Command(BaseCommand):
                 progress=progress,
                 drop_empty=options["drop_empty"],
             )
-        except (ValueError, OSError) as error:
+        except (ApplicationError, OSError) as error:
             raise CommandError(str(error)) from error
         finally:
             bar.close()

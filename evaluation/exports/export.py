@@ -1,0 +1,227 @@
+"""One export run: the campaign, its questions, the filters and the rows they select.
+
+Rows come from `selectors.scores.item_scores` through a server-side cursor; each chunk is
+completed with its items' text, posts and image descriptions in two small queries, written, and
+dropped, so memory stays flat whatever the campaign's size.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from django.db.models import Max, Min, Q
+
+from annotation.models import Campaign, Question, Rating
+from annotation.selectors import campaign_items
+from evaluation.selectors.campaigns import item_details
+from evaluation.selectors.filters import ItemFilters
+from evaluation.selectors.scores import item_scores, score_summaries
+from generation.models import KnowledgeItem, StageResult
+from generation.pipelines.base import all_pipelines
+from generation.selectors.items import item_descriptions
+
+CHUNK_SIZE = 2000
+
+Progress = Callable[[int, int], None]  # (percent, items written)
+
+
+@dataclass
+class ExportRow:
+    item_id: int
+    post_pk: int
+    post_id: str
+    post_text: str
+    image: str
+    image_description: str
+    kind: str
+    position: int
+    text: str
+    scores: dict[str, dict]
+
+    def flat(self, questions: list[Question]) -> dict:
+        row = {
+            "item_id": self.item_id,
+            "post_id": self.post_id,
+            "kind": self.kind,
+            "position": self.position,
+            "text": self.text,
+            "post_text": self.post_text,
+            "image": self.image,
+            "image_description": self.image_description,
+        }
+        for question in questions:
+            score = self.scores[question.name]
+            for key in ("n", "mean", "median", "spread"):
+                row[f"{question.name}_{key}"] = score[key]
+        return row
+
+    def prompt(self) -> str:
+        """The post as a model reads it: its text, then what its image shows."""
+        parts = [f"Post: {self.post_text}"]
+        if self.image_description:
+            parts.append(f"Image description: {self.image_description}")
+        return "\n".join(parts)
+
+
+class Export:
+    """One export run: the campaign, its questions, the filters and the rows they select."""
+
+    def __init__(
+        self,
+        *,
+        campaign: Campaign,
+        filters: ItemFilters,
+        progress: Progress | None,
+        by_post: bool = False,
+        drop_empty: bool = False,
+    ):
+        self.campaign = campaign
+        self.by_post = by_post
+        self.filters = filters
+        # Gold items and low-accuracy annotators the filters leave out (of scores and ratings).
+        self.exclusions = filters.exclusions(campaign=campaign)
+        # cotpd: leave out the posts none of whose items passed (kept, with empty knowledge, else).
+        self.drop_empty = drop_empty
+        self.questions = list(campaign.questions.order_by("position", "id"))
+        self.progress = progress
+        self.items = 0
+        self._posts_seen: set[int] = set()
+        # Posts written, where a format writes other posts than those of its items (cotpd).
+        self.post_records: int | None = None
+        # The ratings behind the exported items: those their scores were computed from.
+        self.ratings = 0
+        # Format-specific figures for the manifest (cotpd: records, labels, augmentations).
+        self.extra: dict = {}
+        # (stage, pipeline, model, template hash, parameters as JSON, endpoint id) of the stage
+        # results the exported items were built from.
+        self.stage_keys: set[tuple] = set()
+        # Progress is the share of the id range passed; the range comes from the campaign's items
+        # (through the batch index), not from a scan of the ratings.
+        field = "post_id" if by_post else "id"
+        bounds = campaign_items(campaign=campaign).aggregate(lo=Min(field), hi=Max(field))
+        self._lo, self._hi = bounds["lo"] or 0, bounds["hi"] or 0
+
+    def chunks(self) -> Iterator[list[ExportRow]]:
+        scores = item_scores(
+            campaign=self.campaign,
+            filters=self.filters,
+            by_post=self.by_post,
+            chunk_size=CHUNK_SIZE,
+            exclusions=self.exclusions,
+        )
+        chunk: list[dict] = []
+        for row in scores:
+            chunk.append(row)
+            if len(chunk) >= CHUNK_SIZE:
+                yield self._complete(chunk)
+                self._report(chunk[-1])
+                chunk = []
+        if chunk:
+            yield self._complete(chunk)
+        if self.progress:
+            self.progress(100, self.items)
+
+    def _report(self, row: dict) -> None:
+        """Progress as the share of the id range passed (of posts when ordered by post)."""
+        if self.progress and self._hi > self._lo:
+            at = row["post_id"] if self.by_post else row["item_id"]
+            share = (at - self._lo) / (self._hi - self._lo)
+            self.progress(min(99, max(0, int(100 * share))), self.items)
+
+    def _complete(self, chunk: list[dict]) -> list[ExportRow]:
+        items = item_details(item_ids=[row["item_id"] for row in chunk])
+        # The description or caption each item's own run read, not the post's latest.
+        descriptions = item_descriptions(item_ids=[row["item_id"] for row in chunk])
+        rows = []
+        for score_row, scores in zip(chunk, score_summaries(chunk, self.questions), strict=True):
+            item = items[score_row["item_id"]]
+            rows.append(
+                ExportRow(
+                    item_id=item["id"],
+                    post_pk=item["post_id"],
+                    post_id=item["external_id"],
+                    post_text=item["post_text"],
+                    image=item["image"] or "",
+                    image_description=descriptions.get(item["id"], ""),
+                    kind=item["kind"],
+                    position=item["position"],
+                    text=item["text"],
+                    scores=scores,
+                )
+            )
+            self._posts_seen.add(item["post_id"])
+            self.ratings += sum(score["n"] for score in scores.values())
+        self.items += len(rows)
+        self._note_sources([row.item_id for row in rows])
+        return rows
+
+    def _note_sources(self, item_ids: list[int]) -> None:
+        """Remember how the stage results behind these items were produced (for the manifest).
+
+        An item names its stage results in `provenance["stage_results"]`; an item from before
+        provenance is read with its own stage result and what its batch's upstream stages (those
+        another stage needs: descriptions, key information, captions) answered for its post.
+        """
+        result_ids: set[int] = set()
+        posts: set[int] = set()
+        batches: set[int] = set()
+        items = KnowledgeItem.objects.filter(id__in=item_ids).values_list(
+            "post_id", "batch_id", "stage_result_id", "description_result_id", "provenance"
+        )
+        for post_id, batch_id, result_id, description_id, provenance in items:
+            result_ids.update(pk for pk in (result_id, description_id) if pk)
+            sources = provenance.get("stage_results") if isinstance(provenance, dict) else None
+            if isinstance(sources, dict) and sources:
+                result_ids.update(pk for pk in sources.values() if isinstance(pk, int))
+            else:
+                posts.add(post_id)
+                batches.add(batch_id)
+        query = Q(id__in=result_ids)
+        if posts:
+            query |= Q(
+                post_id__in=posts,
+                batch_id__in=batches,
+                stage__in=upstream_stages(),
+                status=StageResult.Status.OK,
+            )
+        found = (
+            StageResult.objects.filter(query)
+            .order_by()
+            .values_list("stage", "batch__pipeline", "model", "template_hash", "parameters",
+                         "endpoint_id")
+            .distinct()
+        )  # fmt: skip
+        for stage, pipeline, model, template_hash, parameters, endpoint_id in found:
+            self.stage_keys.add(
+                (stage, pipeline or "", model, template_hash,
+                 json.dumps(parameters or {}, sort_keys=True), endpoint_id)
+            )  # fmt: skip
+
+    @property
+    def posts(self) -> int:
+        if self.post_records is not None:
+            return self.post_records
+        return len(self._posts_seen)
+
+    def raw_ratings(self, rows: list[ExportRow]) -> list[tuple]:
+        ratings = (
+            Rating.objects.filter(campaign=self.campaign, item_id__in=[r.item_id for r in rows])
+            .exclude(annotator_id__in=self.exclusions.annotator_ids)
+            .order_by("item_id", "annotator__username", "question__position", "question_id")
+            .values_list("item_id", "annotator__username", "question__name", "value", "seconds")
+        )
+        return list(ratings)
+
+
+def upstream_stages() -> list[str]:
+    """Stages whose output another stage reads, in every pipeline."""
+    return sorted(
+        {need for p in all_pipelines().values() for stage in p.stages for need in stage.needs}
+    )
+
+
+def empty_scores(export: Export) -> dict:
+    """The scores of an item no one rated, per question of the export."""
+    return {
+        q.name: {"n": 0, "mean": None, "median": None, "spread": None} for q in export.questions
+    }

@@ -1,0 +1,37 @@
+"""Instruction-tuning formats: chat messages (`sft-chat`) and instruction/input/output
+(`alpaca`), one record an item, asking for the item's relation to the post."""
+
+from typing import IO
+
+from evaluation.exports.export import Export
+from evaluation.exports.text import json_line
+from evaluation.relations import SYSTEM_PROMPT, relation_instruction
+
+
+def write_sft_chat(export: Export, out: IO[str]) -> None:
+    for rows in export.chunks():
+        out.writelines(
+            json_line(
+                {
+                    "messages": [
+                        {"role": "system", "content": SYSTEM_PROMPT},
+                        {
+                            "role": "user",
+                            "content": f"{r.prompt()}\n\n{relation_instruction(r.kind)}",
+                        },
+                        {"role": "assistant", "content": r.text},
+                    ]
+                }
+            )
+            for r in rows
+        )
+
+
+def write_alpaca(export: Export, out: IO[str]) -> None:
+    for rows in export.chunks():
+        out.writelines(
+            json_line(
+                {"instruction": relation_instruction(r.kind), "input": r.prompt(), "output": r.text}
+            )
+            for r in rows
+        )
