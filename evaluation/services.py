@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign
-from config.errors import ApplicationError, Conflict
+from config.errors import Conflict
 from evaluation.exports.export import Export, Progress
 from evaluation.exports.files import atomic_path, sha256_of
 from evaluation.exports.formats import EXTENSIONS, check_format, write_format
@@ -20,6 +20,7 @@ from evaluation.exports.manifest import dataset_card, export_manifest
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors.agreement import campaign_agreement, check_level, ratings_fingerprint
 from evaluation.selectors.annotators import annotator_statistics
+from evaluation.selectors.campaigns import campaign_questions
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.packing import aggregation_memory
 
@@ -189,12 +190,7 @@ def export_create(
     from evaluation.tasks import export_run_task
 
     check_format(fmt)
-    questions = set(campaign.questions.values_list("name", flat=True))
-    unknown = filters.questions() - questions
-    if unknown:
-        raise ApplicationError(
-            f"unknown question(s): {', '.join(sorted(unknown))}", field="min_mean"
-        )
+    filters.check_questions([q.name for q in campaign_questions(campaign=campaign)])
     job = ExportJob.objects.create(
         campaign=campaign, format=fmt, filters=filters.as_dict(), created_by=created_by
     )

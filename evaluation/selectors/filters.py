@@ -4,6 +4,7 @@ ratings at or above X", kinds, ratings, spread, gold handling), as saved on an e
 from dataclasses import dataclass, field
 
 from annotation.models import Campaign
+from config.errors import ApplicationError
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY, Exclusions, rating_exclusions
 
 
@@ -58,6 +59,18 @@ class ItemFilters:
     def questions(self) -> set[str]:
         """The question names the filters name."""
         return set(self.min_mean) | set(self.min_median) | set(self.min_agree)
+
+    def check_questions(self, questions: list[str]) -> None:
+        """Refuse filters that name a question not among `questions` (the campaign's), naming the
+        filter that does."""
+        for name in ("min_mean", "min_median", "min_agree"):
+            unknown = set(getattr(self, name)) - set(questions)
+            if unknown:
+                raise ApplicationError(
+                    f"unknown question(s) {', '.join(sorted(unknown))}; "
+                    f"questions: {', '.join(questions) or 'none'}",
+                    field=name,
+                )
 
     def as_dict(self) -> dict:
         return {

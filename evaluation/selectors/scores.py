@@ -9,7 +9,6 @@ from django.db import connection
 
 from annotation.models import Campaign, GoldAnswer, Question, Rating
 from annotation.selectors import campaign_items
-from config.errors import ApplicationError
 from evaluation.selectors.campaigns import campaign_questions, question_domain
 from evaluation.selectors.exclusions import Exclusions
 from evaluation.selectors.filters import ItemFilters
@@ -92,12 +91,7 @@ def item_scores(
     can be streamed from a server-side cursor and the per-row work stays small.
     """
     questions = campaign_questions(campaign=campaign)
-    unknown = filters.questions() - {q.name for q in questions}
-    if unknown:
-        known = ", ".join(q.name for q in questions) or "none"
-        raise ApplicationError(
-            f"unknown question(s) {', '.join(sorted(unknown))}; questions: {known}"
-        )
+    filters.check_questions([q.name for q in questions])
     if not questions:
         return
     rating_table = Rating._meta.db_table
