@@ -9,5 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("distillery")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Re-send orphaned batches at every (re)connection to the broker (see the step's docstring).
-app.steps["consumer"].add("generation.tasks:BatchesResumeOrphaned")
+# Recover batches and import jobs left by a dead worker at every (re)connection to the broker
+# (see the step's docstring).
+app.steps["consumer"].add("generation.tasks:OrphanedWorkRecover")

@@ -5,7 +5,7 @@ import logging
 from celery import bootsteps, shared_task
 
 from generation import execution
-from generation.services.imports import import_job_run
+from generation.services.import_jobs import import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
 
@@ -15,9 +15,10 @@ def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
     execution.batch_execute(batch_id=batch_id, retry_failed=retry_failed)
 
 
-class BatchesResumeOrphaned(bootsteps.StartStopStep):
+class OrphanedWorkRecover(bootsteps.StartStopStep):
     """Whenever the worker connects to the broker, at start and again after losing it, re-send
-    the batches whose worker died or whose message the broker lost (`batches_resume_orphaned`).
+    the batches whose worker died or whose message the broker lost (`batches_resume_orphaned`),
+    and fail the import jobs whose worker died (`import_jobs_recover`).
 
     A consumer step rather than `worker_ready`, which Celery sends once per start: a Redis that
     restarts without persistence loses the queued messages while the worker only reconnects.
@@ -31,10 +32,13 @@ class BatchesResumeOrphaned(bootsteps.StartStopStep):
 
         from generation.services.batches import batches_resume_orphaned
 
+        # The worker must go on consuming whatever fails here; the next connection tries again.
         try:
-            batches_resume_orphaned()
-        except Exception:  # the worker must go on consuming; the next connection tries again
-            logger.exception("re-sending orphaned batches failed")
+            for recover in (batches_resume_orphaned, import_jobs_recover):
+                try:
+                    recover()
+                except Exception:
+                    logger.exception("%s failed", recover.__name__)
         finally:
             connections.close_all()  # never hand a connection down to forked pool processes
 

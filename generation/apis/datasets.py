@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from config.pagination import paginate, paginated
-from generation.importers import FORMAT_CHOICES, ImportFileError
+from generation.importers import FORMAT_CHOICES
 from generation.models import Dataset, ImportJob, Post
 from generation.selectors.datasets import (
     dataset_get,
@@ -20,7 +20,7 @@ from generation.selectors.datasets import (
     post_list,
     posts_with_items,
 )
-from generation.services.imports import import_job_create
+from generation.services.import_jobs import import_job_create
 
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
@@ -144,7 +144,10 @@ class ImportJobInputSerializer(serializers.Serializer):
 
 
 class ImportJobCreateApi(APIView):
-    """Upload a file (and a zip of images); the import runs in the background. Poll the job."""
+    """Upload a file (and a zip of images); the import runs in the background. Poll the job.
+
+    A refused upload (ImportFileError) is answered 400 by the shared handler (config/errors.py).
+    """
 
     permission_classes = [IsAdmin]
     parser_classes = [MultiPartParser, FormParser]
@@ -153,16 +156,13 @@ class ImportJobCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = ImportJobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            job = import_job_create(
-                file=data.validated_data["file"],
-                images_zip=data.validated_data.get("images_zip"),
-                dataset_name=data.validated_data["dataset"],
-                format=data.validated_data["format"],
-                created_by=request.user,
-            )
-        except ImportFileError as exc:
-            raise serializers.ValidationError({"detail": str(exc)}) from exc
+        job = import_job_create(
+            file=data.validated_data["file"],
+            images_zip=data.validated_data.get("images_zip"),
+            dataset_name=data.validated_data["dataset"],
+            format=data.validated_data["format"],
+            created_by=request.user,
+        )
         job.refresh_from_db()
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any, NamedTuple
 
+from config.errors import ApplicationError
 from generation.pipelines.base import ItemSpec
 
 NO_PROVENANCE: Any = MappingProxyType({})
@@ -26,8 +27,8 @@ class ImportedItem(NamedTuple):
     provenance: Any = NO_PROVENANCE
 
 
-class ImportFileError(Exception):
-    """A problem in the input that stops the import.
+class ImportFileError(ApplicationError):
+    """A problem in the input that stops the import (the API answers it as a 400).
 
     The message reads `file:line: what`, or `file: task 7 (element 3, line 120): what` for an
     element of a JSON array (a whole export may sit on one line).
@@ -289,3 +290,24 @@ def external_id(source: Source, line: int, value: Any, key: str = "id") -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
         raise source.error(line, f"field '{key}' must be a non-empty string or integer")
     return str(value).strip()
+
+
+def records_checked(source: Source, records: Iterator[PostRecord]) -> Iterator[PostRecord]:
+    """The checks every importer shares: id length, duplicates within the file, storable text."""
+    first_line: dict[str, int] = {}
+    for record in records:
+        if len(record.external_id) > 255:
+            raise source.error(record.line, "id longer than 255 characters")
+        if record.external_id in first_line:
+            raise source.error(
+                record.line,
+                f"duplicate id {record.external_id!r} (first on line "
+                f"{first_line[record.external_id]})",
+            )
+        first_line[record.external_id] = record.line
+        if "\x00" in record.text:
+            raise source.error(record.line, "text contains a NUL character")
+        for item in record.items:
+            if not item.kind or len(item.kind) > 32:
+                raise source.error(record.line, f"item kind {item.kind!r}: 1 to 32 characters")
+        yield record

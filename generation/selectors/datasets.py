@@ -4,6 +4,7 @@ from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from generation.models import Batch, Dataset, ImportJob, KnowledgeItem, Post, StageResult
+from generation.services.items import DESCRIPTION_STAGES
 
 
 def _count(model, **filters) -> Subquery:
@@ -58,7 +59,7 @@ def posts_with_items(posts) -> QuerySet[Post]:
             Prefetch(
                 "stage_results",
                 queryset=StageResult.objects.filter(
-                    stage__in=["describe_image", "caption"], status=StageResult.Status.OK
+                    stage__in=DESCRIPTION_STAGES, status=StageResult.Status.OK
                 ).order_by("-id"),
                 to_attr="descriptions",
             ),

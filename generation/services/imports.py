@@ -1,51 +1,46 @@
 """Importing posts: the one place posts, their imported items and stage results are written.
 
-`posts_import` streams a file through its format's importer and writes posts in chunks, inside
-one transaction: a malformed line, a bad image or a conflict with posts already in the dataset
-rolls everything back. On PostgreSQL rows go in with COPY (ids drawn from the sequences first, so
-items can point at their posts); elsewhere with `bulk_create`.
+`posts_import` streams a file through its format's importer (`generation.importers`): a reader
+thread parses the next chunk of records while this one is written, inside one transaction, so a
+malformed line, a bad image or a conflict with posts already in the dataset rolls everything back.
+On PostgreSQL rows go in with COPY (`generation.copying`: ids drawn from the sequences first, so
+items can point at their posts); elsewhere with `bulk_create`. Images are checked by
+`generation.importers.images` and copied into storage here. Uploads run as background jobs:
+`generation.services.import_jobs`.
 """
 
 import json
-import logging
 import queue
-import shutil
-import stat
-import tempfile
 import threading
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import islice
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
-from PIL import Image, UnidentifiedImageError
 
-from generation.importers import FORMATS, format_detect, importer_for
-from generation.importers.base import ImportFileError, PostRecord, Source
-from generation.importers.matching import PostsByText, match_by_checked, records_match_by_text
-from generation.models import (
-    IMPORTED_KEY,
-    Batch,
-    Dataset,
-    ImportJob,
-    KnowledgeItem,
-    Post,
-    StageResult,
+from generation.copying import (
+    KNOWLEDGE_ITEM_FIELDS,
+    STAGE_RESULT_FIELDS,
+    KnowledgeItemRow,
+    StageResultRow,
+    copy_lines,
+    copy_text,
+    foreign_key_checks_skipped,
+    insert_rows,
 )
+from generation.importers import format_detect, importer_for
+from generation.importers.base import ImportFileError, PostRecord, Source, records_checked
+from generation.importers.images import ImagesFolder, image_suffix
+from generation.importers.matching import PostsByText, match_by_checked, records_match_by_text
+from generation.models import IMPORTED_KEY, Batch, Dataset, KnowledgeItem, Post, StageResult
 from generation.services.items import DESCRIPTION_STAGES, batch_link_own_items
-
-logger = logging.getLogger(__name__)
 
 CHUNK_POSTS = 2000
 MAX_WARNINGS_KEPT = 100
@@ -86,66 +81,18 @@ class ImportReport:
         return text
 
 
-IMAGE_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif"}
+class _StoredImages:
+    """The images an import copied into storage, deleted again if the import fails."""
 
-
-class _Images:
-    """Checks the images a file names and copies them into storage; forgets them on failure."""
-
-    def __init__(self, images_dir: Path | None, report: ImportReport) -> None:
-        self.root = images_dir.resolve() if images_dir else None
-        self.report = report
+    def __init__(self) -> None:
         self.saved: list[str] = []
-        self.unresolved = 0
-
-    def check(self, source: Source, record: PostRecord) -> Path | None:
-        if not record.image:
-            return None
-        if self.root is None:
-            self.unresolved += 1
-            return None
-        name = record.image.replace("\\", "/")
-        path = (self.root / name).resolve()
-        if PurePosixPath(name).is_absolute() or not path.is_relative_to(self.root):
-            raise source.error(
-                record.line, f"image path {record.image!r} escapes the images folder"
-            )
-        if not path.is_file():
-            self.report.warn(
-                f"{source.where(record.line)}: image {record.image!r} not found; "
-                "post imported without it"
-            )
-            return None
-        size = path.stat().st_size
-        if size > settings.DISTILLERY_MAX_IMAGE_BYTES:
-            raise source.error(
-                record.line,
-                f"image {record.image!r} is {size} bytes, above the cap of "
-                f"{settings.DISTILLERY_MAX_IMAGE_BYTES}",
-            )
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > settings.DISTILLERY_MAX_IMAGE_PIXELS:
-                    raise source.error(
-                        record.line,
-                        f"image {record.image!r} has {width}x{height} pixels, above the cap of "
-                        f"{settings.DISTILLERY_MAX_IMAGE_PIXELS}",
-                    )
-                image.verify()
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
-            raise source.error(record.line, f"{record.image!r} is not a readable image") from None
-        return path
 
     def save(self, dataset_id: int, path: Path) -> str:
-        # Named after the format Pillow read, never the uploaded name's extension: a PNG called
-        # `x.html` must not be served as a page of this site.
-        with Image.open(path) as image:
-            suffix = IMAGE_SUFFIXES.get(image.format or "", f".{(image.format or 'img').lower()}")
         with path.open("rb") as handle:
-            name = default_storage.save(f"posts/{dataset_id}/{path.stem}{suffix}", File(handle))
+            name = default_storage.save(
+                f"posts/{dataset_id}/{path.stem}{image_suffix(path)}", File(handle)
+            )
         self.saved.append(name)
-        self.report.images_imported += 1
         return name
 
     def discard(self) -> None:
@@ -153,131 +100,13 @@ class _Images:
             default_storage.delete(name)
 
 
-def _insert(model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
-    """Insert rows (values in `columns` order, JSON already dumped) and return their ids."""
-    if not rows:
-        return []
-    if connection.vendor == "postgresql":
-        return _insert_copy(model, columns, rows)
-    json_columns = {
-        f.attname for f in model._meta.concrete_fields if isinstance(f, models.JSONField)
-    }
-    objs = []
-    for row in rows:
-        values = dict(zip(columns, row, strict=True))
-        for column in json_columns & values.keys():
-            if values[column] is not None:
-                values[column] = json.loads(values[column])
-        objs.append(model(**values))
-    model.objects.bulk_create(objs, batch_size=500)
-    return [obj.pk for obj in objs]
-
-
-def _copy_text(value: Any) -> str:
-    """A value in COPY's text format (JSON columns arrive already dumped, as text).
-
-    Dispatches on the exact type first: this runs for every value of every row.
-    """
-    kind = type(value)
-    if kind is str:
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            value = (
-                value.replace("\\", "\\\\")
-                .replace("\t", "\\t")
-                .replace("\n", "\\n")
-                .replace("\r", "\\r")
-            )
-        return value
-    if kind is int:
-        return str(value)
-    if value is None:
-        return "\\N"
-    if kind is bool:
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _insert_copy(model: type[models.Model], columns: list[str], rows: list[tuple]) -> list[int]:
-    """COPY rows in (see `_copy_lines`), formatting their values here."""
-    # Rows of one insert share their timestamps: format those once.
-    constants = {
-        i: _copy_text(value)
-        for i, value in enumerate(rows[0])
-        if isinstance(value, datetime) and all(row[i] is value for row in rows)
-    }
-    lines = []
-    for row in rows:
-        if constants:
-            row = [constants.get(i, value) for i, value in enumerate(row)]
-        lines.append("\t".join(map(_copy_text, row)))
-    return _copy_lines(model, columns, lines)
-
-
-def _copy_lines(
-    model: type[models.Model], columns: list[str], lines: list[str], *, need_ids: bool = True
-) -> list[int]:
-    """COPY rows given as text-format lines (without their ids), returning the ids they got.
-
-    With `need_ids`, ids come from the table's sequence first, so that children can refer to
-    them; otherwise the database numbers the rows itself and no ids come back. Rows are
-    formatted by us and sent in large writes: the driver's per-row adaptation costs more than
-    the server's whole work.
-    """
-    if not lines:
-        return []
-    table = model._meta.db_table
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        if need_ids:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [table, len(lines)],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
-            lines = [f"{pk}\t{line}" for pk, line in zip(ids, lines, strict=True)]
-            columns = ["id", *columns]
-        names = ", ".join(quote(column) for column in columns)
-        with cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
-            for start in range(0, len(lines), 5000):
-                copy.write(("\n".join(lines[start : start + 5000]) + "\n").encode())
-    return ids if need_ids else []
-
-
-POST_COLUMNS = ["dataset_id", "external_id", "text", "image", "metadata", "created_at"]
-STAGE_COLUMNS = [
-    "post_id",
-    "stage",
-    "template_hash",
-    "model",
-    "params_hash",
-    "endpoint_key",
-    "parameters",
-    "batch_id",
-    "status",
-    "request",
-    "raw_answer",
-    "parsed",
-    "error",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms",
-    "attempts",
-    "created_at",
-    "updated_at",
-]
-ITEM_COLUMNS = [
-    "post_id",
-    "batch_id",
-    "kind",
-    "position",
-    "text",
-    "stage_result_id",
-    "description_result_id",
-    "provenance",
-    "created_at",
-]
+class PostRow(NamedTuple):
+    dataset: int
+    external_id: str
+    text: str
+    image: str
+    metadata: str
+    created_at: Any
 
 
 def _chunks(records: Iterator[PostRecord], size: int) -> Iterator[list[PostRecord]]:
@@ -330,52 +159,12 @@ def _prefetched(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join()
 
 
-def _checked(source: Source, records: Iterator[PostRecord]) -> Iterator[PostRecord]:
-    """Checks every importer shares: id length, duplicates within the file, storable text."""
-    first_line: dict[str, int] = {}
-    for record in records:
-        if len(record.external_id) > 255:
-            raise source.error(record.line, "id longer than 255 characters")
-        if record.external_id in first_line:
-            raise source.error(
-                record.line,
-                f"duplicate id {record.external_id!r} (first on line "
-                f"{first_line[record.external_id]})",
-            )
-        first_line[record.external_id] = record.line
-        if "\x00" in record.text:
-            raise source.error(record.line, "text contains a NUL character")
-        for item in record.items:
-            if not item.kind or len(item.kind) > 32:
-                raise source.error(record.line, f"item kind {item.kind!r}: 1 to 32 characters")
-        yield record
-
-
-@contextmanager
-def _foreign_key_triggers_skipped() -> Iterator[None]:
-    """On PostgreSQL, skip the per-row foreign key checks of the rows written inside, if allowed.
-
-    Every row the import writes points at the locked dataset, its own batch or rows written just
-    before in the same transaction, so the checks (one query per row at commit, a third of the
-    import's time) cannot fail. Needs superuser or `GRANT SET ON PARAMETER
-    session_replication_role`; without it the checks simply run. The setting is put back on the
-    way out, so a transaction around the import checks its own rows as usual.
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW session_replication_role")
-        previous = cursor.fetchone()[0]
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL session_replication_role = replica")
-    except DatabaseError:
-        previous = None
-    yield
-    if previous is not None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('session_replication_role', %s, true)", [previous])
+def dataset_name_checked(name: str) -> str:
+    """The dataset name without surrounding blanks; 1 to 200 characters."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ImportFileError("a dataset name of 1 to 200 characters is required")
+    return name
 
 
 def _head(path: Path) -> bytes:
@@ -404,25 +193,24 @@ def posts_import(
     """
     path = Path(path)
     name = source_name or str(path)
-    if not dataset_name.strip() or len(dataset_name.strip()) > 200:
-        raise ImportFileError("a dataset name of 1 to 200 characters is required")
+    dataset_name = dataset_name_checked(dataset_name)
     if images_dir is not None and not Path(images_dir).is_dir():
         raise ImportFileError(f"--images {images_dir}: not a folder")
     if format == "auto":
         format = format_detect(_head(path), name=name)
     importer = importer_for(format)
     total = path.stat().st_size
-    images: _Images | None = None
+    stored = _StoredImages()
     try:
         with transaction.atomic(), path.open("rb") as stream:
             dataset, created = Dataset.objects.get_or_create(
-                name=dataset_name.strip(), defaults={"created_by": created_by}
+                name=dataset_name, defaults={"created_by": created_by}
             )
             # Held until commit: the dataset cannot be deleted under the import, and two imports
             # into one dataset run one after the other (so the duplicate check stays true).
             dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
             report = ImportReport(dataset_id=dataset.pk, dataset_name=dataset.name, format=format)
-            images = _Images(Path(images_dir) if images_dir else None, report)
+            images = ImagesFolder(Path(images_dir) if images_dir else None, warn=report.warn)
             source = Source(stream, name=name, max_line_bytes=settings.DISTILLERY_MAX_LINE_BYTES)
             writer = _ChunkWriter(
                 dataset=dataset,
@@ -431,13 +219,16 @@ def posts_import(
                 pipeline=importer.PIPELINE,
                 source=source,
                 images=images,
+                stored=stored,
                 report=report,
                 created_by=created_by,
                 match_by=match_by_checked(match_by),
             )
-            chunks = _chunks(_checked(source, importer.read(source)), CHUNK_POSTS)
+            chunks = _chunks(records_checked(source, importer.read(source)), CHUNK_POSTS)
             # closing(): on an error the reader thread is stopped before the file is closed.
-            with _foreign_key_triggers_skipped(), closing(_prefetched(chunks)) as prefetched:
+            # Every row written points at the locked dataset, the import's own batch or rows
+            # written just before: the per-row foreign key checks cannot fail.
+            with foreign_key_checks_skipped(), closing(_prefetched(chunks)) as prefetched:
                 for chunk in prefetched:
                     writer.write(chunk)
                     if progress:
@@ -446,9 +237,9 @@ def posts_import(
             if progress:
                 progress(total, total)
     except BaseException:
-        if images is not None:
-            images.discard()
+        stored.discard()
         raise
+    report.images_imported = len(stored.saved)
     return report
 
 
@@ -461,7 +252,8 @@ class _ChunkWriter:
         format: str,
         pipeline: str,
         source: Source,
-        images: _Images,
+        images: ImagesFolder,
+        stored: _StoredImages,
         report: ImportReport,
         created_by,
         match_by: str = "id",
@@ -472,6 +264,7 @@ class _ChunkWriter:
         self.pipeline = pipeline
         self.source = source
         self.images = images
+        self.stored = stored
         self.report = report
         self.created_by = created_by
         self.batch: Batch | None = None
@@ -534,13 +327,13 @@ class _ChunkWriter:
             if "\\u0000" in metadata:
                 raise self.source.error(record.line, "metadata contains a NUL character")
             image_path = self.images.check(self.source, record)
-            image = self.images.save(self.dataset.pk, image_path) if image_path else ""
+            image = self.stored.save(self.dataset.pk, image_path) if image_path else ""
             post_rows.append(
-                (self.dataset.pk, record.external_id, record.text, image, metadata, self.now)
+                PostRow(self.dataset.pk, record.external_id, record.text, image, metadata, self.now)
             )
             for warning in record.warnings:
                 self.report.warn(warning)
-        post_ids = _insert(Post, POST_COLUMNS, post_rows)
+        post_ids = insert_rows(Post, list(PostRow._fields), post_rows)
         self.report.posts_created += len(post_ids)
         self._write_knowledge(fresh, post_ids)
 
@@ -552,35 +345,37 @@ class _ChunkWriter:
         for index, (record, post_id) in enumerate(zip(fresh, post_ids, strict=True)):
             for stage in record.stages:
                 stage_rows.append(
-                    (
-                        post_id,
-                        stage.stage,
-                        IMPORTED_HASH,
-                        stage.model,
-                        IMPORTED_HASH,
-                        IMPORTED_KEY,
-                        "{}",
-                        batch_id,
-                        StageResult.Status.FAILED if stage.error else StageResult.Status.OK,
-                        json.dumps(stage.request, ensure_ascii=False),
-                        stage.raw_answer,
-                        None if stage.parsed is None else json.dumps(stage.parsed),
-                        stage.error,
-                        0,
-                        0,
-                        0,
-                        1,
-                        self.now,
-                        self.now,
+                    StageResultRow(
+                        post=post_id,
+                        stage=stage.stage,
+                        template_hash=IMPORTED_HASH,
+                        model=stage.model,
+                        params_hash=IMPORTED_HASH,
+                        endpoint_key=IMPORTED_KEY,
+                        parameters="{}",
+                        batch=batch_id,
+                        endpoint=None,
+                        status=StageResult.Status.FAILED if stage.error else StageResult.Status.OK,
+                        request=json.dumps(stage.request, ensure_ascii=False),
+                        raw_answer=stage.raw_answer,
+                        parsed=None if stage.parsed is None else json.dumps(stage.parsed),
+                        error=stage.error,
+                        prompt_tokens=0,
+                        completion_tokens=0,
+                        latency_ms=0,
+                        attempts=1,
+                        created_at=self.now,
+                        updated_at=self.now,
                     )
                 )
                 stage_owner.append((index, stage.stage))
         stage_ids = dict(
-            zip(stage_owner, _insert(StageResult, STAGE_COLUMNS, stage_rows), strict=True)
+            zip(stage_owner, insert_rows(StageResult, STAGE_RESULT_FIELDS, stage_rows), strict=True)
         )
         self.report.stage_results_created += len(stage_ids)
         self.posts_failed += sum(any(stage.error for stage in r.stages) for r in fresh)
-        # On PostgreSQL item rows are formatted for COPY right here: there are millions of them.
+        # On PostgreSQL item rows are formatted for COPY right here, in KnowledgeItemRow's order:
+        # there are millions of them.
         copy = connection.vendor == "postgresql"
         now_text, batch_text = self.now.isoformat(), str(batch_id)
         item_rows: list = []
@@ -601,8 +396,8 @@ class _ChunkWriter:
             provenance = json.dumps(origin)
             head = f"{post_id}\t{batch_text}\t"
             tail = (
-                f"\t{_copy_text(stage_id)}\t{_copy_text(description_id)}\t"
-                f"{_copy_text(provenance)}\t{now_text}"
+                f"\t{copy_text(stage_id)}\t{copy_text(description_id)}\t"
+                f"{copy_text(provenance)}\t{now_text}"
             )
             # One (post, kind, text) is one item: a record that repeats one keeps the first.
             seen: set[tuple[str, str]] = set()
@@ -615,7 +410,7 @@ class _ChunkWriter:
                     item_provenance = json.dumps({**origin, **item.provenance}, ensure_ascii=False)
                 if not copy:
                     item_rows.append(
-                        (
+                        KnowledgeItemRow(
                             post_id,
                             batch_id,
                             item.kind,
@@ -629,21 +424,21 @@ class _ChunkWriter:
                     )
                 elif item_provenance is provenance:
                     item_rows.append(
-                        f"{head}{_copy_text(item.kind)}\t{item.position}\t"
-                        f"{_copy_text(item.text)}{tail}"
+                        f"{head}{copy_text(item.kind)}\t{item.position}\t"
+                        f"{copy_text(item.text)}{tail}"
                     )
                 else:
                     item_rows.append(
-                        f"{head}{_copy_text(item.kind)}\t{item.position}\t"
-                        f"{_copy_text(item.text)}\t{_copy_text(stage_id)}\t"
-                        f"{_copy_text(description_id)}\t"
-                        f"{_copy_text(item_provenance)}\t{now_text}"
+                        f"{head}{copy_text(item.kind)}\t{item.position}\t"
+                        f"{copy_text(item.text)}\t{copy_text(stage_id)}\t"
+                        f"{copy_text(description_id)}\t"
+                        f"{copy_text(item_provenance)}\t{now_text}"
                     )
         if copy:
             # Nothing refers to the items: the database numbers them.
-            _copy_lines(KnowledgeItem, ITEM_COLUMNS, item_rows, need_ids=False)
+            copy_lines(KnowledgeItem, KNOWLEDGE_ITEM_FIELDS, item_rows, need_ids=False)
         else:
-            _insert(KnowledgeItem, ITEM_COLUMNS, item_rows)
+            insert_rows(KnowledgeItem, KNOWLEDGE_ITEM_FIELDS, item_rows)
         self.report.items_created += len(item_rows)
 
     def finish(self) -> None:
@@ -669,210 +464,3 @@ class _ChunkWriter:
                 posts_failed=self.posts_failed,
                 finished_at=timezone.now(),
             )
-
-
-# Uploaded zips of images: refused when a member would land outside the folder (zip-slip), is a
-# link, or expands far beyond its compressed size or the caps (a zip bomb).
-MAX_ZIP_MEMBERS = 500_000
-MAX_ZIP_TOTAL_BYTES = 16 * 1024**3
-MAX_ZIP_RATIO = 200
-
-
-def images_zip_extract(*, archive: Path, target: Path, name: str = "images.zip") -> Path:
-    """Extract a zip of images into `target` and return the folder to read images from.
-
-    Every member is checked before anything is written, and the bytes actually written are
-    counted (a zip's declared sizes can lie). A zip whose files sit in one top folder yields that
-    folder, so `images/80.jpg` is found as `80.jpg`.
-    """
-    target = target.resolve()
-    try:
-        bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError):
-        raise ImportFileError(f"{name}: not a zip file") from None
-    with bundle:
-        members = [info for info in bundle.infolist() if not info.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise ImportFileError(f"{name}: more than {MAX_ZIP_MEMBERS} files; refused")
-        declared = 0
-        for info in members:
-            destination = (target / info.filename).resolve()
-            if (
-                info.filename.startswith(("/", "\\"))
-                or ".." in PurePosixPath(info.filename.replace("\\", "/")).parts
-                or not destination.is_relative_to(target)
-            ):
-                raise ImportFileError(f"{name}: {info.filename!r} escapes the folder; refused")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise ImportFileError(f"{name}: {info.filename!r} is a link; refused")
-            if info.file_size > settings.DISTILLERY_MAX_IMAGE_BYTES:
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} is above the image cap of "
-                    f"{settings.DISTILLERY_MAX_IMAGE_BYTES} bytes; refused"
-                )
-            if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1024):
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} expands {info.file_size} bytes from "
-                    f"{info.compress_size}; refused as a zip bomb"
-                )
-            declared += info.file_size
-        if declared > MAX_ZIP_TOTAL_BYTES:
-            raise ImportFileError(f"{name}: expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
-        for info in members:
-            destination = (target / info.filename).resolve()
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
-            try:
-                with bundle.open(info) as member, destination.open("wb") as out:
-                    while block := member.read(1024 * 1024):
-                        written += len(block)
-                        if written > info.file_size:
-                            raise ImportFileError(
-                                f"{name}: {info.filename!r} is larger than it says; refused"
-                            )
-                        out.write(block)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-                # zipfile reads no more than a member's header says, then finds the CRC wrong.
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} is damaged or not what its header says "
-                    f"({error}); refused"
-                ) from None
-    entries = list(target.iterdir())
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return target
-
-
-def import_job_create(
-    *,
-    file: UploadedFile,
-    dataset_name: str,
-    format: str = "auto",
-    images_zip: UploadedFile | None = None,
-    created_by=None,
-) -> ImportJob:
-    """Store an uploaded file (and zip of images) and queue its import in the background."""
-    from generation.tasks import import_job_run_task
-
-    if format != "auto" and format not in FORMATS:
-        raise ImportFileError(f"unknown format {format!r}")
-    if not dataset_name.strip() or len(dataset_name.strip()) > 200:
-        raise ImportFileError("a dataset name of 1 to 200 characters is required")
-    with transaction.atomic():
-        job = ImportJob.objects.create(
-            dataset_name=dataset_name.strip(),
-            format=format,
-            file=file,
-            images_zip=images_zip,
-            total_bytes=file.size or 0,
-            created_by=created_by,
-        )
-        transaction.on_commit(lambda: import_job_run_task.delay(job_id=job.pk))
-    return job
-
-
-class _JobProgress:
-    """Writes a running job's progress from its own thread and database connection.
-
-    The import holds one transaction open; its progress must be committed apart from it to be
-    seen. SQLite has one writer at a time, so there the job reports only when it ends.
-    """
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        self.latest = 0
-        self.written = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="import-progress", daemon=True)
-        # Inside an outer transaction the job row may be locked by this very connection: the
-        # progress thread would wait on it forever.
-        self.live = connection.vendor == "postgresql" and not connection.in_atomic_block
-
-    def __call__(self, done: int, total: int) -> None:
-        self.latest = done
-
-    def __enter__(self) -> "_JobProgress":
-        if self.live:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live:
-            self.stop.set()
-            self.thread.join()
-
-    def run(self) -> None:
-        from django.db import connection as own_connection
-
-        try:
-            while not self.stop.wait(0.5):
-                if self.latest != self.written:
-                    self.written = self.latest
-                    ImportJob.objects.filter(pk=self.job_id).update(processed_bytes=self.written)
-        finally:
-            own_connection.close()
-
-
-def import_job_run(*, job_id: int) -> ImportJob | None:
-    """Run a queued import job once: queued → running → done or failed (with the message)."""
-    started = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING
-    )
-    if not started:
-        return None  # already run, or running elsewhere
-    job = ImportJob.objects.select_related("created_by").get(pk=job_id)
-    upload_name = PurePosixPath(job.file.name).name
-    try:
-        with tempfile.TemporaryDirectory(prefix="distillery-import-") as tmp:
-            path = Path(tmp) / "upload"
-            with job.file.open("rb") as source, path.open("wb") as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
-            images_dir = None
-            if job.images_zip:
-                archive = Path(tmp) / "images.zip"
-                with job.images_zip.open("rb") as source, archive.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
-                images_dir = images_zip_extract(
-                    archive=archive,
-                    target=Path(tmp) / "images",
-                    name=PurePosixPath(job.images_zip.name).name,
-                )
-            ImportJob.objects.filter(pk=job_id).update(total_bytes=path.stat().st_size)
-            with _JobProgress(job_id) as progress:
-                report = posts_import(
-                    path=path,
-                    dataset_name=job.dataset_name,
-                    format=job.format,
-                    images_dir=images_dir,
-                    created_by=job.created_by,
-                    progress=progress,
-                    source_name=upload_name,
-                )
-    except ImportFileError as exc:
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.FAILED, error=str(exc), finished_at=timezone.now()
-        )
-    except Exception:
-        logger.exception("import job %s failed", job_id)
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.FAILED,
-            error="The import stopped on an internal error; the database is unchanged.",
-            finished_at=timezone.now(),
-        )
-        raise
-    else:
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.DONE,
-            dataset_id=report.dataset_id,
-            processed_bytes=models.F("total_bytes"),
-            posts_created=report.posts_created,
-            items_created=report.items_created,
-            warnings=[*report.warnings, *_more(report)],
-            finished_at=timezone.now(),
-        )
-    return ImportJob.objects.get(pk=job_id)
-
-
-def _more(report: ImportReport) -> list[str]:
-    hidden = report.warnings_total - len(report.warnings)
-    return [f"... and {hidden} more warnings"] if hidden > 0 else []

@@ -9,42 +9,30 @@ import json
 from typing import Any
 
 from django.db import connection
+from psycopg import sql
 
+from generation import copying
+from generation.copying import (
+    KNOWLEDGE_ITEM_FIELDS,
+    KnowledgeItemRow,
+    column_list,
+    execute,
+    table,
+)
 from generation.models import BatchItem, KnowledgeItem
 
 #: Stages whose answer is the image description (MIKO) or caption (CoTPD) shown beside items.
 DESCRIPTION_STAGES = ("describe_image", "caption")
 
-_ITEM_COPY_FIELDS = [
-    "post",
-    "batch",
-    "kind",
-    "position",
-    "text",
-    "stage_result",
-    "description_result",
-    "provenance",
-    "created_at",
-]
 
-
+# The runner (generation/execution.py) still reads these two as text; they go once it uses
+# generation.copying itself.
 def columns(model: type, names: list[str]) -> str:
-    """The database columns of these fields, comma-separated."""
-    return ", ".join(model._meta.get_field(name).column for name in names)
+    return column_list(model, names).as_string()
 
 
 def copy_into_temp(cursor: Any, model: type, names: list[str], rows: list[tuple]) -> str:
-    """COPY rows into a session temp table shaped like the model's; emptied at commit."""
-    table = f"_copy_{model._meta.db_table}"
-    cols = columns(model, names)
-    cursor.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {table} ON COMMIT DELETE ROWS "
-        f"AS SELECT {cols} FROM {model._meta.db_table} WITH NO DATA"
-    )
-    with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    return table
+    return copying.copy_into_temp(cursor, model, names, rows).as_string()
 
 
 def items_store(*, batch_id: int, items: list[KnowledgeItem], now: Any) -> None:
@@ -77,32 +65,37 @@ def items_store(*, batch_id: int, items: list[KnowledgeItem], now: Any) -> None:
 
 def _store_by_copy(batch_id: int, items: list[KnowledgeItem], now: Any) -> None:
     rows = [
-        (
-            item.post_id,
-            item.batch_id,
-            item.kind,
-            item.position,
-            item.text,
-            item.stage_result_id,
-            item.description_result_id,
-            json.dumps(item.provenance),
-            now,
+        KnowledgeItemRow(
+            post=item.post_id,
+            batch=item.batch_id,
+            kind=item.kind,
+            position=item.position,
+            text=item.text,
+            stage_result=item.stage_result_id,
+            description_result=item.description_result_id,
+            provenance=json.dumps(item.provenance),
+            created_at=now,
         )
         for item in items
     ]
-    item_table = KnowledgeItem._meta.db_table
-    cols = columns(KnowledgeItem, _ITEM_COPY_FIELDS)
+    cols = column_list(KnowledgeItem, KNOWLEDGE_ITEM_FIELDS)
     with connection.cursor() as cursor:
-        temp = copy_into_temp(cursor, KnowledgeItem, _ITEM_COPY_FIELDS, rows)
-        cursor.execute(
-            f"INSERT INTO {item_table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING"
+        temp = copying.copy_into_temp(cursor, KnowledgeItem, KNOWLEDGE_ITEM_FIELDS, rows)
+        execute(
+            cursor,
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                table(KnowledgeItem), cols, cols, temp
+            ),
         )
         # The join matches the unique index (post, kind, md5(text)).
-        cursor.execute(
-            f"INSERT INTO {BatchItem._meta.db_table} (batch_id, item_id) "
-            f"SELECT DISTINCT %s, i.id FROM {temp} t JOIN {item_table} i "
-            "ON i.post_id = t.post_id AND i.kind = t.kind AND md5(i.text) = md5(t.text) "
-            "ON CONFLICT DO NOTHING",
+        execute(
+            cursor,
+            sql.SQL(
+                "INSERT INTO {} (batch_id, item_id) "
+                "SELECT DISTINCT %s, i.id FROM {} t JOIN {} i "
+                "ON i.post_id = t.post_id AND i.kind = t.kind AND md5(i.text) = md5(t.text) "
+                "ON CONFLICT DO NOTHING"
+            ).format(table(BatchItem), temp, table(KnowledgeItem)),
             [batch_id],
         )
 
@@ -110,8 +103,10 @@ def _store_by_copy(batch_id: int, items: list[KnowledgeItem], now: Any) -> None:
 def batch_link_own_items(*, batch_id: int) -> None:
     """Link a batch to the items it created itself (imports write items without links)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {BatchItem._meta.db_table} (batch_id, item_id) "
-            f"SELECT batch_id, id FROM {KnowledgeItem._meta.db_table} WHERE batch_id = %s",
+        execute(
+            cursor,
+            sql.SQL(
+                "INSERT INTO {} (batch_id, item_id) SELECT batch_id, id FROM {} WHERE batch_id = %s"
+            ).format(table(BatchItem), table(KnowledgeItem)),
             [batch_id],
         )

@@ -11,7 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from accounts.permissions import admin_required
-from generation.importers import FORMAT_CHOICES, ImportFileError
+from config.errors import ApplicationError
+from generation.importers import FORMAT_CHOICES
 from generation.models import Dataset, ImportJob
 from generation.selectors.datasets import (
     dataset_get,
@@ -20,7 +21,8 @@ from generation.selectors.datasets import (
     post_list,
     posts_with_items,
 )
-from generation.services.imports import import_job_create
+from generation.selectors.items import description_text
+from generation.services.import_jobs import import_job_create
 
 POSTS_PER_PAGE = 20
 
@@ -35,7 +37,7 @@ def with_descriptions(posts) -> list:
     posts = list(posts)
     for post in posts:
         latest = post.descriptions[0] if post.descriptions else None
-        post.description = (latest.parsed or {}).get("description", "") if latest else ""
+        post.description = description_text(latest.parsed) if latest else ""
     return posts
 
 
@@ -84,7 +86,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
                     format=form.cleaned_data["format"],
                     created_by=request.user,
                 )
-            except ImportFileError as exc:
+            except ApplicationError as exc:
                 form.add_error(None, str(exc))
             else:
                 return redirect("generation:import-detail", job_id=job.pk)

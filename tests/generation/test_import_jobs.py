@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from generation.importers import ImportFileError
+from generation.importers.archives import images_zip_extract
 from generation.models import ImportJob, KnowledgeItem, Post
-from generation.services.imports import images_zip_extract, import_job_create
+from generation.services.import_jobs import import_job_create
 from generation.tasks import import_job_run_task
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from generation.fake_openai import FakeOpenAIServer
 from generation.models import KnowledgeItem
 from generation.services.batches import batch_launch
 from generation.services.endpoints import endpoint_create
-from generation.services.imports import import_job_create
+from generation.services.import_jobs import import_job_create
 from generation.tasks import import_job_run_task
 from tests.conftest import browser_login
 from tests.generation.batch_fixtures import make_posts

@@ -31,7 +31,7 @@ from evaluation.selectors.filters import ItemFilters
 from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
 from generation.services.endpoints import endpoint_create
-from generation.services.imports import import_job_create
+from generation.services.import_jobs import import_job_create
 from tests.annotation.factories import miko_batch
 
 
