@@ -1,8 +1,17 @@
+"""The Django admin of the annotation app.
+
+What the API refuses to change, the admin shows read-only: a campaign's overlap once it exists
+(the tasks' counters were built on it), a task's `taken` and an assignment's `status` (only the
+claim, submit, skip and expiry keep them consistent). Settings are checked by the validators the
+form and API use (annotation.validators); gold answers go through the service.
+"""
+
 from django.contrib import admin
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.selectors import tasks_with_done
 from annotation.services import campaign_add_tasks, gold_answers_set
+from annotation.validators import CAMPAIGN_VALIDATORS
 
 
 class QuestionInline(admin.TabularInline):
@@ -16,6 +25,17 @@ class CampaignAdmin(admin.ModelAdmin):
     filter_horizontal = ["members", "batches"]
     inlines = [QuestionInline]
     actions = ["add_tasks"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The overlap is chosen when the campaign is made, never changed afterwards (as the API).
+        return ["overlap"] if obj is not None else []
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        validator = CAMPAIGN_VALIDATORS.get(db_field.name)
+        if field is not None and validator is not None:
+            field.validators.append(validator)
+        return field
 
     def save_related(self, request, form, formsets, change) -> None:
         # Batches and kinds are known only now: give every post with items its task.
@@ -32,6 +52,7 @@ class CampaignAdmin(admin.ModelAdmin):
 class TaskAdmin(admin.ModelAdmin):
     list_display = ["id", "campaign", "post", "is_gold", "taken", "done"]
     raw_id_fields = ["post"]
+    readonly_fields = ["taken"]
     show_full_result_count = False
 
     def get_queryset(self, request):
@@ -47,6 +68,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_display = ["id", "campaign", "post", "annotator", "status", "expires_at"]
     list_filter = ["status"]
     raw_id_fields = ["task", "post"]
+    readonly_fields = ["status"]
     show_full_result_count = False
 
 

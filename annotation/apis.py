@@ -1,7 +1,9 @@
 """REST API: next task, submit, skip, my ratings (annotators); campaigns and progress (admins).
 
 Annotators reach only campaigns they are members of, and only their own assignments and ratings:
-anything else answers 404, so the API does not reveal what exists.
+anything else answers 404, so the API does not reveal what exists. A request the rules refuse
+raises `AnnotationError` in the services, which the shared handler (config/errors.py) answers as
+400 `{"detail": message}`.
 """
 
 import math
@@ -11,12 +13,19 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin, is_admin
+from annotation.hot_path import (
+    member_campaign,
+    member_campaign_and_lease,
+    own_assignment,
+    own_assignment_to_submit,
+    task_data,
+)
 from annotation.models import Assignment, Campaign
 from annotation.rendering import render_markdown
 from annotation.scales import SCALES
@@ -24,15 +33,9 @@ from annotation.selectors import (
     annotator_progress,
     campaign_progress,
     campaigns_visible_to,
-    member_campaign,
-    member_campaign_and_lease,
-    own_assignment,
-    own_assignment_to_submit,
     ratings_of,
-    task_data,
 )
 from annotation.services import (
-    AnnotationError,
     QuestionSpec,
     RatingInput,
     assignment_claim,
@@ -42,6 +45,7 @@ from annotation.services import (
     campaign_update,
     gold_answers_set,
 )
+from annotation.validators import validate_gold_rate, validate_lease_minutes, validate_overlap
 from config.pagination import paginate, paginated
 from generation.models import Batch, Dataset
 
@@ -99,10 +103,6 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-MAX_OVERLAP = 100
-MAX_LEASE_MINUTES = 7 * 24 * 60
-
-
 class CampaignInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
@@ -111,10 +111,10 @@ class CampaignInputSerializer(serializers.Serializer):
     )
     kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     questions = QuestionSerializer(many=True, required=False, default=list)
-    overlap = serializers.IntegerField(min_value=1, max_value=MAX_OVERLAP, default=3)
-    lease_minutes = serializers.IntegerField(min_value=1, max_value=MAX_LEASE_MINUTES, default=15)
+    overlap = serializers.IntegerField(validators=[validate_overlap], default=3)
+    lease_minutes = serializers.IntegerField(validators=[validate_lease_minutes], default=15)
     instructions = serializers.CharField(required=False, allow_blank=True, default="")
-    gold_rate = serializers.FloatField(min_value=0, max_value=1, default=0.0)
+    gold_rate = serializers.FloatField(validators=[validate_gold_rate], default=0.0)
     members = serializers.SlugRelatedField(
         many=True, slug_field="username", queryset=User.objects.all(), required=False, default=list
     )
@@ -122,10 +122,8 @@ class CampaignInputSerializer(serializers.Serializer):
 
 class CampaignUpdateSerializer(serializers.Serializer):
     instructions = serializers.CharField(required=False, allow_blank=True)
-    lease_minutes = serializers.IntegerField(
-        min_value=1, max_value=MAX_LEASE_MINUTES, required=False
-    )
-    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    lease_minutes = serializers.IntegerField(validators=[validate_lease_minutes], required=False)
+    gold_rate = serializers.FloatField(validators=[validate_gold_rate], required=False)
     is_active = serializers.BooleanField(required=False)
     show_gold_accuracy = serializers.BooleanField(required=False)
     members = serializers.SlugRelatedField(
@@ -265,14 +263,11 @@ class CampaignListApi(APIView):
             QuestionSpec(q["name"], q["prompt"] or q["name"].capitalize(), q["scale"])
             for q in data["questions"]
         ]
-        try:
-            campaign = campaign_create(
-                **{k: v for k, v in data.items() if k != "questions"},
-                questions=questions,
-                created_by=request.user,
-            )
-        except AnnotationError as error:
-            raise ValidationError({"detail": str(error)}) from None
+        campaign = campaign_create(
+            **{k: v for k, v in data.items() if k != "questions"},
+            questions=questions,
+            created_by=request.user,
+        )
         return Response(CampaignOutputSerializer(campaign).data, status=status.HTTP_201_CREATED)
 
 
@@ -327,10 +322,7 @@ class CampaignGoldApi(APIView):
         serializer = GoldAnswerInputSerializer(data=request.data, many=True)
         serializer.is_valid(raise_exception=True)
         answers = [(a["item"], a["question"], a["value"]) for a in serializer.validated_data]
-        try:
-            stored = gold_answers_set(campaign=campaign, answers=answers)
-        except AnnotationError as error:
-            raise ValidationError({"detail": str(error)}) from None
+        stored = gold_answers_set(campaign=campaign, answers=answers)
         return Response({"stored": len(stored)})
 
 
@@ -379,12 +371,9 @@ class SubmitApi(APIView):
                 serializer.validated_data["seconds"],
             )
         ratings, seconds = submission
-        try:
-            done = assignment_submit(
-                assignment=assignment, ratings=ratings, seconds=seconds, targets=targets
-            )
-        except AnnotationError as error:
-            raise ValidationError({"detail": str(error)}) from None
+        done = assignment_submit(
+            assignment=assignment, ratings=ratings, seconds=seconds, targets=targets
+        )
         return Response(
             {
                 "assignment": done.pk,

@@ -1,7 +1,10 @@
+"""The admins' campaign form; its settings are checked by `annotation.validators`."""
+
 from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.scales import DEFAULT_QUESTIONS, SCALES
+from annotation.validators import validate_gold_rate, validate_lease_minutes, validate_overlap
 from generation.models import Batch, Dataset
 
 
@@ -21,9 +24,9 @@ class CampaignForm(forms.Form):
         help_text="Comma-separated question names; plausibility and typicality have prompts.",
     )
     scale = forms.ChoiceField(choices=[(s.key, s.label) for s in SCALES.values()], initial="1-5")
-    overlap = forms.IntegerField(min_value=1, max_value=50, initial=3)
-    lease_minutes = forms.IntegerField(min_value=1, initial=15)
-    gold_rate = forms.FloatField(min_value=0, max_value=1, initial=0)
+    overlap = forms.IntegerField(validators=[validate_overlap], initial=3)
+    lease_minutes = forms.IntegerField(validators=[validate_lease_minutes], initial=15)
+    gold_rate = forms.FloatField(validators=[validate_gold_rate], initial=0)
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), required=False)
     members = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),

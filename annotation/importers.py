@@ -13,18 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from annotation.errors import AnnotationError
+
 FORMATS = ("csv", "label-studio", "miko-release")
 CSV_COLUMNS = ("post_id", "kind", "annotator", "question", "value")
 # Label Studio's MIKO project: three levels, from the lowest to the highest.
 LABEL_STUDIO_LEVELS = {"不相关": 0, "一般相关": 1, "非常相关": 2}
 LABEL_STUDIO_FIELD = re.compile(r"^(?P<question>[A-Za-z_]+?)(?P<position>\d+)$")
+WHOLE_NUMBER = re.compile(r"[-+]?[0-9]+")
 MIKO_RELEASE_QUESTION = "relevance"
 MIKO_RELEASE_ANNOTATOR = "miko-release"
 DEFAULT_SCALES = {"csv": "1-5", "label-studio": "miko-3", "miko-release": "binary"}
 
 
-class RatingFileError(ValueError):
-    pass
+class RatingFileError(AnnotationError):
+    """A file that cannot be read as ratings; the message names the file and the place."""
 
 
 @dataclass(frozen=True)
@@ -131,11 +134,9 @@ def read_csv(path: Path) -> Iterator[RatingRow]:
             ):
                 if not cell:
                     raise reader.error(line, f"{name} is empty")
-            try:
-                number = int(value)
-            except ValueError:
-                raise reader.error(line, f"value {value!r} is not a whole number") from None
-            yield RatingRow(line, post, annotator, question, kind=kind, value=number)
+            if not WHOLE_NUMBER.fullmatch(value):
+                raise reader.error(line, f"value {value!r} is not a whole number")
+            yield RatingRow(line, post, annotator, question, kind=kind, value=int(value))
 
 
 def read_label_studio(path: Path, *, annotator: str | None = None) -> Iterator[RatingRow]:

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from annotation.errors import AnnotationError
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -50,8 +52,9 @@ DEFAULT_QUESTIONS: dict[str, str] = {
 
 
 def get_scale(key: str) -> Scale:
+    """The scale of this key; an AnnotationError names the known ones otherwise."""
     try:
         return SCALES[key]
     except KeyError:
         known = ", ".join(SCALES)
-        raise ValueError(f"unknown scale {key!r}; known scales: {known}") from None
+        raise AnnotationError(f"unknown scale {key!r}; known scales: {known}") from None

@@ -3,6 +3,8 @@
 The rating page works as plain forms; with htmx the form swaps the next post into `#task`.
 """
 
+import re
+
 from django.contrib import messages
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
@@ -118,26 +120,30 @@ def _next_task(request: HttpRequest, campaign: Campaign) -> HttpResponse:
     return response
 
 
+# The rating form's fields: `r-<item id>-<question id>` = value; and the seconds the page measured.
+_RATING_FIELD = re.compile(r"r-([0-9]+)-([0-9]+)")
+_WHOLE_NUMBER = re.compile(r"\s*[-+]?[0-9]+\s*")
+_DECIMAL = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
+
+
 def _posted_ratings(request: HttpRequest) -> tuple[list[RatingInput], dict]:
     ratings, values = [], {}
     for key, raw in request.POST.items():
         if not key.startswith("r-"):
             continue
-        try:
-            _, item_id, question_id = key.split("-")
-            rating = RatingInput(int(item_id), int(question_id), int(raw))
-        except ValueError:
-            raise AnnotationError(f"{raw!r} is not a valid rating") from None
+        field = _RATING_FIELD.fullmatch(key)
+        if field is None or not _WHOLE_NUMBER.fullmatch(raw):
+            raise AnnotationError(f"{raw!r} is not a valid rating")
+        rating = RatingInput(int(field[1]), int(field[2]), int(raw))
         ratings.append(rating)
         values[(rating.item_id, rating.question_id)] = rating.value
     return ratings, values
 
 
 def _seconds(request: HttpRequest) -> float | None:
-    try:
-        return float(request.POST["seconds"])
-    except (KeyError, ValueError):
-        return None
+    """The seconds the page measured; None (the lease's time counts) when absent or not a number."""
+    raw = request.POST.get("seconds", "")
+    return float(raw) if _DECIMAL.fullmatch(raw) else None
 
 
 def assignment_rate(request: HttpRequest, pk: int, assignment_id: int) -> HttpResponse:

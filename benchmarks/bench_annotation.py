@@ -428,11 +428,11 @@ def explain_claim(campaign) -> None:
     from django.db import connection, transaction
 
     from accounts.services import user_create_annotator
-    from annotation.services import _claimable
+    from annotation.hot_path import claimable
 
     user = user_create_annotator(username="bench-explain", password=None)
     query = (
-        _claimable(campaign=campaign, annotator=user, gold=False)
+        claimable(campaign=campaign, annotator=user, gold=False)
         .select_for_update(skip_locked=True, of=("self",))
         .only("id")[:1]
     )

@@ -11,8 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import user_create_annotator
 from annotation.apis import TaskSerializer
-from annotation.models import Assignment, Rating, Task
-from annotation.selectors import (
+from annotation.hot_path import (
     member_campaign,
     member_campaign_and_lease,
     own_assignment,
@@ -20,8 +19,9 @@ from annotation.selectors import (
     rating_targets,
     task_data,
     task_data_from_view,
-    task_view,
 )
+from annotation.models import Assignment, Rating, Task
+from annotation.selectors import task_view
 from annotation.services import (
     assignment_claim,
     assignment_submit,

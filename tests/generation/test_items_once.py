@@ -6,8 +6,9 @@ API read what annotators would see.
 
 import pytest
 
+from annotation.hot_path import task_data
 from annotation.models import Assignment
-from annotation.selectors import campaign_items, task_data, task_view
+from annotation.selectors import campaign_items, task_view
 from annotation.services import assignment_claim, campaign_create
 from generation.execution import batch_execute
 from generation.fake_openai import FakeOpenAIServer

@@ -1,6 +1,8 @@
 """`create_campaign NAME --dataset NAME [--batch ID ...] [--kinds K,K] [--questions Q,Q]
 [--scale 1-5] [--overlap 3] [--annotators A,B]`."""
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -39,10 +41,9 @@ class Command(BaseCommand):
         # call_command(..., name=value) skips argparse's `type`: normalise here too.
         for key in ("kinds", "questions", "annotators"):
             options[key] = _names(options[key])
-        try:
-            options["batch"] = [int(b) for b in options["batch"]]
-        except (TypeError, ValueError):
-            raise CommandError(f"batch ids must be numbers: {options['batch']}") from None
+        if not all(re.fullmatch(r"[0-9]+", str(b).strip()) for b in options["batch"]):
+            raise CommandError(f"batch ids must be numbers: {options['batch']}")
+        options["batch"] = [int(b) for b in options["batch"]]
         try:
             dataset = Dataset.objects.get(name=options["dataset"])
         except Dataset.DoesNotExist:
