@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from tests.conftest import PASSWORD, browser_login
+from tests.helpers import PASSWORD, browser_login
 
 pytestmark = pytest.mark.django_db
 

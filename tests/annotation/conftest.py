@@ -1,13 +1,9 @@
+"""Fixtures of the annotation tests: a MIKO dataset and a two-member campaign over it."""
+
 import pytest
-from django.core.cache import cache
 
 from annotation.services import campaign_create
-from tests.annotation.factories import DatasetFactory, miko_batch
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
+from tests.factories import DatasetFactory, miko_batch
 
 
 @pytest.fixture
@@ -26,14 +22,3 @@ def campaign(dataset, annotator, other_annotator):
         instructions="Rate **every** item. <script>alert(1)</script>",
         members=[annotator, other_annotator],
     )
-
-
-def full_ratings(view, value=3):
-    """RatingInputs for every item and question of a TaskView."""
-    from annotation.services import RatingInput
-
-    return [
-        RatingInput(item.item.pk, q.question.pk, value)
-        for item in view.items
-        for q in view.questions
-    ]

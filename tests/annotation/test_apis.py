@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 from accounts.services import user_create_annotator
 from annotation.models import Assignment, Campaign, Rating, Task
 from annotation.selectors import tasks_with_done
-from tests.annotation.factories import miko_batch
+from tests.factories import miko_batch
 
 
 def next_task(api, campaign):

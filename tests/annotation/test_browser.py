@@ -4,8 +4,8 @@ import pytest
 
 from annotation.models import Assignment, Rating
 from annotation.services import campaign_create
-from tests.annotation.factories import miko_batch
-from tests.conftest import browser_login
+from tests.factories import miko_batch
+from tests.helpers import browser_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.models import Assignment, Campaign, Rating, Task
 from annotation.selectors import tasks_with_done
-from tests.annotation.factories import miko_batch
+from tests.factories import miko_batch
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data" / "miko"
 

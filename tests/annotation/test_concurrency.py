@@ -15,8 +15,8 @@ from annotation.services import (
     campaign_create,
     leases_expire,
 )
-from tests.annotation.conftest import full_ratings
-from tests.annotation.factories import DatasetFactory, miko_batch
+from tests.factories import DatasetFactory, miko_batch
+from tests.helpers import full_ratings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -29,8 +29,8 @@ from annotation.services import (
     leases_expire,
 )
 from generation.models import Post
-from tests.annotation.conftest import full_ratings
-from tests.annotation.factories import DatasetFactory, miko_batch
+from tests.factories import DatasetFactory, miko_batch
+from tests.helpers import full_ratings
 
 pytestmark = pytest.mark.postgres
 

@@ -21,8 +21,8 @@ from annotation.services import (
     gold_answers_set,
     leases_expire,
 )
-from tests.annotation.conftest import full_ratings
-from tests.annotation.factories import DatasetFactory, miko_batch
+from tests.factories import DatasetFactory, miko_batch
+from tests.helpers import full_ratings
 
 
 def test_campaign_create_makes_one_task_per_post_with_items(dataset):

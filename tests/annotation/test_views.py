@@ -8,8 +8,8 @@ from accounts.services import user_create_annotator
 from annotation.models import Assignment, Campaign, Rating, Task
 from annotation.selectors import task_view, tasks_with_done
 from annotation.services import assignment_claim
-from tests.annotation.factories import miko_batch
-from tests.conftest import PASSWORD
+from tests.factories import miko_batch
+from tests.helpers import PASSWORD
 
 
 def form_data(view, value="3"):

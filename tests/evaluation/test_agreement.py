@@ -14,7 +14,7 @@ from annotation.models import GoldAnswer, Question, Rating
 from evaluation.models import AgreementResult
 from evaluation.services import agreement_current
 from evaluation.tasks import agreement_refresh_task
-from tests.evaluation.factories import (
+from tests.factories import (
     annotators,
     campaign_create,
     posts_with_items,

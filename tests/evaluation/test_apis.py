@@ -4,7 +4,7 @@ import pytest
 
 from evaluation.models import ExportJob
 from evaluation.tasks import export_run_task
-from tests.evaluation.factories import annotators, campaign_create, posts_with_items, rate
+from tests.factories import annotators, campaign_create, posts_with_items, rate
 
 PLAUSIBILITY = [[5, 4, 2, 5, 1, 3], [4, 4, 3, 5, 2, 3], [5, 3, 1, 4, 1, 2]]
 TYPICALITY = [[4, 2, 3, 5, 1, 1], [3, 3, 3, 4, 2, 2], [4, 2, 3, 1, 1, 1]]

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from evaluation.augmentations import gold_labels, project_replacement, project_style, tokenize
 from generation.models import Batch, BatchItem, KnowledgeItem, Post, StageResult
 from generation.services.imports import posts_import
-from tests.evaluation.factories import annotators, campaign_create, describe, rate
+from tests.factories import annotators, campaign_create, describe, rate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cotpd"
 ZIMMERMAN = "1015799"  # "... where George Zimmerman got shot at ..." (PER at tokens 8-9)

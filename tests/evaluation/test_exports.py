@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from evaluation.exports import export as export_module
 from generation.models import Post
-from tests.evaluation.factories import annotators, campaign_create, posts_with_items, rate
+from tests.factories import annotators, campaign_create, posts_with_items, rate
 
 KINDS = ["xWant", "xIntent", "open"]
 # Coders × 12 items (4 posts × 3 kinds, in post order). None: not rated.

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from evaluation.models import ExportJob
 from config.errors import ApplicationError
+from evaluation.models import ExportJob
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY, rating_exclusions
 from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.selectors.scores import item_scores, score_summaries
-from tests.evaluation.factories import annotators, campaign_create, gold, posts_with_items, rate
+from tests.factories import annotators, campaign_create, gold, posts_with_items, rate
 
 KINDS = ["xWant", "xIntent", "open"]
 # Coders × 12 items (4 posts × 3 kinds, in post order). None: not rated, so items have 2, 3 or 4

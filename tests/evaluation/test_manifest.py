@@ -20,7 +20,7 @@ from evaluation.selectors.filters import ItemFilters
 from evaluation.services import export_run, export_to_path
 from generation.models import Endpoint, StageResult
 from generation.pipelines.base import get_pipeline
-from tests.evaluation.factories import annotators, campaign_create, posts_with_items, rate
+from tests.factories import annotators, campaign_create, posts_with_items, rate
 
 COTPD = get_pipeline("cotpd")
 KINDS = ["cot_noun", "cot_sentence"]

@@ -4,8 +4,8 @@ import pytest
 
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.tasks import export_run_task
-from tests.conftest import browser_login
-from tests.evaluation.factories import annotators, campaign_create, gold, posts_with_items, rate
+from tests.factories import annotators, campaign_create, gold, posts_with_items, rate
+from tests.helpers import browser_login
 
 PLAUSIBILITY = [[5, 4, 2, 5, 1, 3], [4, 4, 3, 5, 2, 3], [5, 3, 1, 4, 1, 2]]
 

@@ -7,8 +7,7 @@ from django.urls import reverse
 from generation.execution import batch_execute
 from generation.models import Batch, KnowledgeItem
 from generation.services.batches import batch_launch
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
+from tests.factories import fake_endpoint, make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 

@@ -12,9 +12,8 @@ from django.db import connection, connections
 
 from generation import tasks
 from generation.models import Batch
-from tests.conftest import browser_login
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
+from tests.factories import fake_endpoint, make_posts
+from tests.helpers import browser_login
 
 pytestmark = [
     pytest.mark.browser,

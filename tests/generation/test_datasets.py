@@ -6,7 +6,7 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from tests.generation.factories import DatasetFactory, PostFactory, miko_items_for
+from tests.factories import DatasetFactory, PostFactory, miko_items_for
 
 pytestmark = pytest.mark.django_db
 

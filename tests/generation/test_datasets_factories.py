@@ -1,6 +1,6 @@
 import pytest
 
-from tests.generation.factories import KnowledgeItemFactory, PostFactory, miko_items_for
+from tests.factories import KnowledgeItemFactory, PostFactory, miko_items_for
 
 pytestmark = pytest.mark.django_db
 

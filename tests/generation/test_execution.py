@@ -17,8 +17,7 @@ from generation.services.batches import (
     batch_resume,
     batch_retry_failed,
 )
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
+from tests.factories import fake_endpoint, make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 

@@ -11,9 +11,7 @@ from generation.execution import batch_execute  # noqa: E402
 from generation.models import Batch, StageResult  # noqa: E402
 from generation.services.batches import batch_launch  # noqa: E402
 from generation.services.endpoints import endpoint_create  # noqa: E402
-from tests.generation.batch_fixtures import *  # noqa: E402, F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts  # noqa: E402
-from tests.generation.test_backends_transformers import model_dirs  # noqa: E402, F401
+from tests.factories import fake_endpoint, make_posts  # noqa: E402
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 

@@ -12,8 +12,7 @@ from generation.importers import ImportFileError
 from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
 from generation.services import imports
 from generation.services.imports import posts_import
-from tests.generation.factories import PostFactory
-from tests.generation.test_import_posts import make_image
+from tests.factories import PostFactory, make_image
 
 pytestmark = pytest.mark.django_db
 

@@ -12,16 +12,11 @@ from PIL import Image
 from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
 from generation.pipelines.miko import MIKO_KINDS
 from generation.services.imports import posts_import
+from tests.factories import make_image
 
 pytestmark = pytest.mark.django_db
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
-
-
-def make_image(path: Path, size: tuple[int, int] = (32, 24), fmt: str = "JPEG") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (200, 120, 40)).save(path, fmt)
-    return path
 
 
 def run_import(path: Path, dataset: str = "d", **options) -> tuple[str, str]:

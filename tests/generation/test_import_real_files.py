@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from generation.models import Batch, Dataset, KnowledgeItem, Post, StageResult
 from generation.pipelines.miko import MIKO_KINDS
-from tests.generation.test_import_posts import make_image
+from tests.factories import make_image
 
 pytestmark = pytest.mark.django_db
 

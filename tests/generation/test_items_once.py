@@ -17,8 +17,7 @@ from generation.selectors.datasets import dataset_get
 from generation.selectors.items import item_descriptions, item_sources, items_of_batches
 from generation.services.batches import batch_launch, batch_retry_failed
 from generation.services.endpoints import endpoint_create
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
+from tests.factories import fake_endpoint, make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 

@@ -28,8 +28,7 @@ from annotation.selectors import tasks_with_done
 from annotation.services import leases_expire
 from generation.fake_openai import FakeOpenAIServer
 from generation.models import Batch, KnowledgeItem, StageResult
-from tests.conftest import PASSWORD, browser_login
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
+from tests.helpers import PASSWORD, browser_login
 
 pytestmark = [
     pytest.mark.browser,

@@ -22,8 +22,8 @@ from generation.services.batches import batch_launch
 from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
 from generation.tasks import import_job_run_task
-from tests.conftest import browser_login
-from tests.generation.batch_fixtures import make_posts
+from tests.factories import make_posts
+from tests.helpers import browser_login
 from tests.system.routes import fill, is_api, url_patterns
 from tests.system.world import World, build_world
 

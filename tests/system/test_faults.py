@@ -39,12 +39,8 @@ from generation.execution import batch_execute
 from generation.models import Batch, BatchItem, Endpoint, KnowledgeItem, Post, StageResult
 from generation.pipelines.miko import MIKO_KINDS
 from generation.services.batches import batch_launch
-from tests.annotation.factories import miko_batch
-from tests.generation import test_execution_worker as worker_tests
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
-from tests.generation.factories import BatchFactory, DatasetFactory
-from tests.generation.test_execution_worker import kill, wait_for
+from tests.factories import BatchFactory, DatasetFactory, fake_endpoint, make_posts, miko_batch
+from tests.helpers import kill, redis_broker, start_worker, use_broker, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -57,37 +53,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def use_broker(monkeypatch, url: str) -> None:
-    """This process sends its tasks (launch, resume, export) to `url`, where the workers listen."""
-    from config.celery import app
-
-    monkeypatch.setattr(app.conf, "broker_url", url)
-    monkeypatch.setattr(app.conf, "broker_transport_options", {})
-    # Fresh connection and producer pools, left open afterwards: kombu keeps pools by URL, and a
-    # closed one would be handed to the next test that uses the same URL.
-    monkeypatch.setattr(app, "_pool", None)
-    monkeypatch.setattr(app.amqp, "_producer_pool", None)
-
-
 @pytest.fixture
 def broker(monkeypatch) -> Iterator[str]:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"needs Redis at {REDIS_URL}")
-    client.flushdb()
-    use_broker(monkeypatch, REDIS_URL)
-    yield REDIS_URL
-    client.flushdb()
-
-
-def start_worker(settings, monkeypatch, broker_url: str) -> subprocess.Popen:
-    """The batch tests' worker (lease 2 s, fast retries), listening on `broker_url`."""
-    monkeypatch.setattr(worker_tests, "REDIS_URL", broker_url)
-    return worker_tests.start_worker(settings)
+    with redis_broker(monkeypatch, REDIS_URL) as url:
+        yield url
 
 
 def stored_once(batch: Batch, posts: int) -> None:
@@ -120,7 +89,7 @@ def test_a_worker_killed_mid_batch_and_restarted_finishes_the_batch_by_itself(
     broker, fake_server, call_log, settings, monkeypatch
 ) -> None:
     """Unlike the batch tests' worker test, nobody calls resume: the restarted worker must."""
-    first = start_worker(settings, monkeypatch, broker)
+    first = start_worker(settings, broker)
     second = None
     try:
         batch, _ = batch_under_way(fake_server)
@@ -133,7 +102,7 @@ def test_a_worker_killed_mid_batch_and_restarted_finishes_the_batch_by_itself(
             for r in StageResult.objects.filter(batch=batch).exclude(stage="describe_image")
         }
 
-        second = start_worker(settings, monkeypatch, broker)
+        second = start_worker(settings, broker)
         wait_for(
             lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
             60,
@@ -204,7 +173,7 @@ def own_redis(monkeypatch) -> Iterator[RedisServer]:
 def test_redis_restarted_mid_batch_loses_and_duplicates_nothing(
     own_redis, fake_server, call_log, settings, monkeypatch
 ) -> None:
-    worker = start_worker(settings, monkeypatch, own_redis.url)
+    worker = start_worker(settings, own_redis.url)
     try:
         batch, endpoint = batch_under_way(fake_server)
         own_redis.kill()
@@ -238,7 +207,7 @@ def test_a_batch_waiting_in_the_queue_when_redis_restarts_still_runs(
 ) -> None:
     """The worker (one process) is busy; the second batch's message waits in Redis and is lost
     with it (no persistence, as with a crash before the append-only file is written)."""
-    worker = start_worker(settings, monkeypatch, own_redis.url)
+    worker = start_worker(settings, own_redis.url)
     try:
         first, endpoint = batch_under_way(fake_server)
         waiting = batch_launch(dataset=make_posts("waiting", 3), pipeline="miko", endpoint=endpoint)
@@ -395,7 +364,7 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
 def test_the_workers_database_connection_dropped_mid_batch_loses_and_duplicates_nothing(
     broker, fake_server, call_log, settings, monkeypatch
 ) -> None:
-    worker = start_worker(settings, monkeypatch, broker)
+    worker = start_worker(settings, broker)
     try:
         batch, _ = batch_under_way(fake_server)
         own = {connection.cursor().connection.info.backend_pid}
@@ -496,7 +465,7 @@ def test_an_export_worker_killed_mid_file_offers_no_download_and_runs_again_from
 ) -> None:
     campaign, items = _rated_campaign(annotator, posts=2000)
     folder = Path(settings.MEDIA_ROOT) / "exports" / str(campaign.pk)
-    worker = start_worker(settings, monkeypatch, broker)
+    worker = start_worker(settings, broker)
     second = None
     try:
         created = admin_api.post("/api/exports/", {"campaign": campaign.pk, "format": "jsonl"})
@@ -530,7 +499,7 @@ def test_an_export_worker_killed_mid_file_offers_no_download_and_runs_again_from
 
         # Run it again from the page: a new job with the same settings, complete, with a true
         # checksum; the stopped one is marked failed so its page stops waiting.
-        second = start_worker(settings, monkeypatch, broker)
+        second = start_worker(settings, broker)
         response = admin_client.post(retry)
         again_id = ExportJob.objects.order_by("-id").values_list("id", flat=True).first()
         assert again_id != job_id

@@ -10,8 +10,7 @@ from generation.execution import batch_execute
 from generation.models import Batch, KnowledgeItem, StageResult
 from generation.pipelines.miko import parse_intentions
 from generation.services.batches import batch_launch
-from tests.generation.batch_fixtures import *  # noqa: F403 (the fixtures)
-from tests.generation.batch_fixtures import fake_endpoint, make_posts
+from tests.factories import fake_endpoint, make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 

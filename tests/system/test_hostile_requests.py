@@ -81,7 +81,7 @@ def test_a_nul_in_the_dataset_search_is_not_a_server_error(world, admin_client):
     ["https://evil.example/", "//evil.example/", "/\\evil.example/", "javascript:alert(1)"],
 )
 def test_login_never_redirects_to_another_site(client, annotator, target) -> None:
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     response = client.post(
         f"/accounts/login/?next={target}", {"username": "anna", "password": PASSWORD}

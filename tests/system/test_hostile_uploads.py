@@ -21,7 +21,7 @@ from PIL import Image
 
 from generation.models import ImportJob, Post
 from generation.tasks import import_job_run_task
-from tests.conftest import browser_login
+from tests.helpers import browser_login
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ the Django admin's own login page (which would otherwise let anyone guess staff 
 import pytest
 from django.test import Client
 
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -32,7 +32,7 @@ from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
 from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
-from tests.annotation.factories import miko_batch
+from tests.factories import miko_batch
 
 
 @dataclass
