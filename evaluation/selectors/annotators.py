@@ -9,9 +9,10 @@ from django.db.models import Count
 
 from annotation.models import Assignment, Campaign, Rating
 from annotation.scales import get_scale
+from annotation.selectors import gold_accuracies
 from evaluation.alpha import distances
 from evaluation.selectors.campaigns import campaign_questions, question_domain
-from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY, gold_accuracies
+from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.selectors.packing import aggregation_memory
 
 

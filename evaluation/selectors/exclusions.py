@@ -3,10 +3,10 @@ out by default (`Exclusions`), and the SQL conditions that leave it out."""
 
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models import Count
 
 from annotation.models import Campaign, GoldAnswer, Rating
+from annotation.selectors import gold_accuracies
 
 # Annotators whose gold accuracy is below this share are left out of alpha and item scores unless
 # asked otherwise: 0.5 keeps anyone who matches at least half of the known answers (an annotator
@@ -71,20 +71,6 @@ class Exclusions:
                 {key: value for key, value in a.items() if key != "id"} for a in self.low_accuracy
             ],
         }
-
-
-def gold_accuracies(*, campaign: Campaign) -> dict[int, tuple[int, int]]:
-    """Per annotator who rated a gold item: (ratings matching the expected answer, gold ratings)."""
-    sql = (
-        f"SELECT r.annotator_id, SUM(CASE WHEN r.value = g.value THEN 1 ELSE 0 END), COUNT(*) "
-        f"FROM {GoldAnswer._meta.db_table} g JOIN {Rating._meta.db_table} r "
-        f"ON r.item_id = g.item_id AND r.question_id = g.question_id "
-        f"AND r.campaign_id = g.campaign_id "
-        f"WHERE g.campaign_id = %s GROUP BY r.annotator_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [campaign.pk])
-        return {annotator: (int(hits), int(total)) for annotator, hits, total in cursor.fetchall()}
 
 
 def gold_items_sql() -> str:
