@@ -3,7 +3,8 @@
 DRF's `TokenAuthentication` looks the token up through the ORM (`select_related("user")`), which
 costs more than a millisecond of CPU per request; annotators call the API twice per post, so on
 PostgreSQL this class reads the same rows with one prepared statement and builds the same model
-instances. The rules and messages are DRF's: an unknown key or an inactive user answers 401.
+instances. The rules and messages are DRF's: an unknown key or an inactive user answers 401; so
+does a token older than `DISTILLERY_TOKEN_TTL_HOURS` (accounts/services.py).
 """
 
 from functools import cache
@@ -14,7 +15,10 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
+from accounts.services import token_expired
 from config import prepared
+
+EXPIRED = _("Token has expired.")
 
 
 @cache
@@ -38,7 +42,10 @@ def _token_query() -> tuple[str, list[str], list[str]]:
 class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key):
         if connection.vendor != "postgresql":
-            return super().authenticate_credentials(key)
+            user, token = super().authenticate_credentials(key)
+            if token_expired(token=token):
+                raise exceptions.AuthenticationFailed(EXPIRED)
+            return (user, token)
         sql, token_names, user_names = _token_query()
         row = prepared.fetchone(sql, [key])
         if row is None:
@@ -48,5 +55,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user = get_user_model().from_db(connection.alias, user_names, row[split:])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if token_expired(token=token):
+            raise exceptions.AuthenticationFailed(EXPIRED)
         token.user = user
         return (user, token)

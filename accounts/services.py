@@ -1,6 +1,11 @@
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from accounts.permissions import ANNOTATORS_GROUP
 
@@ -33,3 +38,30 @@ def user_create_annotator(
     group, _ = Group.objects.get_or_create(name=ANNOTATORS_GROUP)
     user.groups.add(group)
     return user
+
+
+def token_expires_at(*, token: Token) -> datetime:
+    """When `token` stops working: `DISTILLERY_TOKEN_TTL_HOURS` after it was issued."""
+    return token.created + timedelta(hours=settings.DISTILLERY_TOKEN_TTL_HOURS)
+
+
+def token_expired(*, token: Token) -> bool:
+    return token_expires_at(token=token) <= timezone.now()
+
+
+@transaction.atomic
+def token_issue(*, user: User) -> Token:
+    """The user's API token: the one they hold while it lasts, else a new one.
+
+    A user has one token (DRF's model), shared by all their API clients until it expires, they
+    revoke it, or their password changes."""
+    expired_before = timezone.now() - timedelta(hours=settings.DISTILLERY_TOKEN_TTL_HOURS)
+    Token.objects.filter(user=user, created__lte=expired_before).delete()
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+def token_revoke(*, user: User) -> bool:
+    """Delete the user's API token; False when they had none."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return bool(deleted)

@@ -4,6 +4,7 @@ With no environment at all Distillery runs on SQLite with an embedded broker, so
 serve the demo. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and friends.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -97,11 +98,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    # Not a check: a new password, however it is set, revokes the account's API token.
+    {"NAME": "accounts.passwords.RevokeTokensOnPasswordChange"},
 ]
 
-# Failed logins allowed per username and address before a cool-down (web login and API token).
+# Login throttling at every door that checks a password (accounts/throttling.py): failures allowed
+# per username and client address, and per client address whatever the username, before a cool-down.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=50)
 LOGIN_COOLDOWN_SECONDS = env.int("LOGIN_COOLDOWN_SECONDS", default=900)
+# Proxies (addresses or networks) whose X-Forwarded-For names the client; without any, the client is
+# REMOTE_ADDR. A bad entry stops the start rather than trusting the wrong hop.
+DISTILLERY_TRUSTED_PROXIES = [
+    str(ipaddress.ip_network(proxy.strip(), strict=False))
+    for proxy in env.list("DISTILLERY_TRUSTED_PROXIES", default=[])
+    if proxy.strip()
+]
+# API tokens stop working this long after they were issued (a new password or a revoke ends them).
+DISTILLERY_TOKEN_TTL_HOURS = env.int("DISTILLERY_TOKEN_TTL_HOURS", default=24)
+if DISTILLERY_TOKEN_TTL_HOURS < 1:
+    raise ValueError("DISTILLERY_TOKEN_TTL_HOURS must be at least 1")
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"

@@ -68,6 +68,7 @@ PAGES = {
     "accounts:login": "public",
     "accounts:logout": "logout",
     "accounts:profile": "signed_in",
+    "accounts:password-change": "signed_in",
     "generation:dataset-list": "admin",
     "generation:dataset-detail": "admin",
     "generation:import-new": "admin",
@@ -104,6 +105,7 @@ PAGES = {
 # Every operation of the OpenAPI schema.
 API = {
     "POST /api/auth/token/": "api_public",
+    "POST /api/auth/token/revoke/": "api_signed_in",
     "GET /api/campaigns/": "api_signed_in",  # each sees the campaigns they may see
     "GET /api/campaigns/{campaign_id}/": "api_member",
     "POST /api/campaigns/{campaign_id}/next/": "api_member",
