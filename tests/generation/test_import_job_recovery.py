@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,7 @@ from django.db import connection
 from generation.models import Batch, ImportJob, KnowledgeItem, Post
 from generation.services.import_jobs import import_jobs_recover
 from generation.tasks import import_job_run_task
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, wait_for
 
 # The worker's pool process: imports the job, and stops for good once its first chunk is in
 # (uncommitted), writing its database session's pid where the test waits for it.
@@ -43,15 +41,6 @@ imports._ChunkWriter.write = write_then_hang
 from generation.tasks import import_job_run_task
 import_job_run_task(job_id=int(sys.argv[1]))
 """
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def queued_job(admin_user, posts: int = 5000) -> ImportJob:
