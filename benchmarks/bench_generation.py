@@ -134,8 +134,8 @@ def make_dataset(name: str, count: int, media_root: str):
 
 def bare_requests(dataset) -> list[list[dict]]:
     """Each post's three requests as Distillery sends them, built before the clock starts."""
-    from generation.execution import image_data_url
     from generation.pipelines.base import StageInput, get_pipeline
+    from generation.runner.executor import image_data_url
 
     pipeline = get_pipeline("miko")
     describe, key_info, intentions = pipeline.stages
@@ -187,7 +187,7 @@ def run_bare(base_url: str, calls: list[list[dict]], concurrency: int) -> tuple[
 
 
 def run_distillery(dataset, endpoint, seed: int) -> tuple[float, float, object]:
-    from generation.execution import batch_execute
+    from generation.runner.run import batch_execute
     from generation.services.batches import batch_launch
 
     # A seed of its own makes every call a new key: nothing comes from the cache.

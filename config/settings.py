@@ -149,7 +149,7 @@ DISTILLERY_MAX_IMAGE_PIXELS = env.int("DISTILLERY_MAX_IMAGE_PIXELS", default=40_
 # A line longer than this in an import file is refused rather than parsed.
 DISTILLERY_MAX_LINE_BYTES = env.int("DISTILLERY_MAX_LINE_BYTES", default=1024 * 1024)
 
-# Batch runner (generation/execution.py): a runner's lease outlives a heartbeat by this much before
+# Batch runner (generation/runner/): a runner's lease outlives a heartbeat by this much before
 # another may take the batch over; results are written every FLUSH_SECONDS or FLUSH_RESULTS;
 # retryable failures back off exponentially from RETRY_BASE to RETRY_MAX seconds, with jitter.
 DISTILLERY_BATCH_LEASE_SECONDS = env.float("DISTILLERY_BATCH_LEASE_SECONDS", default=10.0)

@@ -4,15 +4,32 @@ import logging
 
 from celery import bootsteps, shared_task
 
-from generation import execution
+from generation.runner import gpu, run
+from generation.runner.lease import ConnectionLost
 from generation.services.import_jobs import import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(ConnectionLost,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=10,
+)
 def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
-    execution.batch_execute(batch_id=batch_id, retry_failed=retry_failed)
+    """Retried when the database is out of reach longer than a lease: the runner has given the
+    lease up with the batch still running, and the retry takes it over at once."""
+    run.batch_execute(
+        batch_id=batch_id, retry_failed=retry_failed, dispatch_gpu_chunk=gpu_chunk_send
+    )
+
+
+def gpu_chunk_send(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
+    """How the runner sends a GPU stage's chunk: to the `gpu` queue."""
+    gpu_batch_chunk_execute.delay(batch_id=batch_id, stage=stage, post_ids=post_ids)
 
 
 class OrphanedWorkRecover(bootsteps.StartStopStep):
@@ -46,7 +63,7 @@ class OrphanedWorkRecover(bootsteps.StartStopStep):
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def gpu_batch_chunk_execute(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
     """Routed to the `gpu` queue by CELERY_TASK_ROUTES (`generation.tasks.gpu_*`)."""
-    execution.batch_execute_gpu_chunk(batch_id=batch_id, stage=stage, post_ids=post_ids)
+    gpu.batch_execute_gpu_chunk(batch_id=batch_id, stage=stage, post_ids=post_ids)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

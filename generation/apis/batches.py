@@ -1,6 +1,5 @@
 """Batches API (admins only): launch, list, progress, pause, resume, cancel, retry failed."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -10,7 +9,6 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from config.pagination import paginate, paginated
-from generation.apis.endpoints import drf_validation_error
 from generation.models import Batch, Dataset, Endpoint
 from generation.selectors.batches import batch_list, batch_progress
 from generation.services.batches import (
@@ -107,10 +105,7 @@ class BatchListApi(APIView):
     def post(self, request: Request) -> Response:
         data = BatchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            batch = batch_launch(launched_by=request.user, **data.validated_data)
-        except DjangoValidationError as error:
-            raise drf_validation_error(error) from error
+        batch = batch_launch(launched_by=request.user, **data.validated_data)
         return Response(BatchOutputSerializer(batch).data, status=status.HTTP_201_CREATED)
 
 
@@ -140,9 +135,6 @@ class BatchActionApi(APIView):
     @extend_schema(request=None, responses={200: BatchOutputSerializer, 409: None})
     def post(self, request: Request, batch_id: int) -> Response:
         batch = get_object_or_404(Batch, pk=batch_id)
-        try:
-            batch = BATCH_ACTIONS[self.action_name](batch=batch)
-        except DjangoValidationError as error:
-            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
+        batch = BATCH_ACTIONS[self.action_name](batch=batch)
         batch = batch_list().get(pk=batch.pk)
         return Response(BatchOutputSerializer(batch).data)

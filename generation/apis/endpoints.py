@@ -1,11 +1,9 @@
 """Endpoints API (admins only). The API key itself is never accepted nor returned: only its
 environment variable's name."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,12 +12,6 @@ from accounts.permissions import IsAdmin
 from generation.models import Endpoint
 from generation.selectors.batches import endpoint_list
 from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
-
-
-def drf_validation_error(error: DjangoValidationError) -> ValidationError:
-    if hasattr(error, "message_dict"):
-        return ValidationError(error.message_dict)
-    return ValidationError({"detail": error.messages})
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
@@ -63,10 +55,7 @@ class EndpointListApi(APIView):
     def post(self, request: Request) -> Response:
         data = EndpointInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            endpoint = endpoint_create(**data.validated_data)
-        except DjangoValidationError as error:
-            raise drf_validation_error(error) from error
+        endpoint = endpoint_create(**data.validated_data)
         return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 
@@ -85,17 +74,11 @@ class EndpointDetailApi(APIView):
         endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
         data = EndpointInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        try:
-            endpoint = endpoint_update(endpoint=endpoint, **data.validated_data)
-        except DjangoValidationError as error:
-            raise drf_validation_error(error) from error
+        endpoint = endpoint_update(endpoint=endpoint, **data.validated_data)
         return Response(EndpointOutputSerializer(endpoint).data)
 
     @extend_schema(responses={204: None, 409: None})
     def delete(self, request: Request, endpoint_id: int) -> Response:
         endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
-        try:
-            endpoint_delete(endpoint=endpoint)
-        except DjangoValidationError as error:
-            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
+        endpoint_delete(endpoint=endpoint)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -30,6 +30,10 @@ class ParseError(ValueError):
     """An answer that cannot be read into the stage's structure; its message says why."""
 
 
+class UnknownTemplateVariant(ValueError):
+    """A template variant (or a stage of a variant mapping) that the pipeline does not have."""
+
+
 @dataclass(frozen=True)
 class ItemSpec:
     """A knowledge item a stage's parsed output yields: kind, slot position and sentence."""
@@ -123,7 +127,7 @@ class Pipeline:
     def template_path(self, stage: Stage, variant: str | None = None) -> Path:
         """The stage's template file: `<stage>.txt`, or `<stage>.<variant>.txt` for a variant.
 
-        An unknown variant is a ValueError naming the known ones.
+        An unknown variant is an UnknownTemplateVariant naming the known ones.
         """
         default = PROMPTS_DIR / self.name / stage.template
         if variant in (None, "", DEFAULT_VARIANT):
@@ -132,7 +136,7 @@ class Pipeline:
         path = default.with_name(f"{default.stem}.{variant}{default.suffix}") if valid else None
         if path is None or not path.is_file():
             known = ", ".join(self.stage_variants(stage))
-            raise ValueError(
+            raise UnknownTemplateVariant(
                 f"stage {stage.name!r} of pipeline {self.name!r} has no template variant "
                 f"{variant!r} (known: {known})"
             )
@@ -161,24 +165,26 @@ class Pipeline:
 
         A name applies to every stage that has a template of that name; the others keep their
         default (a variant need not rewrite every stage). A mapping names a variant per stage
-        (stages left out keep their default). A name no stage has is a ValueError.
+        (stages left out keep their default). A name no stage has is an UnknownTemplateVariant.
         """
         if template_variant in (None, "", DEFAULT_VARIANT):
             return DEFAULT_VARIANT
         if isinstance(template_variant, dict):
             unknown = set(template_variant) - {s.name for s in self.stages}
             if unknown:
-                raise ValueError(
+                raise UnknownTemplateVariant(
                     f"pipeline {self.name!r} has no stage {', '.join(sorted(unknown))}"
                 )
             variant = template_variant.get(stage.name) or DEFAULT_VARIANT
             self.template_path(stage, variant)  # raises for an unknown variant
             return variant
         if not isinstance(template_variant, str):
-            raise ValueError("template_variant must be a name or an object of stage: name")
+            raise UnknownTemplateVariant(
+                "template_variant must be a name or an object of stage: name"
+            )
         if template_variant not in self.variant_names():
             known = ", ".join(self.variant_names())
-            raise ValueError(
+            raise UnknownTemplateVariant(
                 f"pipeline {self.name!r} has no template variant {template_variant!r} "
                 f"(known: {known})"
             )

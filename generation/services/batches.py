@@ -1,8 +1,9 @@
 """Batches: launch, pause, resume, cancel and retry the failed posts.
 
 Every status change is one conditional UPDATE (`WHERE status IN (...)`), so two clicks, a click and
-a runner, or two API calls can never take a batch through a transition that is not allowed. The
-runner (`generation.execution`) notices a pause or a cancel at its next heartbeat.
+a runner, or two API calls can never take a batch through a transition that is not allowed; one that
+is not is a `Conflict` (409). Bad launch input is a Django `ValidationError` (400). The runner
+(`generation.runner`) notices a pause or a cancel at its next heartbeat.
 """
 
 from typing import Any
@@ -11,8 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from config.errors import Conflict
 from generation.models import Batch, Dataset, Endpoint, StageResult
-from generation.pipelines.base import get_pipeline
+from generation.pipelines.base import UnknownTemplateVariant, all_pipelines, get_pipeline
 from generation.services.endpoints import sampling_parameters_clean
 
 S = Batch.Status
@@ -25,10 +27,9 @@ def _enqueue(batch_id: int, *, retry_failed: bool = False) -> None:
 
 
 def pipeline_stage_names(pipeline: str) -> list[str]:
-    try:
-        return [stage.name for stage in get_pipeline(pipeline).stages]
-    except KeyError as error:
-        raise ValidationError({"pipeline": f"Unknown pipeline {pipeline!r}."}) from error
+    if pipeline not in all_pipelines():
+        raise ValidationError({"pipeline": f"Unknown pipeline {pipeline!r}."})
+    return [stage.name for stage in get_pipeline(pipeline).stages]
 
 
 @transaction.atomic
@@ -118,7 +119,7 @@ def batch_parameters_clean(*, pipeline: str, parameters: Any) -> dict[str, Any]:
         try:
             for stage in definition.stages:
                 definition.stage_variant(stage, variant)
-        except ValueError as error:
+        except UnknownTemplateVariant as error:
             raise ValidationError({"parameters": str(error)}) from None
         cleaned["template_variant"] = variant
     return cleaned
@@ -128,7 +129,7 @@ def _transition(batch: Batch, *, allowed: set[str], action: str, **fields: Any) 
     changed = Batch.objects.filter(pk=batch.pk, status__in=allowed).update(**fields)
     batch.refresh_from_db()
     if not changed:
-        raise ValidationError(f"A {batch.status} batch cannot be {action}.")
+        raise Conflict(f"A {batch.status} batch cannot be {action}.")
     return batch
 
 
@@ -142,7 +143,7 @@ def batch_resume(*, batch: Batch) -> Batch:
     """Run the missing work of a paused or failed batch, or of a running one whose worker died.
 
     A running batch whose runner is alive is left to it: the new task finds the lease held and
-    ends (see `generation.execution.batch_claim`).
+    ends (see `generation.runner.lease.batch_claim`).
     """
     batch.refresh_from_db()
     if batch.status != S.RUNNING:
@@ -172,11 +173,11 @@ def batch_retry_failed(*, batch: Batch) -> Batch:
     """Call the models again for the failed stages of the failed posts, and only those; and ask
     again for the slots that partial answers left out (their other slots are kept)."""
     if batch.imported:
-        raise ValidationError("An imported batch has nothing to retry.")
+        raise Conflict("An imported batch has nothing to retry.")
     failed = Batch.objects.filter(pk=batch.pk, posts_failed__gt=0).exists()
     partial = StageResult.objects.filter(batch=batch, status=StageResult.Status.PARTIAL).exists()
     if not failed and not partial:
-        raise ValidationError("This batch has no failed posts.")
+        raise Conflict("This batch has no failed posts.")
     batch = _transition(
         batch,
         allowed={S.DONE, S.FAILED, S.PAUSED},

@@ -1,4 +1,8 @@
-"""Model endpoints: create, change and delete them. Only the key's variable name is stored."""
+"""Model endpoints: create, change and delete them. Only the key's variable name is stored.
+
+Bad input is a Django `ValidationError` (400); deleting an endpoint that ran batches is a
+`Conflict` (409).
+"""
 
 import re
 from typing import Any
@@ -7,6 +11,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from config.errors import Conflict
 from generation.models import Endpoint
 
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -170,5 +175,5 @@ def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
 @transaction.atomic
 def endpoint_delete(*, endpoint: Endpoint) -> None:
     if endpoint.batches.exists():
-        raise ValidationError("This endpoint ran batches; it is kept for their provenance.")
+        raise Conflict("This endpoint ran batches; it is kept for their provenance.")
     endpoint.delete()

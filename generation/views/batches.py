@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import admin_required
+from config.errors import ApplicationError
 from generation.models import Batch, Dataset, Endpoint
 from generation.pipelines.base import all_pipelines
 from generation.selectors.batches import batch_failures, batch_list, batch_progress
@@ -147,12 +148,12 @@ def batch_action(request: HttpRequest, batch_id: int, action: str) -> HttpRespon
     service, done = BATCH_ACTIONS[action]
     try:
         batch = service(batch=batch)
-    except ValidationError as error:
+    except ApplicationError as error:
         if request.htmx:
             batch = batch_list().get(pk=batch.pk)
-            context = {**_progress_context(batch), "action_error": " ".join(error.messages)}
-            return render(request, "generation/_batch_progress.html", context, status=409)
-        messages.error(request, " ".join(error.messages))
+            context = {**_progress_context(batch), "action_error": error.message}
+            return render(request, "generation/_batch_progress.html", context, status=error.status)
+        messages.error(request, error.message)
     else:
         if request.htmx:
             batch = batch_list().get(pk=batch.pk)

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import admin_required
+from config.errors import ApplicationError
 from generation.models import Endpoint
 from generation.selectors.batches import endpoint_list
 from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
@@ -109,8 +110,8 @@ def endpoint_remove(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
     try:
         endpoint_delete(endpoint=endpoint)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+    except ApplicationError as error:
+        messages.error(request, error.message)
     else:
         messages.success(request, f"Endpoint {endpoint.name} deleted.")
     return redirect("generation:endpoint-list")

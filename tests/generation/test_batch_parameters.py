@@ -5,9 +5,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from generation.execution import batch_execute
 from generation.models import Batch, StageResult
 from generation.pipelines.base import get_pipeline
+from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from tests.factories import fake_endpoint, make_posts
 

@@ -4,8 +4,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from generation.execution import batch_execute
 from generation.models import Batch, KnowledgeItem
+from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from tests.factories import fake_endpoint, make_posts
 

@@ -4,12 +4,15 @@ import json
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from generation.backends.base import BackendError
-from generation.execution import Progress, batch_execute
 from generation.models import Batch, BatchItem, KnowledgeItem, StageResult
+from generation.runner.lease import ManualClock
+from generation.runner.run import Progress, batch_execute
 from generation.services.batches import (
     batch_cancel,
     batch_launch,
@@ -233,7 +236,8 @@ def test_a_runner_that_died_mid_batch_is_resumed_without_repeating_a_call(
     assert stored.count() >= 8
     stored_requests = [json.dumps(r.request["messages"], sort_keys=True) for r in stored]
     batch_resume(batch=batch)
-    batch = batch_execute(batch_id=batch.pk)
+    # The dead runner's lease runs out while the claim waits on a clock that does not wait.
+    batch = batch_execute(batch_id=batch.pk, clock=ManualClock())
     assert batch.status == Batch.Status.DONE and batch.posts_done == 20
     # No key that had a stored answer was called again; only answers lost in flight were.
     for messages in stored_requests:
@@ -241,6 +245,36 @@ def test_a_runner_that_died_mid_batch_is_resumed_without_repeating_a_call(
     assert sum(n - 1 for n in call_log.calls.values()) < 10
     assert StageResult.objects.filter(batch=batch).count() == 60
     assert KnowledgeItem.objects.filter(batch=batch).count() == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_runner_whose_database_connection_drops_reconnects_and_finishes(
+    fake_server, call_log
+) -> None:
+    dataset = make_posts("miko", 12)
+    batch = launch(dataset, fake_endpoint(fake_server, concurrency=2))
+    database = connection.settings_dict
+    dsn = (
+        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+    dropped: list[int] = []
+
+    def drop_the_connection(progress: Progress) -> None:
+        # Called in the runner's thread, before its heartbeat: that statement finds it gone.
+        if progress.posts_done >= 3 and not dropped:
+            dropped.append(connection.connection.info.backend_pid)
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", dropped)
+
+    batch = batch_execute(batch_id=batch.pk, on_progress=drop_the_connection)
+    assert dropped and connection.connection.info.backend_pid != dropped[0]
+    assert batch.status == Batch.Status.DONE and (batch.posts_done, batch.posts_failed) == (12, 0)
+    assert batch.runner == "" and not batch.error
+    assert StageResult.objects.filter(batch=batch, status="ok").count() == 36
+    assert KnowledgeItem.objects.filter(batch=batch).count() == 120
+    assert call_log.repeated() == []
 
 
 def test_a_second_runner_leaves_a_live_batch_to_the_first(fake_server, settings) -> None:
@@ -251,8 +285,10 @@ def test_a_second_runner_leaves_a_live_batch_to_the_first(fake_server, settings)
     Batch.objects.filter(pk=batch.pk).update(
         status="running", runner="someone-else", heartbeat_at=timezone.now() + timedelta(hours=1)
     )
-    result = batch_execute(batch_id=batch.pk)
+    clock = ManualClock()
+    result = batch_execute(batch_id=batch.pk, clock=clock)
     assert result.runner == "someone-else" and fake_server.requests == 0
+    assert clock.slept >= settings.DISTILLERY_BATCH_LEASE_SECONDS  # it waited the lease out
 
 
 def test_the_requests_per_minute_limit_spaces_the_calls(fake_server) -> None:

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from generation.execution import batch_execute  # noqa: E402
 from generation.models import Batch, StageResult  # noqa: E402
+from generation.runner.run import batch_execute  # noqa: E402
 from generation.services.batches import batch_launch  # noqa: E402
 from generation.services.endpoints import endpoint_create  # noqa: E402
 from tests.factories import fake_endpoint, make_posts  # noqa: E402
@@ -21,7 +21,7 @@ def test_a_gpu_stage_runs_in_chunks_beside_api_stages(
 ) -> None:
     models = request.getfixturevalue("model_dirs")
     from config.celery import app
-    from generation import execution
+    from generation.runner import gpu as execution
 
     chunks = []
     original = execution.batch_execute_gpu_chunk

@@ -10,9 +10,9 @@ from annotation.hot_path import task_data
 from annotation.models import Assignment
 from annotation.selectors import campaign_items, task_view
 from annotation.services import assignment_claim, campaign_create
-from generation.execution import batch_execute
 from generation.fake_openai import FakeOpenAIServer
 from generation.models import Batch, BatchItem, KnowledgeItem, StageResult
+from generation.runner.run import batch_execute
 from generation.selectors.datasets import dataset_get
 from generation.selectors.items import item_descriptions, item_sources, items_of_batches
 from generation.services.batches import batch_launch, batch_retry_failed

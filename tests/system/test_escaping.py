@@ -15,9 +15,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.models import Campaign
-from generation.execution import batch_execute
 from generation.fake_openai import FakeOpenAIServer
 from generation.models import KnowledgeItem
+from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create

@@ -35,9 +35,9 @@ from annotation.selectors import tasks_with_done
 from annotation.services import campaign_create
 from evaluation.exports.files import sha256_of
 from evaluation.models import ExportJob
-from generation.execution import batch_execute
 from generation.models import Batch, BatchItem, Endpoint, KnowledgeItem, Post, StageResult
 from generation.pipelines.miko import MIKO_KINDS
+from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from tests.factories import BatchFactory, DatasetFactory, fake_endpoint, make_posts, miko_batch
 from tests.helpers import kill, redis_broker, start_worker, use_broker, wait_for
@@ -356,11 +356,6 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a runner whose database connection is cut can leave its batch running until a worker "
-    "(re)connects; recovered in some runs (the pool process is replaced), not in others",
-)
 def test_the_workers_database_connection_dropped_mid_batch_loses_and_duplicates_nothing(
     broker, fake_server, call_log, settings, monkeypatch
 ) -> None:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from generation.execution import batch_execute
 from generation.models import Batch, KnowledgeItem, StageResult
 from generation.pipelines.miko import parse_intentions
+from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from tests.factories import fake_endpoint, make_posts
 

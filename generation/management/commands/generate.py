@@ -12,10 +12,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from generation.execution import Progress, batch_execute
 from generation.management.commands.endpoint_add import validation_message
 from generation.models import Batch, Dataset, Endpoint
+from generation.runner.run import Progress, batch_execute
 from generation.services.batches import batch_launch
+from generation.tasks import gpu_chunk_send
 
 
 def _endpoint(name: str) -> Endpoint:
@@ -94,7 +95,9 @@ class Command(BaseCommand):
                 bar.set_postfix(failed=progress.posts_failed, calls=progress.calls, refresh=False)
                 bar.refresh()
 
-            batch = batch_execute(batch_id=batch.pk, on_progress=show)
+            batch = batch_execute(
+                batch_id=batch.pk, on_progress=show, dispatch_gpu_chunk=gpu_chunk_send
+            )
         self.stdout.write(
             f"Batch {batch.pk} {batch.status}: {batch.posts_done} posts done, "
             f"{batch.posts_failed} failed, {batch.prompt_tokens + batch.completion_tokens} tokens."

@@ -1,0 +1,389 @@
+"""The caller's thread of a run: claim, what is left to do, writes, counters, and the end.
+
+`batch_execute` claims the batch (`lease`), reads what is already stored under its keys, starts
+the loop thread (`executor`) and, a few times a second, writes the results it reported (`writer`),
+renews the heartbeat with the counters, and acts on pause, cancel and the token budget. A lost
+database connection is ridden out (`lease.reconnecting`); the outcomes not yet written wait.
+"""
+
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from generation.models import Batch, KnowledgeItem, Post, StageResult
+from generation.pipelines.base import Pipeline, get_pipeline
+from generation.runner.executor import Executor, PostWork
+from generation.runner.gpu import DispatchChunk, GpuChunks
+from generation.runner.keys import StagePlan, stage_plans
+from generation.runner.lease import (
+    SYSTEM_CLOCK,
+    Clock,
+    ConnectionLost,
+    batch_claim,
+    batch_release_after_loss,
+    connection_lost,
+    reconnecting,
+)
+from generation.runner.outcomes import DONE_STATUSES, PARTIAL, Outcome
+from generation.runner.writer import ResultIds, persist_outcomes, result_items
+from generation.services.items import items_store
+
+
+@dataclass
+class Progress:
+    """The counters the runner keeps and writes, absolute, at every flush."""
+
+    stages: dict[str, dict[str, int]]
+    posts_done: int = 0
+    posts_failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    run_calls: int = 0
+    run_posts_finished: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "stage_progress": self.stages,
+            "posts_done": self.posts_done,
+            "posts_failed": self.posts_failed,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "calls": self.calls,
+            "run_calls": self.run_calls,
+            "run_posts_finished": self.run_posts_finished,
+        }
+
+
+def _stored_results(
+    batch: Batch, plans: list[StagePlan], post_ids: set[int]
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """Every result already stored under the batch's keys, by (post, stage)."""
+    stored: dict[tuple[int, str], dict[str, Any]] = {}
+    for plan in plans:
+        rows = StageResult.objects.filter(
+            post__dataset_id=batch.dataset_id, **plan.key()
+        ).values_list("id", "post_id", "status", "parsed", "batch_id")
+        for pk, post_id, status, parsed, batch_id in rows.iterator(chunk_size=2000):
+            if post_id in post_ids:
+                stored[(post_id, plan.name)] = {
+                    "id": pk,
+                    "status": status,
+                    "parsed": parsed,
+                    "batch_id": batch_id,
+                }
+    return stored
+
+
+def _prepare(
+    batch: Batch, plans: list[StagePlan], *, retry_failed: bool
+) -> tuple[list[PostWork], Progress, ResultIds, list[KnowledgeItem]]:
+    """What is left to do, from the results already stored under this batch's keys."""
+    posts = Post.objects.filter(dataset_id=batch.dataset_id).only("id", "text", "image", "metadata")
+    posts = list(posts.order_by("id")[: batch.limit] if batch.limit else posts.order_by("id"))
+    stored = _stored_results(batch, plans, {post.pk for post in posts})
+    raw_of_partial: dict[int, str] = {}
+    if retry_failed:
+        partial_ids = [row["id"] for row in stored.values() if row["status"] == PARTIAL]
+        for start in range(0, len(partial_ids), 2000):
+            raw_of_partial.update(
+                StageResult.objects.filter(pk__in=partial_ids[start : start + 2000]).values_list(
+                    "id", "raw_answer"
+                )
+            )
+    progress = Progress(
+        stages={
+            p.name: {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0} for p in plans
+        },
+        prompt_tokens=batch.prompt_tokens,
+        completion_tokens=batch.completion_tokens,
+        calls=batch.calls,
+    )
+    known_ids = {key: row["id"] for key, row in stored.items()}
+    work, items = [], []
+    for post in posts:
+        upstream, todo, skipped, failed, retried = {}, set(), set(), False, {}
+        for plan in plans:
+            row = stored.get((post.pk, plan.name))
+            counts = progress.stages[plan.name]
+            if plan.stage.requires_image and not post.image:
+                skipped.add(plan.name)
+                counts["skipped"] += 1
+            elif row and row["status"] == PARTIAL and retry_failed:
+                # "Retry failed" asks again for the slots a partial answer left out.
+                upstream[plan.name] = row["parsed"]
+                retried[plan.name] = {"parsed": row["parsed"], "raw": raw_of_partial[row["id"]]}
+                todo.add(plan.name)
+            elif row and row["status"] in DONE_STATUSES:
+                upstream[plan.name] = row["parsed"]
+                counts["done"] += 1
+                if row["status"] == PARTIAL:
+                    counts["partial"] += 1
+                if row["batch_id"] != batch.pk:
+                    counts["cached"] += 1
+                specs = plan.stage.items(row["parsed"])
+                items.extend(
+                    result_items(
+                        batch=batch, plan=plan, post_id=post.pk, ids=known_ids, specs=specs
+                    )
+                )
+            elif row and row["batch_id"] == batch.pk and not retry_failed:
+                # Failed in an earlier run of this batch: it waits for "retry failed".
+                counts["failed"] += 1
+                failed = True
+            else:
+                todo.add(plan.name)
+        if failed:
+            progress.posts_failed += 1
+        elif not todo:
+            progress.posts_done += 1
+        else:
+            work.append(
+                PostWork(post=post, upstream=upstream, todo=todo, skipped=skipped, retried=retried)
+            )
+    return work, progress, known_ids, items
+
+
+class BatchRun:
+    """One run of a batch in the caller's thread; see the module docstring."""
+
+    def __init__(
+        self,
+        batch: Batch,
+        pipeline: Pipeline,
+        *,
+        token: str,
+        retry_failed: bool,
+        on_progress: Callable[[Progress], None] | None = None,
+        dispatch_gpu_chunk: DispatchChunk | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.batch = batch
+        self.pipeline = pipeline
+        self.token = token
+        self.retry_failed = retry_failed
+        self.on_progress = on_progress
+        self.dispatch_gpu_chunk = dispatch_gpu_chunk
+        self.clock = clock
+        self.plan_list = stage_plans(batch, pipeline)
+        self.plans = {plan.name: plan for plan in self.plan_list}
+        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self.pending: list[Outcome] = []
+        self.stop_reason = ""  # "", "paused", "cancelled", "budget", "lease"
+        self.executor: Executor | None = None
+
+    def run(self) -> None:
+        flush_seconds = settings.DISTILLERY_FLUSH_SECONDS
+        work, self.progress, self.known_ids, cached_items = reconnecting(
+            lambda: _prepare(self.batch, self.plan_list, retry_failed=self.retry_failed),
+            clock=self.clock,
+        )
+        self.gpu = GpuChunks(
+            batch=self.batch,
+            plans=self.plans,
+            known_ids=self.known_ids,
+            dispatch=self.dispatch_gpu_chunk,
+            on_result=lambda outcome: self._count_result(outcome, called=True),
+        )
+        # Cached answers reuse their items: the batch is linked to them, nothing is copied.
+        reconnecting(lambda: self._link_cached(cached_items), clock=self.clock)
+        reconnecting(self._flush, clock=self.clock)
+        executor = self.executor = Executor(
+            pipeline=self.pipeline, plans=self.plan_list, work=work, events=self.events
+        )
+        finished = threading.Event()
+        loop_errors: list[BaseException] = []
+
+        def run_loop() -> None:
+            try:
+                executor.run()
+            except BaseException as error:  # re-raised below, in the caller's thread
+                loop_errors.append(error)
+            finally:
+                finished.set()
+
+        thread = threading.Thread(target=run_loop, name=f"batch-{self.batch.pk}")
+        thread.start()
+        try:
+            # Wake a few times a second, not once a result: each wake takes the GIL from the
+            # loop thread, and thousands a second would slow the window down.
+            while True:
+                done = finished.wait(flush_seconds)
+                self._drain_events()
+                self.gpu.collect(executor, stopping=bool(self.stop_reason))
+                reconnecting(lambda done=done: self._write(force=done), clock=self.clock)
+                if done and self.events.empty():
+                    break
+        except BaseException:
+            executor.stop(cancel=True)
+            thread.join(timeout=30)
+            raise
+        thread.join()
+        if loop_errors:
+            raise loop_errors[0]
+        reconnecting(self._finish, clock=self.clock)
+
+    def _link_cached(self, items: list[KnowledgeItem]) -> None:
+        for start in range(0, len(items), 2000):
+            with transaction.atomic():
+                items_store(
+                    batch_id=self.batch.pk, items=items[start : start + 2000], now=timezone.now()
+                )
+
+    def _write(self, *, force: bool) -> None:
+        """One wake's database work; safe to run again after a lost connection."""
+        self._flush()
+        self.gpu.dispatch(force=force)
+        assert self.executor is not None
+        self.gpu.poll(self.executor)
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(event)
+
+    def _handle(self, event: tuple) -> None:
+        if event[0] == "result":
+            outcome: Outcome = event[1]
+            self.pending.append(outcome)
+            self._count_result(outcome, called=True)
+        else:
+            _, _, state = event
+            if state == "done":
+                self.progress.posts_done += 1
+            else:
+                self.progress.posts_failed += 1
+            self.progress.run_posts_finished += 1
+
+    def _count_result(self, outcome: Outcome, *, called: bool) -> None:
+        counts = self.progress.stages[outcome.stage]
+        counts["done" if outcome.ok else "failed"] += 1
+        if outcome.ok and outcome.missing:
+            counts["partial"] = counts.get("partial", 0) + 1
+        if called:
+            self.progress.prompt_tokens += outcome.prompt_tokens
+            self.progress.completion_tokens += outcome.completion_tokens
+            self.progress.calls += outcome.attempts
+            self.progress.run_calls += outcome.attempts
+
+    def _flush(self) -> None:
+        # An outcome leaves `pending` once its transaction has committed, so none is lost to a
+        # write that fails.
+        size = int(settings.DISTILLERY_FLUSH_RESULTS)
+        while self.pending:
+            persist_outcomes(
+                batch=self.batch,
+                plans=self.plans,
+                outcomes=self.pending[:size],
+                known_ids=self.known_ids,
+            )
+            del self.pending[:size]
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        fields = {**self.progress.fields(), "heartbeat_at": timezone.now()}
+        if self.on_progress:
+            self.on_progress(self.progress)
+        mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
+        if mine.filter(status=Batch.Status.RUNNING).update(**fields):
+            budget = self.batch.token_budget
+            used = self.progress.prompt_tokens + self.progress.completion_tokens
+            if budget and used >= budget and not self.stop_reason:
+                self.stop_reason = "budget"
+                self.executor_stop(cancel=False)
+            return
+        # Paused, cancelled, or (rarely) the lease went to another runner: stop starting calls.
+        mine.update(**fields)
+        status = Batch.objects.filter(pk=self.batch.pk).values_list("status", "runner").get()
+        if self.stop_reason:
+            return
+        if status[1] != self.token:
+            self.stop_reason = "lease"
+            self.executor_stop(cancel=True)
+        elif status[0] == Batch.Status.CANCELLED:
+            self.stop_reason = "cancelled"
+            self.executor_stop(cancel=True)
+        else:
+            self.stop_reason = "paused"
+            self.executor_stop(cancel=False)
+
+    def executor_stop(self, *, cancel: bool) -> None:
+        if self.executor is not None:
+            self.executor.stop(cancel=cancel)
+            self.gpu.abandon(self.executor)
+
+    def _finish(self) -> None:
+        now = timezone.now()
+        fields = {**self.progress.fields(), "heartbeat_at": now, "runner": ""}
+        mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
+        if self.stop_reason == "budget":
+            used = self.progress.prompt_tokens + self.progress.completion_tokens
+            mine.filter(status=Batch.Status.RUNNING).update(
+                status=Batch.Status.FAILED,
+                finished_at=now,
+                error=f"Token budget exceeded: {used} of {self.batch.token_budget} tokens used.",
+            )
+        elif not self.stop_reason:
+            mine.filter(status=Batch.Status.RUNNING).update(
+                status=Batch.Status.DONE, finished_at=now
+            )
+        mine.update(**fields)
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+
+def batch_execute(
+    *,
+    batch_id: int,
+    retry_failed: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    dispatch_gpu_chunk: DispatchChunk | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Batch:
+    """Run (or resume) a batch to its end, a pause or a cancel. Safe to call twice at once.
+
+    `dispatch_gpu_chunk` sends a GPU stage's chunk to where it runs (the Celery task sends it to
+    the `gpu` queue); without one, chunks run in this process. A database connection lost for
+    longer than a lease gives the lease up, the batch still running, and raises `ConnectionLost`:
+    the Celery task retries it. Any other error fails the batch.
+    """
+    token = uuid.uuid4().hex
+    try:
+        if not batch_claim(batch_id=batch_id, token=token, clock=clock):
+            return Batch.objects.get(pk=batch_id)
+        batch = Batch.objects.select_related("dataset", "endpoint").get(pk=batch_id)
+        BatchRun(
+            batch,
+            get_pipeline(batch.pipeline),
+            token=token,
+            retry_failed=retry_failed,
+            on_progress=on_progress,
+            dispatch_gpu_chunk=dispatch_gpu_chunk,
+            clock=clock,
+        ).run()
+        return Batch.objects.get(pk=batch_id)
+    except Exception as error:
+        if connection_lost(error):
+            batch_release_after_loss(batch_id=batch_id, token=token)
+            raise ConnectionLost(f"Batch {batch_id}: the database was out of reach.") from error
+        _fail(batch_id, token, error)
+        raise
+
+
+def _fail(batch_id: int, token: str, error: Exception) -> None:
+    Batch.objects.filter(pk=batch_id, runner=token).update(
+        status=Batch.Status.FAILED,
+        error=f"{type(error).__name__}: {error}",
+        finished_at=timezone.now(),
+        runner="",
+    )
