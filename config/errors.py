@@ -12,7 +12,11 @@ Pages (htmx views) catch `ApplicationError` and show its message where the perso
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import bad_request as django_bad_request
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -65,3 +69,31 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         return Response(validation_data(exc), status=http.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)
+
+
+def _limit_message(exception: Exception) -> str:
+    if isinstance(exception, RequestDataTooBig):
+        return (
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, "
+            "the most this server accepts (files sent as multipart uploads do not count)."
+        )
+    if isinstance(exception, TooManyFieldsSent):
+        return (
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields, "
+            "the most this server accepts."
+        )
+    if isinstance(exception, TooManyFilesSent):
+        return (
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files, "
+            "the most this server accepts."
+        )
+    return "Bad request."
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 (handler400): Django's own refusals, such as a body over the size or field limits, raised
+    while the request is read, before any view (or DRF's exception handler) runs. JSON under /api/,
+    Django's HTML page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": _limit_message(exception)}, status=400)
+    return django_bad_request(request, exception)

@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.utils.cache import add_never_cache_headers
 
 # Bodies worth scanning: small text ones. Uploads (multipart) are checked by their importers.
 _TEXT_BODIES = ("application/json", "application/x-www-form-urlencoded")
@@ -32,3 +33,23 @@ class RejectNulMiddleware:
         if request.content_type in _TEXT_BODIES and request.method in ("POST", "PUT", "PATCH"):
             return any(marker in request.body for marker in _NUL_MARKERS)
         return False
+
+
+class NoStoreMiddleware:
+    """Send every API answer and every page of a logged-in user with `Cache-Control: no-store`.
+
+    What they show is someone's data (media files included): no browser cache on a shared computer
+    and no proxy should keep it. A view that sets its own Cache-Control is left alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.has_header("Cache-Control"):
+            return response
+        user = getattr(request, "user", None)
+        if request.path_info.startswith("/api/") or (user is not None and user.is_authenticated):
+            add_never_cache_headers(response)
+        return response

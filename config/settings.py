@@ -5,17 +5,34 @@ serve the demo. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and 
 """
 
 import ipaddress
+import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Every variable may also be given as a file holding its value (SECRET_KEY_FILE=/run/secrets/key),
+# as Docker and compose secrets are.
+env = environ.FileAwareEnv()
+environ.FileAwareEnv.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="distillery-insecure-development-key-change-me")
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    # A server never runs on a key that is in the repository: sessions, CSRF tokens and password
+    # reset links would be forgeable. Development (DEBUG on) and the test run (pytest sets
+    # PYTEST_VERSION, which its subprocesses inherit) use a fixed key.
+    if not (DEBUG or "PYTEST_VERSION" in os.environ):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment (or SECRET_KEY_FILE, or a .env file "
+            "beside manage.py), e.g. "
+            'SECRET_KEY=$(python3 -c "import secrets; print(secrets.token_urlsafe(50))"); '
+            "set DEBUG=true to run with an insecure development key instead."
+        )
+    SECRET_KEY = "distillery-insecure-development-key-change-me"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -41,12 +58,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -139,7 +158,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Uploaded import files may be large; Django streams anything above this to a temp file.
+# Uploaded import files may be large; Django streams anything above this to a temp file. Bodies
+# (other than uploaded files) above it, or with more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields, are
+# refused with a 400: JSON under /api/ (config.errors.bad_request).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
@@ -148,6 +169,11 @@ DISTILLERY_MAX_IMAGE_BYTES = env.int("DISTILLERY_MAX_IMAGE_BYTES", default=20 * 
 DISTILLERY_MAX_IMAGE_PIXELS = env.int("DISTILLERY_MAX_IMAGE_PIXELS", default=40_000_000)
 # A line longer than this in an import file is refused rather than parsed.
 DISTILLERY_MAX_LINE_BYTES = env.int("DISTILLERY_MAX_LINE_BYTES", default=1024 * 1024)
+# Imports may skip PostgreSQL's per-row foreign key checks (session_replication_role = replica, a
+# third of an import's time) only when an operator opts in: it needs a superuser, or a role granted
+# SET on that parameter, and such a role can write rows that point nowhere. The compose setup's
+# application role is no superuser, so the checks always run there.
+DISTILLERY_IMPORT_SKIP_FK_CHECKS = env.bool("DISTILLERY_IMPORT_SKIP_FK_CHECKS", default=False)
 
 # Batch runner (generation/runner/): a runner's lease outlives a heartbeat by this much before
 # another may take the batch over; results are written every FLUSH_SECONDS or FLUSH_RESULTS;
@@ -240,6 +266,27 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every page: scripts, styles, images and requests from this
+# site only, so markup that slips into a page (campaign instructions may hold images) can neither
+# run nor fetch from elsewhere. No page has inline scripts. Progress bars set their width in a
+# style attribute, hence style-src-attr; <style> elements stay refused. Media files carry their own,
+# stricter policy (config/media.py). Authenticated pages and every API answer are also sent with
+# `Cache-Control: no-store` (config.middleware.NoStoreMiddleware).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 if env.bool("DISTILLERY_HTTPS", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

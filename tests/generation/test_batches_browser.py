@@ -64,8 +64,10 @@ def test_launch_a_batch_and_watch_it_finish(page, live_server, admin_user, fake_
 
     if worker == "thread":
         # Live: the counters move while the batch runs, then pause and resume from the page.
+        # A function, not an expression: Playwright evals an expression on every poll, which the
+        # Content-Security-Policy refuses.
         page.wait_for_function(
-            "Number(document.querySelector('#posts-done').textContent) >= 1", timeout=30_000
+            "() => Number(document.querySelector('#posts-done').textContent) >= 1", timeout=30_000
         )
         page.click("button:has-text('Pause')")
         page.wait_for_selector("#batch-status:has-text('paused')")

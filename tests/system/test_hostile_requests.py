@@ -1,11 +1,16 @@
 """Hostile requests: odd query strings on every page and every read of the API never give a server
 error, and the login page never sends anyone to another site."""
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.helpers import browser_login
 from tests.system.routes import fill, is_api, url_patterns
 from tests.system.world import World, build_world
 
@@ -206,3 +211,129 @@ def test_json_nested_too_deeply_is_refused_not_a_server_error(world, admin_user)
         "campaigns": 400,
         "endpoint page": 400,
     }
+
+
+def _too_big(content_type: str) -> bytes:
+    size = 10 * 1024 * 1024 + 1
+    if content_type == "application/json":
+        return b'{"name": "' + b"a" * size + b'"}'
+    return b"name=" + b"a" * size
+
+
+def _too_many_fields(content_type: str) -> tuple[bytes, str]:
+    if content_type == "multipart/form-data":
+        boundary = "fields"
+        parts = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f{n}"\r\n\r\nx\r\n'
+            for n in range(1001)
+        )
+        return f"{parts}--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    return "&".join(f"f{n}=x" for n in range(1001)).encode(), content_type
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+def test_a_body_over_the_size_limit_gets_a_json_400_from_the_api(admin_user, content_type) -> None:
+    token, _ = Token.objects.get_or_create(user=admin_user)
+    body = _too_big(content_type)
+    answers = {
+        "token login": Client().post("/api/auth/token/", body, content_type=content_type),
+        "token": Client().post(
+            "/api/campaigns/",
+            body,
+            content_type=content_type,
+            headers={"Authorization": f"Token {token.key}"},
+        ),
+    }
+    session = Client()
+    session.force_login(admin_user)
+    answers["session"] = session.post("/api/campaigns/", body, content_type=content_type)
+    for name, answer in answers.items():
+        assert answer.status_code == 400, name
+        assert answer["Content-Type"] == "application/json", name
+        assert answer.json() == {
+            "detail": "The request body is larger than 10485760 bytes, the most this server "
+            "accepts (files sent as multipart uploads do not count)."
+        }, name
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_body_with_too_many_fields_gets_a_json_400_from_the_api(admin_user, content_type):
+    body, content_type = _too_many_fields(content_type)
+    session = Client()
+    session.force_login(admin_user)
+    answer = session.post("/api/campaigns/", body, content_type=content_type)
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "detail": "The request has more than 1000 fields, the most this server accepts."
+    }
+
+
+def test_pages_refuse_such_bodies_with_an_html_400(admin_user) -> None:
+    session = Client()
+    session.force_login(admin_user)
+    body, content_type = _too_many_fields("application/x-www-form-urlencoded")
+    for answer in (
+        session.post("/campaigns/new/", body, content_type=content_type),
+        session.post("/campaigns/new/", _too_big(content_type), content_type=content_type),
+    ):
+        assert answer.status_code == 400
+        assert answer["Content-Type"].startswith("text/html")
+
+
+class _Tracker(BaseHTTPRequestHandler):
+    """A listener standing in for another site: counts what browsers fetch from it."""
+
+    fetched: list[str] = []
+
+    def do_GET(self) -> None:
+        _Tracker.fetched.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def tracker() -> Iterator[str]:
+    _Tracker.fetched = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Tracker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_outside_image_in_instructions_is_never_fetched(
+    page, live_server, tracker, admin_user, annotator, other_annotator
+) -> None:
+    """Instructions are sanitised markdown, which keeps images: the CSP keeps them to this site."""
+    world = build_world(admin=admin_user, annotator=annotator, outsider=other_annotator)
+    world.campaign.instructions = (
+        f'Look: <img src="{tracker}/track.png"> and ![pixel]({tracker}/pixel.png)'
+    )
+    world.campaign.save(update_fields=["instructions"])
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    browser_login(page, live_server, "anna")
+    page.goto(f"{live_server.url}/annotate/{world.campaign.pk}/")
+    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    page.click("text=Instructions")
+    assert page.locator(f'.instructions img[src="{tracker}/track.png"]').count() == 1
+    page.wait_for_load_state("networkidle")
+    # The post's own image, from this site, is shown; progress bars keep their width.
+    assert page.locator("article.post img").evaluate("img => img.naturalWidth") > 0
+    assert page.locator(".progress span").first.evaluate("e => e.style.width").endswith("%")
+
+    page.context.clear_cookies()
+    browser_login(page, live_server, "ada")
+    page.goto(f"{live_server.url}/campaigns/{world.campaign.pk}/")
+    page.wait_for_load_state("networkidle")
+    assert _Tracker.fetched == []
+    assert errors == []
