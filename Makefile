@@ -25,8 +25,13 @@ $(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(PY)
 	$(PIP) install --quiet -c $(LOCK) -e '.[gpu,dev]'
 	touch $@ $(VENV)/.installed-base
 
-install: $(VENV)/.installed-base
-install-dev: $(VENV)/.installed-dev
+# A secret key of this checkout's own, made once: settings read .env (which git ignores), and the
+# app refuses to start without a key unless DEBUG is on.
+.env: | $(PY)
+	$(PY) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
+
+install: $(VENV)/.installed-base .env
+install-dev: $(VENV)/.installed-dev .env
 
 demo: install
 	$(PY) manage.py demo

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from psycopg import sql
 
@@ -211,9 +212,10 @@ def foreign_key_checks_skipped() -> Iterator[None]:
     transaction (the import): the checks (one query per row at commit, a third of the import's
     time) cannot fail. Needs superuser or `GRANT SET ON PARAMETER session_replication_role`;
     without it the checks simply run. The setting is put back on the way out, so a transaction
-    around the writer checks its own rows as usual.
+    around the writer checks its own rows as usual. Only when an operator opts in
+    (`DISTILLERY_IMPORT_SKIP_FK_CHECKS`): by default every row is checked.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not settings.DISTILLERY_IMPORT_SKIP_FK_CHECKS:
         yield
         return
     with connection.cursor() as cursor:

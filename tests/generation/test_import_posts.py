@@ -218,9 +218,26 @@ def test_text_with_tabs_newlines_and_backslashes_survives(tmp_path):
 
 
 @pytest.mark.postgres
-def test_foreign_key_checks_are_back_after_the_import(tmp_path):
+def test_foreign_key_checks_run_unless_an_operator_opts_out(tmp_path, settings):
     from django.db import connection
 
+    from generation.copying import foreign_key_checks_skipped
+
+    def role_inside() -> str:
+        with foreign_key_checks_skipped(), connection.cursor() as cursor:
+            cursor.execute("SHOW session_replication_role")
+            return cursor.fetchone()[0]
+
+    assert role_inside() == "origin"
+    settings.DISTILLERY_IMPORT_SKIP_FK_CHECKS = True
+    assert role_inside() == "replica"  # the test database's user may: it is a superuser
+
+
+@pytest.mark.postgres
+def test_foreign_key_checks_are_back_after_the_import(tmp_path, settings):
+    from django.db import connection
+
+    settings.DISTILLERY_IMPORT_SKIP_FK_CHECKS = True
     path = tmp_path / "posts.jsonl"
     path.write_text('{"id": "a", "text": "one", "items": [{"kind": "open", "text": "x"}]}\n')
     posts_import(path=path, dataset_name="d")  # inside the test's transaction
