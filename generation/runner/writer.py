@@ -1,9 +1,9 @@
 """The writer: stage results and their knowledge items, stored in one transaction per bulk.
 
-New results go in by COPY on PostgreSQL (the writer's CPU per call stays small), by a bulk insert
-elsewhere; retried ones are updated in place. Items are stored once per (post, kind, text) and
-linked to the batch (`generation.services.items.items_store`); each names the stage results it
-was built from.
+New results go in by COPY on PostgreSQL (`generation.copying`: the writer's CPU per call stays
+small), by a bulk insert elsewhere; retried ones are updated in place. Items are stored once per
+(post, kind, text) and linked to the batch (`generation.services.items.items_store`); each names
+the stage results it was built from.
 """
 
 import json
@@ -13,42 +13,28 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg import sql
 
+from generation.copying import (
+    STAGE_RESULT_FIELDS,
+    StageResultRow,
+    column_list,
+    copy_into_temp,
+    execute,
+    table,
+)
 from generation.models import Batch, KnowledgeItem, StageResult
 from generation.pipelines.base import ItemSpec
 from generation.runner.keys import STAGE_RESULT_KEY, StagePlan
 from generation.runner.outcomes import Outcome
-from generation.services.items import DESCRIPTION_STAGES, columns, copy_into_temp, items_store
+from generation.services.items import DESCRIPTION_STAGES, items_store
 
 # Where the stored ids of results are kept, by (post id, stage name).
 ResultIds = dict[tuple[int, str], int]
 
-# What a new result's COPY writes, in this order (see `_copy_row`).
-_RESULT_COPY_FIELDS = [
-    "post",
-    "stage",
-    "template_hash",
-    "model",
-    "params_hash",
-    "endpoint_key",
-    "parameters",
-    "batch",
-    "endpoint",
-    "status",
-    "request",
-    "raw_answer",
-    "parsed",
-    "error",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms",
-    "attempts",
-    "created_at",
-    "updated_at",
-]
 # What a retried result's update writes: all but its key and when it was first stored.
 RESULT_FIELDS = [
-    name for name in _RESULT_COPY_FIELDS if name not in (*STAGE_RESULT_KEY, "created_at")
+    name for name in STAGE_RESULT_FIELDS if name not in (*STAGE_RESULT_KEY, "created_at")
 ]
 
 
@@ -167,28 +153,28 @@ def _result(batch: Batch, plan: StagePlan, outcome: Outcome, now: datetime) -> S
     )
 
 
-def _copy_row(batch: Batch, plan: StagePlan, o: Outcome, now: datetime) -> tuple:
-    return (
-        o.post_id,
-        o.stage,
-        plan.template_hash,
-        plan.model,
-        plan.params_hash,
-        plan.endpoint_key,
-        json.dumps(plan.parameters),
-        batch.pk,
-        plan.endpoint.pk,
-        o.status,
-        json.dumps(o.request),
-        o.raw,
-        None if o.parsed is None else json.dumps(o.parsed),
-        o.error,
-        o.prompt_tokens,
-        o.completion_tokens,
-        o.latency_ms,
-        o.attempts,
-        now,
-        now,
+def _copy_row(batch: Batch, plan: StagePlan, o: Outcome, now: datetime) -> StageResultRow:
+    return StageResultRow(
+        post=o.post_id,
+        stage=o.stage,
+        template_hash=plan.template_hash,
+        model=plan.model,
+        params_hash=plan.params_hash,
+        endpoint_key=plan.endpoint_key,
+        parameters=json.dumps(plan.parameters),
+        batch=batch.pk,
+        endpoint=plan.endpoint.pk,
+        status=o.status,
+        request=json.dumps(o.request),
+        raw_answer=o.raw,
+        parsed=None if o.parsed is None else json.dumps(o.parsed),
+        error=o.error,
+        prompt_tokens=o.prompt_tokens,
+        completion_tokens=o.completion_tokens,
+        latency_ms=o.latency_ms,
+        attempts=o.attempts,
+        created_at=now,
+        updated_at=now,
     )
 
 
@@ -196,15 +182,22 @@ def _insert_results_by_copy(
     batch: Batch, plans: dict[str, StagePlan], outcomes: list[Outcome], now: datetime
 ) -> ResultIds:
     rows = [_copy_row(batch, plans[o.stage], o, now) for o in outcomes]
-    result_columns = columns(StageResult, _RESULT_COPY_FIELDS)
-    key = columns(StageResult, STAGE_RESULT_KEY)
+    result_columns = column_list(StageResult, STAGE_RESULT_FIELDS)
     with connection.cursor() as cursor:
-        temp = copy_into_temp(cursor, StageResult, _RESULT_COPY_FIELDS, rows)
+        temp = copy_into_temp(cursor, StageResult, STAGE_RESULT_FIELDS, rows)
         # A key another batch stored meanwhile keeps its row; its id is returned all the same.
-        cursor.execute(
-            f"INSERT INTO {StageResult._meta.db_table} ({result_columns}) "
-            f"SELECT {result_columns} FROM {temp} "
-            f"ON CONFLICT ({key}) DO UPDATE SET updated_at = EXCLUDED.updated_at "
-            "RETURNING id, post_id, stage"
+        execute(
+            cursor,
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} "
+                "ON CONFLICT ({}) DO UPDATE SET updated_at = EXCLUDED.updated_at "
+                "RETURNING id, post_id, stage"
+            ).format(
+                table(StageResult),
+                result_columns,
+                result_columns,
+                temp,
+                column_list(StageResult, STAGE_RESULT_KEY),
+            ),
         )
         return {(post_id, stage): pk for pk, post_id, stage in cursor.fetchall()}
