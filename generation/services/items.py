@@ -25,16 +25,6 @@ from generation.models import BatchItem, KnowledgeItem
 DESCRIPTION_STAGES = ("describe_image", "caption")
 
 
-# The runner (generation/execution.py) still reads these two as text; they go once it uses
-# generation.copying itself.
-def columns(model: type, names: list[str]) -> str:
-    return column_list(model, names).as_string()
-
-
-def copy_into_temp(cursor: Any, model: type, names: list[str], rows: list[tuple]) -> str:
-    return copying.copy_into_temp(cursor, model, names, rows).as_string()
-
-
 def items_store(*, batch_id: int, items: list[KnowledgeItem], now: Any) -> None:
     """Insert the items that are new and link every one of them to the batch.
 
