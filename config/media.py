@@ -2,8 +2,10 @@
 
 Admins may open any file. Everyone else only post images (`posts/<dataset id>/...`) of datasets
 they rate in an active campaign; exports and uploaded import files are the admins' alone. Anything
-else answers 404, so a guessed name tells nothing. Files are served with headers that keep a
-hostile upload from running as a page on our origin.
+else answers 404, so a guessed name tells nothing, and so does a folder that is no id: only ASCII
+digits within the range of a primary key are read as one (`posts/²/`, a 23-digit id: 404, no
+500). Files are served with headers that keep a hostile upload from running as a page on our
+origin.
 """
 
 import mimetypes
@@ -19,16 +21,28 @@ from accounts.permissions import is_admin
 from annotation.models import Campaign
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+MAX_ID = 2**63 - 1  # a BigAutoField's largest value
+
+
+def _bounded_id(text: str) -> int | None:
+    """`text` as a primary key, or None: ASCII digits only (no sign, `_` or `²`), 1 to MAX_ID."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
 
 
 def _may_read(request: HttpRequest, path: str) -> bool:
     if is_admin(request.user):
         return True
     parts = Path(posixpath.normpath(path)).parts  # "posts/1/../../exports/x" is not a post image
-    if len(parts) < 3 or parts[0] != "posts" or not parts[1].isdigit():
+    if len(parts) < 3 or parts[0] != "posts":
+        return False
+    dataset_id = _bounded_id(parts[1])
+    if dataset_id is None:
         return False
     return Campaign.objects.filter(
-        dataset_id=int(parts[1]), members=request.user, is_active=True
+        dataset_id=dataset_id, members=request.user, is_active=True
     ).exists()
 
 
