@@ -167,6 +167,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Images are checked with Pillow and refused above these limits.
 DISTILLERY_MAX_IMAGE_BYTES = env.int("DISTILLERY_MAX_IMAGE_BYTES", default=20 * 1024 * 1024)
 DISTILLERY_MAX_IMAGE_PIXELS = env.int("DISTILLERY_MAX_IMAGE_PIXELS", default=40_000_000)
+# Uploaded zips of images (generation/importers/archives.py), checked before anything is
+# extracted: at most this many files, expanding to at most this many bytes in all, and to at most
+# this many times their compressed size in all (beyond the first MiB).
+DISTILLERY_ZIP_MAX_FILES = env.int("DISTILLERY_ZIP_MAX_FILES", default=500_000)
+DISTILLERY_ZIP_MAX_BYTES = env.int("DISTILLERY_ZIP_MAX_BYTES", default=4 * 1024**3)
+DISTILLERY_ZIP_MAX_RATIO = env.int("DISTILLERY_ZIP_MAX_RATIO", default=100)
 # A line longer than this in an import file is refused rather than parsed.
 DISTILLERY_MAX_LINE_BYTES = env.int("DISTILLERY_MAX_LINE_BYTES", default=1024 * 1024)
 # Imports may skip PostgreSQL's per-row foreign key checks (session_replication_role = replica, a
@@ -190,6 +196,18 @@ DISTILLERY_RATE_LIMIT_PATIENCE_SECONDS = env.float(
 )
 # Posts per task on the `gpu` queue (local models generate a chunk as one batch).
 DISTILLERY_GPU_CHUNK_SIZE = env.int("DISTILLERY_GPU_CHUNK_SIZE", default=16)
+
+# Model endpoints (generation/backends/guard.py, docs/security.md): the environment variables an
+# API key may come from (a trailing * is a prefix; Django, database and broker variables never
+# qualify), and whether a model server may be on loopback or a private network (a vLLM beside the
+# app): on by default only in development (DEBUG) and under the tests; `manage.py demo` turns it on.
+# Link-local and cloud metadata addresses are always refused.
+DISTILLERY_API_KEY_ENV_ALLOWED = env.list(
+    "DISTILLERY_API_KEY_ENV_ALLOWED", default=["OPENAI_API_KEY", "DISTILLERY_KEY_*"]
+)
+DISTILLERY_ALLOW_PRIVATE_ENDPOINTS = env.bool(
+    "DISTILLERY_ALLOW_PRIVATE_ENDPOINTS", default=DEBUG or "PYTEST_VERSION" in os.environ
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

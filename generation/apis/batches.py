@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from config.pagination import paginate, paginated
+from generation.limits import serializer_field
 from generation.models import Batch, Dataset, Endpoint
 from generation.selectors.batches import batch_list, batch_progress
 from generation.services.batches import (
@@ -89,9 +90,9 @@ class BatchInputSerializer(serializers.Serializer):
         required=False,
         help_text="{stage: endpoint name} for stages that run on another endpoint",
     )
-    limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    limit = serializer_field("limit", required=False, allow_null=True)
     parameters = serializers.JSONField(required=False, help_text="temperature, max_tokens, ...")
-    token_budget = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    token_budget = serializer_field("token_budget", required=False, allow_null=True)
 
 
 class BatchListApi(APIView):

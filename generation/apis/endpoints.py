@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
+from generation.limits import serializer_field
 from generation.models import Endpoint
 from generation.selectors.batches import endpoint_list
 from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
@@ -39,8 +40,8 @@ class EndpointInputSerializer(serializers.Serializer):
     model_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
     model = serializers.CharField(max_length=200)
     api_key_env = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    concurrency = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
-    requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    concurrency = serializer_field("concurrency", required=False)
+    requests_per_minute = serializer_field("requests_per_minute", required=False, allow_null=True)
     parameters = serializers.JSONField(required=False)
 
 

@@ -7,7 +7,9 @@ as the endpoint's concurrency. Answers are read from the raw JSON body rather th
 client's response models, which keeps our CPU per call below the bare client's.
 
 The API key is read from the environment variable the endpoint names, when the backend is made;
-it is never stored on the endpoint, logged, or shown in errors and reprs.
+it is never stored on the endpoint, logged, or shown in errors and reprs. The variable and the base
+URL are checked then too (`generation.backends.guard`): a Django, database or broker variable is
+never sent, and a metadata or (unless allowed) private address never called.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ from generation.backends.base import (
     Completion,
     sampling_parameters,
 )
+from generation.backends.guard import api_key_env_error, base_url_error
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -104,6 +107,10 @@ class OpenAIBackend(Backend):
         self.structured_output = bool(self.parameters.get("structured_output"))
         self.timeout = float(self.parameters.get("timeout") or DEFAULT_TIMEOUT)
         self._defaults = sampling_parameters(self.parameters)
+        # Checked again here, not only when the endpoint was saved (generation/backends/guard.py):
+        # an endpoint saved before the checks, or a name that now resolves elsewhere.
+        if error := base_url_error(self.base_url):
+            raise BackendError(f"refused base URL: {error}", retryable=False)
         self._api_key = self._read_api_key()
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +124,8 @@ class OpenAIBackend(Backend):
     def _read_api_key(self) -> str:
         if not self.api_key_env:
             return "none"  # local servers (vLLM, Ollama) take any key
+        if error := api_key_env_error(self.api_key_env):
+            raise BackendError(f"refused API key variable: {error}", retryable=False)
         key = os.environ.get(self.api_key_env)
         if not key:
             raise BackendError(

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import Conflict
+from generation.limits import number_check
 from generation.models import Batch, Dataset, Endpoint, StageResult
 from generation.pipelines.base import UnknownTemplateVariant, all_pipelines, get_pipeline
 from generation.services.endpoints import sampling_parameters_clean
@@ -59,10 +60,7 @@ def batch_launch(
                 f"{', '.join(sorted(unknown))} (stages: {', '.join(stages)})."
             }
         )
-    if limit is not None and limit < 1:
-        raise ValidationError({"limit": "The limit must be at least 1."})
-    if token_budget is not None and token_budget < 1:
-        raise ValidationError({"token_budget": "The token budget must be at least 1."})
+    number_check(limit=limit, token_budget=token_budget)
     parameters = batch_parameters_clean(pipeline=pipeline, parameters=parameters)
     total = dataset.posts.count()
     if limit is not None:

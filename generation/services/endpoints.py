@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from config.errors import Conflict
+from generation.backends.guard import api_key_env_error, base_url_error
+from generation.limits import number_error
 from generation.models import Endpoint
 
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -90,8 +92,14 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
         else:
             # Not URLValidator: service names such as http://vllm:8000/v1 have no dot.
             url = urlsplit(endpoint.base_url)
-            if url.scheme not in ("http", "https") or not url.hostname or " " in endpoint.base_url:
+            try:
+                host = url.hostname
+            except ValueError:
+                host = None
+            if url.scheme not in ("http", "https") or not host or " " in endpoint.base_url:
                 errors["base_url"] = "Enter a valid http(s) URL."
+            elif error := base_url_error(endpoint.base_url):
+                errors["base_url"] = error
         if endpoint.model_path:
             errors["model_path"] = "An openai endpoint has a base URL, not a model path."
     elif endpoint.backend == Endpoint.Backend.TRANSFORMERS:
@@ -105,10 +113,14 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
         errors["api_key_env"] = (
             "Give the name of an environment variable (e.g. OPENAI_API_KEY), never the key."
         )
-    if not isinstance(endpoint.concurrency, int) or endpoint.concurrency < 1:
-        errors["concurrency"] = "Concurrency must be at least 1."
-    if endpoint.requests_per_minute is not None and endpoint.requests_per_minute < 1:
-        errors["requests_per_minute"] = "Requests per minute must be at least 1."
+    elif error := api_key_env_error(endpoint.api_key_env):
+        errors["api_key_env"] = error
+    if error := number_error("concurrency", endpoint.concurrency):
+        errors["concurrency"] = error
+    if endpoint.requests_per_minute is not None and (
+        error := number_error("requests_per_minute", endpoint.requests_per_minute)
+    ):
+        errors["requests_per_minute"] = error
     if errors:
         raise ValidationError(errors)
     endpoint.parameters = sampling_parameters_clean(

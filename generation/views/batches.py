@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import admin_required
 from config.errors import ApplicationError
+from generation.limits import form_field
 from generation.models import Batch, Dataset, Endpoint
 from generation.pipelines.base import all_pipelines
 from generation.selectors.batches import batch_failures, batch_list, batch_progress
@@ -37,13 +38,15 @@ class BatchLaunchForm(forms.Form):
         to_field_name="name",
         help_text="Every stage runs here unless you pick another endpoint for it below.",
     )
-    limit = forms.IntegerField(min_value=1, required=False, help_text="Only the first N posts")
+    limit = form_field("limit", required=False, help_text="Only the first N posts")
     temperature = forms.FloatField(min_value=0, max_value=2, required=False)
     top_p = forms.FloatField(min_value=0, max_value=1, required=False, label="Top p")
     max_tokens = forms.IntegerField(min_value=1, required=False, label="Max tokens")
     seed = forms.IntegerField(min_value=0, required=False)
-    token_budget = forms.IntegerField(
-        min_value=1, required=False, help_text="The batch stops when it has used this many tokens"
+    token_budget = form_field(
+        "token_budget",
+        required=False,
+        help_text="The batch stops when it has used this many tokens",
     )
 
     def __init__(self, *args, **kwargs) -> None:

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import admin_required
 from config.errors import ApplicationError
+from generation.limits import form_field
 from generation.models import Endpoint
 from generation.selectors.batches import endpoint_list
 from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
@@ -48,8 +49,8 @@ class EndpointForm(forms.Form):
         label="API key variable",
         help_text="The name of the environment variable holding the key (never the key itself)",
     )
-    concurrency = forms.IntegerField(min_value=1, max_value=10_000, initial=32)
-    requests_per_minute = forms.IntegerField(min_value=1, required=False)
+    concurrency = form_field("concurrency", initial=32)
+    requests_per_minute = form_field("requests_per_minute", required=False)
     parameters = _JSONField(
         required=False,
         initial=dict,

@@ -28,7 +28,7 @@ def _fresh(server, monkeypatch):
     server.reset()
     server.latency = 0.0
     server.api_key = None
-    monkeypatch.setenv("DISTILLERY_TEST_KEY", SECRET)
+    monkeypatch.setenv("DISTILLERY_KEY_TEST", SECRET)
 
 
 def endpoint(server, **fields):
@@ -37,7 +37,7 @@ def endpoint(server, **fields):
         "backend": "openai",
         "base_url": server.base_url,
         "model": "gpt-fake",
-        "api_key_env": "DISTILLERY_TEST_KEY",
+        "api_key_env": "DISTILLERY_KEY_TEST",
         "concurrency": 8,
         **fields,
     }
@@ -185,12 +185,12 @@ def test_the_api_key_comes_from_the_environment_and_never_shows(server, caplog):
     assert (error.retryable, error.status) == (False, 401)
     for shown in (repr(backend), str(error), repr(error), error.raw, caplog.text):
         assert SECRET not in shown
-    assert "DISTILLERY_TEST_KEY" in repr(backend)
+    assert "DISTILLERY_KEY_TEST" in repr(backend)
 
 
 def test_an_unset_api_key_variable_is_a_clear_permanent_error(server, monkeypatch):
-    monkeypatch.delenv("DISTILLERY_TEST_KEY")
-    with pytest.raises(BackendError, match="DISTILLERY_TEST_KEY .* is not set") as info:
+    monkeypatch.delenv("DISTILLERY_KEY_TEST")
+    with pytest.raises(BackendError, match="DISTILLERY_KEY_TEST .* is not set") as info:
         backend_for(endpoint(server))
     assert not info.value.retryable
 

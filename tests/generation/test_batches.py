@@ -1,6 +1,7 @@
 """Batches through the API, the pages and the `generate` command; permissions; transitions."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -257,3 +258,74 @@ def test_generate_command_refuses_bad_input(fake_server, args, message) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("generate", *args)
     assert not Batch.objects.exists()
+
+
+# --- issue 13, point 4: numbers too big for the database are a clear error, never a 500 ---------
+
+HUGE = 10**30
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("limit", HUGE, "less than or equal to 1000000000"),
+        ("token_budget", HUGE, "less than or equal to 1000000000000000"),
+        ("limit", str(HUGE), "less than or equal to"),
+        ("token_budget", -HUGE, "greater than or equal to 1"),
+    ],
+)
+def test_api_refuses_numbers_out_of_bounds(admin_api, fake_server, field, value, message) -> None:
+    make_posts("miko", 1)
+    fake_endpoint(fake_server)
+    payload = {"dataset": "miko", "pipeline": "miko", "endpoint": "fake", field: value}
+    response = admin_api.post("/api/batches/", payload, format="json")
+    assert response.status_code == 400
+    assert message in response.json()[field][0]
+    assert not Batch.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["limit", "token_budget"])
+def test_launch_page_refuses_numbers_out_of_bounds(admin_client, fake_server, field) -> None:
+    make_posts("miko", 1)
+    fake_endpoint(fake_server)
+    response = admin_client.post(
+        reverse("generation:batch-new"),
+        {"dataset": "miko", "pipeline": "miko", "endpoint": "fake", field: str(HUGE)},
+    )
+    assert response.status_code == 400 and not Batch.objects.exists()
+    assert "less than or equal to" in response.context["form"].errors[field][0]
+
+
+@pytest.mark.parametrize("option, message", [("--limit", "limit"), ("--token-budget", "budget")])
+def test_generate_command_refuses_numbers_out_of_bounds(fake_server, option, message) -> None:
+    make_posts("miko", 1)
+    fake_endpoint(fake_server)
+    with pytest.raises(CommandError, match=f"{message}.*at most"):
+        call_command(
+            "generate", "--dataset=miko", "--pipeline=miko", "--endpoint=fake", option, str(HUGE)
+        )
+    assert not Batch.objects.exists()
+
+
+def test_the_service_refuses_numbers_out_of_bounds(fake_server) -> None:
+    dataset = make_posts("miko", 1)
+    endpoint = fake_endpoint(fake_server)
+    with pytest.raises(ValidationError) as error:
+        batch_launch(
+            dataset=dataset,
+            pipeline="miko",
+            endpoint=endpoint,
+            limit=HUGE,
+            token_budget=HUGE,
+            enqueue=False,
+        )
+    assert set(error.value.message_dict) == {"limit", "token_budget"}
+
+
+def test_ids_too_big_for_the_database_are_404(admin_api, admin_client) -> None:
+    for url in (f"/api/batches/{HUGE}/", f"/api/batches/{HUGE}/pause/", f"/api/endpoints/{HUGE}/"):
+        assert admin_api.get(url).status_code == 404
+        assert admin_api.post(url).status_code in (404, 405)
+    for url in (f"/batches/{HUGE}/", f"/batches/{HUGE}/progress/", f"/endpoints/{HUGE}/edit/"):
+        assert admin_client.get(url).status_code == 404
+    assert admin_client.get(f"/batches/{2**63 - 1}/").status_code == 404  # the largest id: a miss

@@ -1,6 +1,7 @@
 """Endpoints by command, page and API: bad input, permissions, and no API key ever shown."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -115,7 +116,7 @@ def test_api_creates_lists_updates_and_deletes_endpoints(admin_api) -> None:
             "backend": "openai",
             "base_url": "http://127.0.0.1:8000/v1",
             "model": "qwen",
-            "api_key_env": "LOCAL_KEY",
+            "api_key_env": "DISTILLERY_KEY_LOCAL",
             "requests_per_minute": 600,
             "parameters": {"temperature": 0.2},
         },
@@ -123,7 +124,7 @@ def test_api_creates_lists_updates_and_deletes_endpoints(admin_api) -> None:
     )
     assert response.status_code == 201, response.json()
     endpoint_id = response.json()["id"]
-    assert response.json()["api_key_env"] == "LOCAL_KEY"
+    assert response.json()["api_key_env"] == "DISTILLERY_KEY_LOCAL"
     listed = admin_api.get("/api/endpoints/").json()
     assert [e["name"] for e in listed] == ["local"]
     response = admin_api.patch(f"/api/endpoints/{endpoint_id}/", {"concurrency": 4}, format="json")
@@ -171,18 +172,18 @@ def test_api_refuses_bad_endpoints(admin_api, payload, field) -> None:
 
 
 def test_api_key_value_is_never_returned_or_shown(admin_api, admin_client, monkeypatch) -> None:
-    monkeypatch.setenv("SECRET_TEST_KEY", "sk-very-secret-value")
+    monkeypatch.setenv("DISTILLERY_KEY_SECRET_TEST", "sk-very-secret-value")
     endpoint_create(
         name="gpt",
         backend="openai",
         base_url="http://x/v1",
         model="m",
-        api_key_env="SECRET_TEST_KEY",
+        api_key_env="DISTILLERY_KEY_SECRET_TEST",
     )
     api_text = admin_api.get("/api/endpoints/").content.decode()
     page_text = admin_client.get(reverse("generation:endpoint-list")).content.decode()
     for text in (api_text, page_text):
-        assert "SECRET_TEST_KEY" in text
+        assert "DISTILLERY_KEY_SECRET_TEST" in text
         assert "sk-very-secret-value" not in text
 
 
@@ -251,3 +252,54 @@ def test_annotators_can_neither_see_nor_change_endpoints(annotator_client, annot
     payload = {"name": "y", "backend": "openai", "base_url": "http://x/v1", "model": "m"}
     assert annotator_api.post("/api/endpoints/", payload, format="json").status_code == 403
     assert Endpoint.objects.count() == 1
+
+
+# --- issue 13, point 4: numbers too big for the database are a clear error, never a 500 ---------
+
+HUGE = 10**30
+
+
+@pytest.mark.parametrize("field", ["concurrency", "requests_per_minute"])
+def test_api_refuses_numbers_out_of_bounds(admin_api, field) -> None:
+    payload = {"name": "x", "backend": "openai", "base_url": "http://x/v1", "model": "m"}
+    response = admin_api.post("/api/endpoints/", {**payload, field: HUGE}, format="json")
+    assert response.status_code == 400 and "less than or equal to" in response.json()[field][0]
+    endpoint = endpoint_create(**payload)
+    response = admin_api.patch(f"/api/endpoints/{endpoint.pk}/", {field: HUGE}, format="json")
+    assert response.status_code == 400 and field in response.json()
+
+
+@pytest.mark.parametrize("field", ["concurrency", "requests_per_minute"])
+def test_page_refuses_numbers_out_of_bounds(admin_client, field) -> None:
+    data = {"name": "x", "backend": "openai", "base_url": "http://x/v1", "model": "m"}
+    response = admin_client.post(
+        reverse("generation:endpoint-new"), {"concurrency": 1, **data, field: str(HUGE)}
+    )
+    assert response.status_code == 400 and not Endpoint.objects.exists()
+    assert "less than or equal to" in response.context["form"].errors[field][0]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [("--concurrency", "Concurrency must be"), ("--requests-per-minute", "Requests per minute")],
+)
+def test_command_refuses_numbers_out_of_bounds(option, message) -> None:
+    with pytest.raises(CommandError, match=f"{message}.*at most"):
+        call_command(
+            "endpoint_add", "x", "--backend=openai", "--base-url=http://x/v1", "--model=m",
+            option, str(HUGE),
+        )  # fmt: skip
+    assert not Endpoint.objects.exists()
+
+
+def test_the_service_refuses_numbers_out_of_bounds() -> None:
+    with pytest.raises(ValidationError) as error:
+        endpoint_create(
+            name="x",
+            backend="openai",
+            base_url="http://x/v1",
+            model="m",
+            concurrency=HUGE,
+            requests_per_minute=HUGE,
+        )
+    assert set(error.value.message_dict) == {"concurrency", "requests_per_minute"}

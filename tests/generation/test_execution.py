@@ -304,16 +304,16 @@ def test_the_requests_per_minute_limit_spaces_the_calls(fake_server) -> None:
 def test_a_missing_api_key_fails_the_batch_and_names_only_the_variable(
     fake_server, monkeypatch
 ) -> None:
-    monkeypatch.delenv("DISTILLERY_TEST_MISSING_KEY", raising=False)
+    monkeypatch.delenv("DISTILLERY_KEY_TEST_MISSING", raising=False)
     dataset = make_posts("miko", 2)
-    endpoint = fake_endpoint(fake_server, api_key_env="DISTILLERY_TEST_MISSING_KEY")
+    endpoint = fake_endpoint(fake_server, api_key_env="DISTILLERY_KEY_TEST_MISSING")
     with pytest.raises(BackendError):
         batch_execute(batch_id=launch(dataset, endpoint).pk)
     batch = Batch.objects.get()
     assert batch.status == Batch.Status.FAILED and batch.runner == ""
-    assert "DISTILLERY_TEST_MISSING_KEY" in batch.error and fake_server.requests == 0
+    assert "DISTILLERY_KEY_TEST_MISSING" in batch.error and fake_server.requests == 0
     # Once the variable is set, the failed batch is resumed.
-    monkeypatch.setenv("DISTILLERY_TEST_MISSING_KEY", "sk-test")
+    monkeypatch.setenv("DISTILLERY_KEY_TEST_MISSING", "sk-test")
     batch_resume(batch=batch)
     batch = batch_execute(batch_id=batch.pk)
     assert batch.status == Batch.Status.DONE and batch.posts_done == 2 and not batch.error

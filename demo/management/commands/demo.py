@@ -1,5 +1,6 @@
 """`manage.py demo`: set up the demo (database, users, sample data) and serve it with a worker."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, no_serve: bool, port: int, **options) -> None:
+        # The fake LLM listens on 127.0.0.1: allow private endpoints here and in the children.
+        os.environ["DISTILLERY_ALLOW_PRIVATE_ENDPOINTS"] = "true"
+        settings.DISTILLERY_ALLOW_PRIVATE_ENDPOINTS = True
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self.create_users()
