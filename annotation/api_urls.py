@@ -1,39 +1,40 @@
 from django.urls import path
 
+import config.converters  # noqa: F401  (registers <id:...>)
 from annotation import apis
 
 urlpatterns = [
     path("campaigns/", apis.CampaignListApi.as_view(), name="api-campaign-list"),
     path(
-        "campaigns/<int:campaign_id>/", apis.CampaignDetailApi.as_view(), name="api-campaign-detail"
+        "campaigns/<id:campaign_id>/", apis.CampaignDetailApi.as_view(), name="api-campaign-detail"
     ),
     path(
-        "campaigns/<int:campaign_id>/progress/",
+        "campaigns/<id:campaign_id>/progress/",
         apis.CampaignProgressApi.as_view(),
         name="api-campaign-progress",
     ),
     path(
-        "campaigns/<int:campaign_id>/gold/",
+        "campaigns/<id:campaign_id>/gold/",
         apis.CampaignGoldApi.as_view(),
         name="api-campaign-gold",
     ),
-    path("campaigns/<int:campaign_id>/next/", apis.NextTaskApi.as_view(), name="api-task-next"),
+    path("campaigns/<id:campaign_id>/next/", apis.NextTaskApi.as_view(), name="api-task-next"),
     path(
-        "campaigns/<int:campaign_id>/my-ratings/",
+        "campaigns/<id:campaign_id>/my-ratings/",
         apis.MyRatingsApi.as_view(),
         name="api-my-ratings",
     ),
     path(
-        "assignments/<int:assignment_id>/",
+        "assignments/<id:assignment_id>/",
         apis.AssignmentDetailApi.as_view(),
         name="api-assignment-detail",
     ),
     path(
-        "assignments/<int:assignment_id>/submit/",
+        "assignments/<id:assignment_id>/submit/",
         apis.SubmitApi.as_view(),
         name="api-assignment-submit",
     ),
     path(
-        "assignments/<int:assignment_id>/skip/", apis.SkipApi.as_view(), name="api-assignment-skip"
+        "assignments/<id:assignment_id>/skip/", apis.SkipApi.as_view(), name="api-assignment-skip"
     ),
 ]

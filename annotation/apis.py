@@ -45,7 +45,13 @@ from annotation.services import (
     campaign_update,
     gold_answers_set,
 )
-from annotation.validators import validate_gold_rate, validate_lease_minutes, validate_overlap
+from annotation.validators import (
+    validate_gold_rate,
+    validate_id,
+    validate_lease_minutes,
+    validate_overlap,
+    validate_question_name,
+)
 from config.pagination import paginate, paginated
 from generation.models import Batch, Dataset
 
@@ -72,7 +78,7 @@ def _own_assignment(request: Request, pk: int) -> Assignment:
 
 class QuestionSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    name = serializers.SlugField(max_length=50)
+    name = serializers.CharField(validators=[validate_question_name])
     prompt = serializers.CharField(required=False, allow_blank=True, default="")
     scale = serializers.ChoiceField(choices=list(SCALES), default="1-5")
 
@@ -202,8 +208,8 @@ class TaskSerializer(serializers.Serializer):
 
 
 class RatingInputSerializer(serializers.Serializer):
-    item = serializers.IntegerField()
-    question = serializers.IntegerField()
+    item = serializers.IntegerField(validators=[validate_id])
+    question = serializers.IntegerField(validators=[validate_id])
     value = serializers.IntegerField()
 
 
@@ -231,7 +237,7 @@ class MyRatingSerializer(serializers.Serializer):
 
 
 class GoldAnswerInputSerializer(serializers.Serializer):
-    item = serializers.IntegerField()
+    item = serializers.IntegerField(validators=[validate_id])
     question = serializers.CharField()
     value = serializers.IntegerField()
 

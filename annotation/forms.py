@@ -4,7 +4,12 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.scales import DEFAULT_QUESTIONS, SCALES
-from annotation.validators import validate_gold_rate, validate_lease_minutes, validate_overlap
+from annotation.validators import (
+    validate_gold_rate,
+    validate_lease_minutes,
+    validate_overlap,
+    validate_question_name,
+)
 from generation.models import Batch, Dataset
 
 
@@ -40,4 +45,6 @@ class CampaignForm(forms.Form):
         names = [q.strip() for q in self.cleaned_data["questions"].split(",") if q.strip()]
         if not names:
             raise forms.ValidationError("Name at least one question.")
+        for name in names:
+            validate_question_name(name)
         return names

@@ -6,12 +6,18 @@ so the limits and their messages exist once. Each raises Django's `ValidationErr
 and DRF serializers take as they are; the services turn it into an `AnnotationError` for the field.
 """
 
+import re
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
+from config.converters import MAX_ID
+
 MAX_OVERLAP = 100  # annotators per post
 MAX_LEASE_MINUTES = 7 * 24 * 60
+MAX_QUESTION_NAME = 50  # Question.name's max_length
+# Letters, digits, _ and -: a name is a column of the CSV exports and never starts a formula.
+_QUESTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def validate_overlap(value: int) -> None:
@@ -34,6 +40,24 @@ def validate_gold_rate(value: float) -> None:
     if not 0 <= value <= 1:
         raise ValidationError(
             "the gold rate must be between 0 and 1", code="gold_rate", params={"value": value}
+        )
+
+
+def validate_question_name(value: str) -> None:
+    if len(value) > MAX_QUESTION_NAME or not _QUESTION_NAME.fullmatch(value):
+        raise ValidationError(
+            f"a question name is 1 to {MAX_QUESTION_NAME} letters, digits, _ or - "
+            "(not starting with -)",
+            code="question_name",
+            params={"value": value},
+        )
+
+
+def validate_id(value: int) -> None:
+    """An id sent in a body (an item, a question): a whole number the database can hold."""
+    if not 1 <= value <= MAX_ID:
+        raise ValidationError(
+            f"{value} is not an id (1 to {MAX_ID})", code="id", params={"value": value}
         )
 
 

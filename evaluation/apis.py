@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from annotation.models import Campaign
+from config.converters import MAX_ID, parse_id
 from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
 from evaluation.exports.formats import FORMATS
@@ -167,9 +168,13 @@ class ExportListApi(APIView):
         jobs = ExportJob.objects.all()
         campaign = request.query_params.get("campaign")
         if campaign is not None:
-            if not campaign.isdigit():
-                return Response({"campaign": ["A campaign id is a number."]}, status=400)
-            jobs = jobs.filter(campaign_id=int(campaign))
+            campaign_id = parse_id(campaign)
+            if campaign_id is None:
+                return Response(
+                    {"campaign": [f"A campaign id is a whole number from 0 to {MAX_ID}."]},
+                    status=400,
+                )
+            jobs = jobs.filter(campaign_id=campaign_id)
         return paginate(request, self, jobs, ExportOutputSerializer)
 
     @extend_schema(request=ExportInputSerializer, responses={201: ExportOutputSerializer})

@@ -1,19 +1,20 @@
 from django.urls import path
 
+import config.converters  # noqa: F401  (registers <id:...>)
 from evaluation import views
 
 app_name = "evaluation"
 
 urlpatterns = [
     path("evaluation/", views.evaluation_home, name="home"),
-    path("campaigns/<int:pk>/evaluation/", views.campaign_dashboard, name="campaign-dashboard"),
+    path("campaigns/<id:pk>/evaluation/", views.campaign_dashboard, name="campaign-dashboard"),
     path(
-        "campaigns/<int:pk>/evaluation/items/",
+        "campaigns/<id:pk>/evaluation/items/",
         views.campaign_item_scores,
         name="campaign-item-scores",
     ),
-    path("campaigns/<int:pk>/exports/new/", views.export_create_view, name="export-create"),
-    path("exports/<int:pk>/", views.export_detail, name="export-detail"),
-    path("exports/<int:pk>/download/", views.export_download, name="export-download"),
-    path("exports/<int:pk>/retry/", views.export_retry_view, name="export-retry"),
+    path("campaigns/<id:pk>/exports/new/", views.export_create_view, name="export-create"),
+    path("exports/<id:pk>/", views.export_detail, name="export-detail"),
+    path("exports/<id:pk>/download/", views.export_download, name="export-download"),
+    path("exports/<id:pk>/retry/", views.export_retry_view, name="export-retry"),
 ]

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import admin_required
 from annotation.models import Campaign
+from config.converters import parse_id
 from config.errors import ApplicationError
 from evaluation.apis import export_file_response
 from evaluation.forms import ExportForm
@@ -76,8 +77,7 @@ def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_item_scores(request: HttpRequest, pk: int) -> HttpResponse:
     """A page of item scores: the table alone for htmx, else a page of its own."""
     campaign = get_object_or_404(Campaign, pk=pk)
-    after = request.GET.get("after", "")
-    after = int(after) if after.isdigit() else 0
+    after = parse_id(request.GET.get("after", "")) or 0
     context = {"campaign": campaign, "page": item_score_page(campaign=campaign, after=after)}
     template = "evaluation/_item_scores.html" if request.htmx else "evaluation/item_scores.html"
     return render(request, template, context)

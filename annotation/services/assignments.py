@@ -21,7 +21,6 @@ from annotation.errors import AnnotationError
 from annotation.hot_path import RatingTargets, open_lease, rating_targets
 from annotation.models import Assignment, Campaign, Task
 from annotation.scales import get_scale
-from generation.models import KnowledgeItem
 
 
 @dataclass(frozen=True)
@@ -119,11 +118,9 @@ def _validate_ratings(
         if question is None:
             raise AnnotationError(f"question {rating.question_id} is not in this campaign")
         if rating.item_id not in items:
-            if KnowledgeItem.objects.filter(pk=rating.item_id).exists():
-                raise AnnotationError(
-                    f"item {rating.item_id} is not an item of this post in this campaign"
-                )
-            raise AnnotationError(f"item {rating.item_id} does not exist")
+            # One answer whether the item exists elsewhere or not at all: ids of other
+            # datasets cannot be probed this way.
+            raise AnnotationError(f"item {rating.item_id} is not an item of this post")
         name, scale_key = question
         scale = get_scale(scale_key)
         if rating.value not in scale:

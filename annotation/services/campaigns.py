@@ -12,7 +12,7 @@ from annotation.errors import AnnotationError
 from annotation.models import Campaign, Question, Task
 from annotation.scales import DEFAULT_QUESTIONS, get_scale
 from annotation.selectors import campaign_items
-from annotation.validators import CAMPAIGN_VALIDATORS
+from annotation.validators import CAMPAIGN_VALIDATORS, validate_question_name
 from generation.models import Batch, Dataset
 
 
@@ -41,6 +41,13 @@ def _validate(fields: Mapping[str, object]) -> None:
             validator(value)
         except ValidationError as error:
             raise AnnotationError(error.messages[0], field=name) from None
+
+
+def _validate_question_name(name: str) -> None:
+    try:
+        validate_question_name(name)
+    except ValidationError as error:
+        raise AnnotationError(error.messages[0], field="questions") from None
 
 
 @transaction.atomic
@@ -75,6 +82,7 @@ def campaign_create(
     seen = set()
     for spec in questions:
         get_scale(spec.scale)
+        _validate_question_name(spec.name)
         if spec.name in seen:
             raise AnnotationError(f"question {spec.name!r} is named twice")
         seen.add(spec.name)

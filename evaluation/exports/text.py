@@ -2,18 +2,34 @@
 
 import csv
 import json
+from collections.abc import Iterable
 from typing import IO
 
 from evaluation.exports.export import Export, ExportRow, empty_scores
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell as a formula when its first non-blank character is one of these; a
+# leading tab, carriage return or line feed is refused too (OWASP's CSV injection advice).
+FORMULA_STARTS = ("=", "+", "-", "@")
+CONTROL_STARTS = ("\t", "\r", "\n")
 
 
 def neutralise(value: object) -> object:
     """A text cell that a spreadsheet would run as a formula gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and (
+        value.startswith(CONTROL_STARTS) or value.lstrip().startswith(FORMULA_STARTS)
+    ):
         return "'" + value
     return value
+
+
+class SafeWriter:
+    """`csv.writer` whose every cell, headers included, passes through `neutralise`."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([neutralise(value) for value in row])
 
 
 def json_line(record: dict) -> str:
@@ -41,37 +57,25 @@ def write_jsonl(export: Export, out: IO[str]) -> None:
 
 
 def write_csv(export: Export, out: IO[str]) -> None:
-    writer = None
+    writer, header = SafeWriter(out), None
     for rows in export.chunks():
         for r in rows:
             flat = r.flat(export.questions)
-            if writer is None:
-                writer = csv.DictWriter(out, fieldnames=list(flat))
-                writer.writeheader()
-            writer.writerow({key: neutralise(value) for key, value in flat.items()})
-    if writer is None:
-        header = ExportRow(0, 0, "", "", "", "", "", 0, "", empty_scores(export)).flat(
-            export.questions
-        )
-        csv.writer(out).writerow(list(header))
+            if header is None:
+                header = list(flat)
+                writer.writerow(header)
+            writer.writerow(flat[key] for key in header)
+    if header is None:
+        empty = ExportRow(0, 0, "", "", "", "", "", 0, "", empty_scores(export))
+        writer.writerow(list(empty.flat(export.questions)))
 
 
 def write_ratings(export: Export, out: IO[str]) -> None:
     """Every raw rating of the selected items; the first five columns are the import format."""
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(["post_id", "kind", "annotator", "question", "value", "item_id", "seconds"])
     for rows in export.chunks():
         by_id = {r.item_id: r for r in rows}
         for item_id, annotator, question, value, seconds in export.raw_ratings(rows):
             item = by_id[item_id]
-            writer.writerow(
-                [
-                    neutralise(item.post_id),
-                    neutralise(item.kind),
-                    neutralise(annotator),
-                    question,
-                    value,
-                    item_id,
-                    seconds,
-                ]
-            )
+            writer.writerow([item.post_id, item.kind, annotator, question, value, item_id, seconds])

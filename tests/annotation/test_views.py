@@ -93,7 +93,7 @@ def test_previous_post_can_be_changed(annotator_client, campaign, annotator):
         (lambda d, view, other: d.update({next(iter(d)): "9"}), "9 is not on the Likert 1–5 scale"),
         (
             lambda d, view, other: d.update({f"r-999999-{view.questions[0].question.pk}": "3"}),
-            "item 999999 does not exist",
+            "item 999999 is not an item of this post",
         ),
         (
             lambda d, view, other: d.update({f"r-{other}-{view.questions[0].question.pk}": "3"}),
