@@ -149,7 +149,10 @@ class OpenAIBackend(Backend):
                 api_key=self._api_key,
                 max_retries=0,
                 timeout=timeout,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+                # No redirects: a server may not send the worker to an address not checked.
+                http_client=openai.DefaultAsyncHttpxClient(
+                    limits=limits, timeout=timeout, follow_redirects=False
+                ),
             )
             self._loop = loop
         return self._client

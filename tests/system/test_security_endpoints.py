@@ -9,6 +9,7 @@ DISTILLERY_ALLOW_PRIVATE_ENDPOINTS; all of it when the endpoint is saved (page, 
 again when the backend reads the key (an endpoint stored before these checks).
 """
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from generation.backends import backend_for
-from generation.backends.base import BackendError
+from generation.backends.base import BackendError, ChatRequest
 from generation.backends.guard import api_key_env_error, base_url_error
 from generation.models import Batch, Endpoint
 from generation.runner.run import batch_execute
@@ -57,7 +58,8 @@ ANSWER = b"HTTP/1.1 500 No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 class Listener:
     """A plain TCP listener on 127.0.0.1 that keeps every byte it is sent and answers 500."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: bytes = ANSWER) -> None:
+        self.answer = answer
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -83,7 +85,7 @@ class Listener:
                 conn.settimeout(1)
                 try:
                     self.received += conn.recv(65536)
-                    conn.sendall(ANSWER)
+                    conn.sendall(self.answer)
                 except OSError:
                     pass
 
@@ -161,12 +163,14 @@ def test_a_stored_probe_endpoint_sends_nothing_to_the_listener(listener, setting
         endpoint=endpoint,
         enqueue=False,
     )
-    with pytest.raises(BackendError, match="refused API key variable"):
+    try:
         batch_execute(batch_id=batch.pk)
+    except BackendError as error:
+        assert "refused API key variable" in str(error)
+    assert settings_module.encode() not in listener.received
+    assert b"authorization" not in listener.received.lower() and listener.connections == 0
     batch.refresh_from_db()
     assert batch.status == Batch.Status.FAILED and "DJANGO_SETTINGS_MODULE" in batch.error
-    assert settings_module.encode() not in listener.received
-    assert b"authorization" not in listener.received.lower()
 
 
 def test_an_allowed_variable_still_reaches_the_server(listener, monkeypatch) -> None:
@@ -248,3 +252,32 @@ def test_private_addresses_need_the_setting(url, admin_api, settings) -> None:
 def test_public_addresses_and_unresolved_names_pass() -> None:
     assert base_url_error("https://8.8.8.8/v1") is None
     assert base_url_error("http://vllm.invalid:8000/v1") is None  # nothing to connect to
+
+
+def test_a_redirect_is_not_followed(listener) -> None:
+    """A model server that answers 307 to another address: the worker does not go there."""
+    target = listener.base_url
+    redirect = (
+        f"HTTP/1.1 307 Go\r\nLocation: {target}/chat/completions\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n"
+    ).encode()
+    redirector = Listener(answer=redirect)
+    try:
+        backend = backend_for(
+            Endpoint(backend="openai", base_url=redirector.base_url, model="m", concurrency=1)
+        )
+        error = asyncio.run(_failure(backend))
+        assert error.status == 307 and not error.retryable
+        assert redirector.connections == 1 and listener.connections == 0
+    finally:
+        redirector.close()
+
+
+async def _failure(backend) -> BackendError:
+    try:
+        await backend.acomplete(ChatRequest([{"role": "user", "content": "hi"}]))
+    except BackendError as error:
+        return error
+    finally:
+        await backend.aclose()
+    raise AssertionError("the redirect was followed")
