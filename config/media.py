@@ -2,10 +2,9 @@
 
 Admins may open any file. Everyone else only post images (`posts/<dataset id>/...`) of datasets
 they rate in an active campaign; exports and uploaded import files are the admins' alone. Anything
-else answers 404, so a guessed name tells nothing, and so does a folder that is no id: only ASCII
-digits within the range of a primary key are read as one (`posts/²/`, a 23-digit id: 404, no
-500). Files are served with headers that keep a hostile upload from running as a page on our
-origin.
+else answers 404, so a guessed name tells nothing, and so does a folder that is no id: the dataset
+id is read with `config.converters.parse_id` (`posts/²/`, a 23-digit id: 404, no 500). Files are
+served with headers that keep a hostile upload from running as a page on our origin.
 """
 
 import mimetypes
@@ -19,17 +18,9 @@ from django.utils._os import safe_join
 
 from accounts.permissions import is_admin
 from annotation.models import Campaign
+from config.converters import parse_id
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
-MAX_ID = 2**63 - 1  # a BigAutoField's largest value
-
-
-def _bounded_id(text: str) -> int | None:
-    """`text` as a primary key, or None: ASCII digits only (no sign, `_` or `²`), 1 to MAX_ID."""
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
-        return None
-    value = int(text)
-    return value if 0 < value <= MAX_ID else None
 
 
 def _may_read(request: HttpRequest, path: str) -> bool:
@@ -38,7 +29,7 @@ def _may_read(request: HttpRequest, path: str) -> bool:
     parts = Path(posixpath.normpath(path)).parts  # "posts/1/../../exports/x" is not a post image
     if len(parts) < 3 or parts[0] != "posts":
         return False
-    dataset_id = _bounded_id(parts[1])
+    dataset_id = parse_id(parts[1])
     if dataset_id is None:
         return False
     return Campaign.objects.filter(

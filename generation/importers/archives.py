@@ -1,7 +1,11 @@
 """Uploaded zips of images, extracted safely.
 
-Refused when a member would land outside the folder (zip-slip), is a link, or expands far beyond
-its compressed size or the caps (a zip bomb).
+Everything is checked from the zip's central directory before a byte is written, and refused with
+a message: a member that would land outside the folder (zip-slip) or is a link, a name that is
+both a file and a folder, a member above the image cap, and an archive that would expand beyond
+`DISTILLERY_ZIP_MAX_BYTES` in all or more than `DISTILLERY_ZIP_MAX_RATIO` times its compressed
+size in all (a zip bomb, however many small members it is split into). While extracting, no
+member is written past the size its header declares.
 """
 
 import stat
@@ -13,9 +17,8 @@ from django.conf import settings
 
 from generation.importers.base import ImportFileError
 
-MAX_ZIP_MEMBERS = 500_000
-MAX_ZIP_TOTAL_BYTES = 16 * 1024**3
-MAX_ZIP_RATIO = 200
+# An archive may expand this much whatever its ratio (a few flat BMPs compress a thousandfold).
+RATIO_FREE_BYTES = 1024 * 1024
 
 
 def images_zip_extract(*, archive: Path, target: Path, name: str = "images.zip") -> Path:
@@ -31,53 +34,105 @@ def images_zip_extract(*, archive: Path, target: Path, name: str = "images.zip")
     except (zipfile.BadZipFile, OSError):
         raise ImportFileError(f"{name}: not a zip file") from None
     with bundle:
-        members = [info for info in bundle.infolist() if not info.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise ImportFileError(f"{name}: more than {MAX_ZIP_MEMBERS} files; refused")
-        declared = 0
+        infos = bundle.infolist()
+        members = [info for info in infos if not info.is_dir()]
+        _check_sizes(members, archive_bytes=archive.stat().st_size, name=name)
+        _check_names(infos, members, target=target, name=name)
         for info in members:
-            destination = (target / info.filename).resolve()
-            if (
-                info.filename.startswith(("/", "\\"))
-                or ".." in PurePosixPath(info.filename.replace("\\", "/")).parts
-                or not destination.is_relative_to(target)
-            ):
-                raise ImportFileError(f"{name}: {info.filename!r} escapes the folder; refused")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise ImportFileError(f"{name}: {info.filename!r} is a link; refused")
-            if info.file_size > settings.DISTILLERY_MAX_IMAGE_BYTES:
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} is above the image cap of "
-                    f"{settings.DISTILLERY_MAX_IMAGE_BYTES} bytes; refused"
-                )
-            if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1024):
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} expands {info.file_size} bytes from "
-                    f"{info.compress_size}; refused as a zip bomb"
-                )
-            declared += info.file_size
-        if declared > MAX_ZIP_TOTAL_BYTES:
-            raise ImportFileError(f"{name}: expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
-        for info in members:
-            destination = (target / info.filename).resolve()
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
-            try:
-                with bundle.open(info) as member, destination.open("wb") as out:
-                    while block := member.read(1024 * 1024):
-                        written += len(block)
-                        if written > info.file_size:
-                            raise ImportFileError(
-                                f"{name}: {info.filename!r} is larger than it says; refused"
-                            )
-                        out.write(block)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-                # zipfile reads no more than a member's header says, then finds the CRC wrong.
-                raise ImportFileError(
-                    f"{name}: {info.filename!r} is damaged or not what its header says "
-                    f"({error}); refused"
-                ) from None
-    entries = list(target.iterdir())
+            _extract(bundle, info, target=target, name=name)
+    entries = list(target.iterdir()) if target.is_dir() else []
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
     return target
+
+
+def _check_sizes(members: list[zipfile.ZipInfo], *, archive_bytes: int, name: str) -> None:
+    """Refuse too many members, a member above the image cap, and an archive expanding too far.
+
+    The compressed size is what the members declare, but never more than the archive itself:
+    members that lie about it, or share their data (overlapping members), gain nothing.
+    """
+    most_files = settings.DISTILLERY_ZIP_MAX_FILES
+    if len(members) > most_files:
+        raise ImportFileError(
+            f"refused: {name} holds {len(members)} files, above DISTILLERY_ZIP_MAX_FILES "
+            f"({most_files})"
+        )
+    for info in members:
+        if info.file_size > settings.DISTILLERY_MAX_IMAGE_BYTES:
+            raise ImportFileError(
+                f"{name}: {info.filename!r} is above the image cap of "
+                f"{settings.DISTILLERY_MAX_IMAGE_BYTES} bytes; refused"
+            )
+    expanded = sum(info.file_size for info in members)
+    compressed = min(sum(info.compress_size for info in members), archive_bytes)
+    most_bytes, ratio = settings.DISTILLERY_ZIP_MAX_BYTES, settings.DISTILLERY_ZIP_MAX_RATIO
+    if expanded > most_bytes:
+        raise ImportFileError(
+            f"refused: {name} would expand to {expanded} bytes, above DISTILLERY_ZIP_MAX_BYTES "
+            f"({most_bytes})"
+        )
+    if expanded > max(ratio * compressed, RATIO_FREE_BYTES):
+        raise ImportFileError(
+            f"refused: {name} would expand to {expanded} bytes from {compressed} compressed "
+            f"({expanded // max(compressed, 1)}×, above DISTILLERY_ZIP_MAX_RATIO of {ratio}×): "
+            "a zip bomb"
+        )
+
+
+def _check_names(
+    infos: list[zipfile.ZipInfo], members: list[zipfile.ZipInfo], *, target: Path, name: str
+) -> None:
+    """Refuse members leaving the folder, links, and a name that is both a file and a folder."""
+    folders: set[PurePosixPath] = set()
+    for info in infos:
+        path = PurePosixPath(info.filename)
+        folders.update(path.parents)
+        if info.is_dir():
+            folders.add(path)
+    for info in members:
+        try:
+            destination = (target / info.filename).resolve()
+        except (OSError, ValueError) as error:  # a name too long for the file system
+            raise ImportFileError(
+                f"{name}: {info.filename[:200]!r} is no usable file name ({error}); refused"
+            ) from None
+        if (
+            info.filename.startswith(("/", "\\"))
+            or ".." in PurePosixPath(info.filename.replace("\\", "/")).parts
+            or not destination.is_relative_to(target)
+        ):
+            raise ImportFileError(f"{name}: {info.filename!r} escapes the folder; refused")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ImportFileError(f"{name}: {info.filename!r} is a link; refused")
+        if destination == target or PurePosixPath(info.filename) in folders:
+            raise ImportFileError(
+                f"{name}: {str(PurePosixPath(info.filename))!r} is both a file and a folder; "
+                "refused"
+            )
+
+
+def _extract(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, *, target: Path, name: str) -> None:
+    """Write one checked member, never more bytes than its header declares."""
+    destination = (target / info.filename).resolve()
+    written = 0
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with bundle.open(info) as member, destination.open("wb") as out:
+            while block := member.read(min(1024 * 1024, info.file_size - written + 1)):
+                written += len(block)
+                if written > info.file_size:
+                    raise ImportFileError(
+                        f"{name}: {info.filename!r} is larger than it says; refused"
+                    )
+                out.write(block)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
+        # zipfile reads no more than a member's header says, then finds the CRC wrong; an
+        # encrypted member or an unknown compression method is refused the same way.
+        raise ImportFileError(
+            f"{name}: {info.filename!r} is damaged or not what its header says ({error}); refused"
+        ) from None
+    except OSError as error:
+        raise ImportFileError(
+            f"{name}: {info.filename!r} cannot be extracted ({error.strerror or error})"
+        ) from None

@@ -2,7 +2,8 @@
 
 Images are read from the folder given with the file (`--images`, or an uploaded zip extracted by
 `generation.importers.archives`). A name that leaves the folder, a file over the size or pixel
-caps, or one Pillow cannot read stops the import; an image that is not there is a warning.
+caps, one Pillow cannot read, or a name no file can have (a NUL, too long) stops the import; an
+image that is not there is a warning.
 """
 
 from collections.abc import Callable
@@ -31,19 +32,28 @@ class ImagesFolder:
         if self.root is None:
             self.unresolved += 1
             return None
+        if "\0" in record.image:
+            raise source.error(record.line, f"image name {record.image!r} holds a NUL character")
         name = record.image.replace("\\", "/")
-        path = (self.root / name).resolve()
-        if PurePosixPath(name).is_absolute() or not path.is_relative_to(self.root):
+        try:
+            path = (self.root / name).resolve()
+            if PurePosixPath(name).is_absolute() or not path.is_relative_to(self.root):
+                raise source.error(
+                    record.line, f"image path {record.image!r} escapes the images folder"
+                )
+            if not path.is_file():
+                self.warn(
+                    f"{source.where(record.line)}: image {record.image!r} not found; "
+                    "post imported without it"
+                )
+                return None
+            size = path.stat().st_size
+        except OSError as error:  # a name too long for the file system
             raise source.error(
-                record.line, f"image path {record.image!r} escapes the images folder"
-            )
-        if not path.is_file():
-            self.warn(
-                f"{source.where(record.line)}: image {record.image!r} not found; "
-                "post imported without it"
-            )
-            return None
-        size = path.stat().st_size
+                record.line,
+                f"image name {record.image[:200]!r} is no usable file name "
+                f"({error.strerror or error})",
+            ) from None
         if size > settings.DISTILLERY_MAX_IMAGE_BYTES:
             raise source.error(
                 record.line,

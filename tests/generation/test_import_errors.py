@@ -235,3 +235,13 @@ def test_oversized_array_element(tmp_path, existing, settings):
     path = tmp_path / "release.json"
     path.write_text("[\n" + json.dumps(record, indent=1) + "\n]\n")
     refused(path, f"{path}: element 1 (line 2): array element longer than 1000 bytes; refused")
+
+
+def test_image_name_with_a_nul_byte(tmp_path, existing):
+    (tmp_path / "images").mkdir()
+    path = write_lines(tmp_path / "p.jsonl", GOOD, {"id": "b", "text": "x", "image": "a\0.jpg"})
+    refused(
+        path,
+        f"{path}:2: image name 'a\\x00.jpg' holds a NUL character",
+        images=tmp_path / "images",
+    )

@@ -89,7 +89,7 @@ def test_failed_upload_keeps_the_message_and_changes_nothing(admin_user):
         ({"../evil.jpg": b"x"}, "'../evil.jpg' escapes the folder"),
         ({"/etc/evil.jpg": b"x"}, "'/etc/evil.jpg' escapes the folder"),
         ({"pics/../../evil.jpg": b"x"}, "escapes the folder"),
-        ({"bomb.jpg": b"\0" * 8_000_000}, "refused as a zip bomb"),
+        ({"bomb.jpg": b"\0" * 8_000_000}, "a zip bomb"),
     ],
 )
 def test_unsafe_zips_are_refused(tmp_path, members, message):

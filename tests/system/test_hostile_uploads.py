@@ -177,3 +177,122 @@ def test_an_image_named_like_a_page_is_never_served_as_one(admin_api, admin_clie
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def _many_small_bombs() -> bytes:
+    """The probe's zip: 300 members of 204,000 zero bytes, each just under the old per-member
+    rule (200 × max(compressed, 1024)), about 650× the zip's size in all."""
+    return _zip({f"{index}.png": b"\0" * 204_000 for index in range(300)})
+
+
+def test_a_zip_of_many_small_bombs_is_refused_before_anything_is_extracted(
+    admin_api, monkeypatch
+) -> None:
+    from generation.services import import_jobs
+
+    written: list[Path] = []
+    real = import_jobs.images_zip_extract
+
+    def spy(*, archive: Path, target: Path, name: str) -> Path:
+        try:
+            return real(archive=archive, target=target, name=name)
+        finally:
+            written.extend(path for path in target.rglob("*") if path.exists())
+
+    monkeypatch.setattr(import_jobs, "images_zip_extract", spy)
+    images = _many_small_bombs()
+    assert len(images) < 100_000
+    job = _api_upload(admin_api, _posts("0.png"), images)
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("refused: images.zip"), job["error"]
+    assert "zip bomb" in job["error"]
+    assert written == []
+    assert not Post.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [{"x": _png(), "x/y.png": _png()}, {"x/y.png": _png(), "x": _png()}],
+    ids=["file first", "folder first"],
+)
+def test_a_zip_holding_a_file_and_a_folder_of_one_name_fails_with_a_message(
+    admin_api, members
+) -> None:
+    job = _api_upload(admin_api, _posts("x/y.png"), _zip(members))
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("images.zip: 'x'"), job["error"]
+    assert "both a file and a folder" in job["error"]
+    assert not Post.objects.exists()
+
+
+@pytest.mark.parametrize("image", ["a\x00.png", "a" * 5000 + ".png"], ids=["NUL", "too long"])
+def test_an_image_name_the_file_system_refuses_fails_with_its_line(admin_api, image) -> None:
+    job = _api_upload(admin_api, _posts(image), _zip({"a.png": _png()}))
+    assert job["status"] == "failed", job
+    assert job["error"].startswith("posts.jsonl:1: image "), job["error"]
+    assert "internal error" not in job["error"]
+    assert not Post.objects.exists()
+
+
+def test_the_probes_zip_is_refused_from_its_directory_alone(tmp_path) -> None:
+    from generation.importers import ImportFileError
+    from generation.importers.archives import images_zip_extract
+
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(_many_small_bombs())
+    with pytest.raises(ImportFileError, match=r"^refused: images.zip would expand to 61200000 "):
+        images_zip_extract(archive=archive, target=tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
+def test_the_caps_on_a_zip_are_settings(tmp_path, settings) -> None:
+    from generation.importers import ImportFileError
+    from generation.importers.archives import images_zip_extract
+
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(_zip({"a.png": _png(), "b.png": _png(), "c.png": _png()}))
+    settings.DISTILLERY_ZIP_MAX_FILES = 2
+    with pytest.raises(ImportFileError, match=r"^refused: images.zip holds 3 files"):
+        images_zip_extract(archive=archive, target=tmp_path / "images")
+    settings.DISTILLERY_ZIP_MAX_FILES = 3
+    settings.DISTILLERY_ZIP_MAX_BYTES = 100
+    with pytest.raises(ImportFileError, match=r"^refused: .* above DISTILLERY_ZIP_MAX_BYTES"):
+        images_zip_extract(archive=archive, target=tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+    settings.DISTILLERY_ZIP_MAX_BYTES = 10_000
+    assert {
+        path.name
+        for path in images_zip_extract(archive=archive, target=tmp_path / "images").iterdir()
+    } == {"a.png", "b.png", "c.png"}
+
+
+def test_members_claiming_more_compressed_bytes_than_the_zip_holds_gain_nothing(tmp_path) -> None:
+    """The ratio's compressed side is at most the archive's own size, whatever members claim."""
+    from generation.importers import ImportFileError
+    from generation.importers.archives import images_zip_extract
+
+    raw = bytearray(_many_small_bombs())
+    at = 0
+    while (at := raw.find(b"PK\x01\x02", at)) >= 0:  # central directory: compressed size
+        struct.pack_into("<I", raw, at + 20, 10_000_000)
+        at += 4
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ImportFileError, match=r"^refused: .* a zip bomb"):
+        images_zip_extract(archive=archive, target=tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [(6, 1), (8, 99)], ids=["encrypted", "method 99"])
+def test_a_member_zipfile_cannot_read_is_refused_with_a_message(tmp_path, field, value) -> None:
+    """Flags (offset 6: encrypted) or compression method (8) in both headers."""
+    from generation.importers import ImportFileError
+    from generation.importers.archives import images_zip_extract
+
+    raw = bytearray(_zip({"a.png": _png()}, zipfile.ZIP_STORED))
+    struct.pack_into("<H", raw, raw.index(b"PK\x03\x04") + field, value)
+    struct.pack_into("<H", raw, raw.index(b"PK\x01\x02") + field + 2, value)
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ImportFileError, match=r"^images.zip: 'a.png' is damaged or not what"):
+        images_zip_extract(archive=archive, target=tmp_path / "images")
