@@ -193,6 +193,33 @@ def test_exports_keep_markup_as_text_and_never_start_a_formula(world, tmp_path) 
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
 
 
+# A blank or a line break before the formula: spreadsheets skip it and still run the rest.
+HIDDEN_FORMULAS = [" =1+1", "\n=cmd", "\t@x", "  -2+3"]
+
+
+def _runs_as_formula(cell: str) -> bool:
+    return cell.startswith(("\t", "\r", "\n")) or cell.lstrip().startswith(("=", "+", "-", "@"))
+
+
+@pytest.mark.django_db
+def test_a_blank_before_a_formula_does_not_hide_it_in_csv_exports(world, tmp_path) -> None:
+    items = list(KnowledgeItem.objects.filter(post=world.done_assignment.post).order_by("position"))
+    for item, formula in zip(items, HIDDEN_FORMULAS, strict=False):
+        KnowledgeItem.objects.filter(pk=item.pk).update(text=formula)
+    # Question names are checked now; one stored before that may still hold a formula.
+    world.campaign.questions.filter(name="typicality").update(name="\t@x")
+    rows = list(csv.reader(io.StringIO(_export(world.campaign, "csv", tmp_path), newline="")))
+    assert "'\t@x_mean" in rows[0]
+    texts = {row[rows[0].index("text")] for row in rows[1:]}
+    assert {"'" + formula for formula in HIDDEN_FORMULAS} <= texts
+    ratings = list(
+        csv.reader(io.StringIO(_export(world.campaign, "ratings", tmp_path), newline=""))
+    )
+    assert "'\t@x" in {row[3] for row in ratings[1:]}
+    for row in rows + ratings:
+        assert not [cell for cell in row if _runs_as_formula(cell)], row
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_script_in_a_post_never_runs_in_the_browser(

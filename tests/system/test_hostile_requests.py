@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.helpers import browser_login
-from tests.system.routes import fill, is_api, url_patterns
+from tests.system.routes import CONVERTER, fill, is_api, url_patterns
 from tests.system.world import World, build_world
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +68,40 @@ def test_odd_query_strings_never_give_a_server_error(world, admin_user, annotato
         api_client = APIClient(raise_request_exception=False)
         api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         errors += _server_errors(api_client, api)
+    assert not errors, "\n".join(errors)
+
+
+# Annotation's and evaluation's routes (issue 13, point 4); ids no database column can hold.
+_RATING_ROUTES = ("annotate/", "campaigns/", "exports/", "evaluation/", "api/campaigns/",
+                  "api/assignments/", "api/exports/")  # fmt: skip
+CRAFTED_IDS = [str(10**30), str(2**63), "%C2%B2", "0" * 40]
+
+
+def test_crafted_ids_in_rating_and_export_urls_are_never_a_server_error(world, admin_user):
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    api = APIClient(raise_request_exception=False)
+    api.force_authenticate(admin_user)
+    errors = []
+    for _, _, route in url_patterns():
+        if not route.startswith(_RATING_ROUTES) or "<" not in route:
+            continue
+        for crafted in CRAFTED_IDS:
+            url = "/" + CONVERTER.sub(crafted, route)
+            caller = api if is_api(route) else client
+            for method in (caller.get, caller.post):
+                status = method(url).status_code
+                if status != 404:
+                    errors.append(f"{method.__name__} {url}: {status}")
+    for query in ("campaign=%C2%B2", f"campaign={10**30}", f"campaign={2**63}"):
+        status = api.get(f"/api/exports/?{query}").status_code
+        if status != 400:
+            errors.append(f"/api/exports/?{query}: {status}")
+    page = fill("campaigns/<id:pk>/evaluation/items/", world)
+    for query in ("after=%C2%B2", f"after={10**30}"):
+        status = client.get(f"{page}?{query}").status_code
+        if status != 200:
+            errors.append(f"{page}?{query}: {status}")
     assert not errors, "\n".join(errors)
 
 
