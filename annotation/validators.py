@@ -1,4 +1,5 @@
-"""The rules a campaign's settings follow, one validator per field.
+"""The rules a campaign's settings, its question names and ids sent in bodies follow, one
+validator per field.
 
 The admins' form (`annotation.forms`), the API's serializers (`annotation.apis`), the Django admin
 and the services (`annotation.services.campaigns`) all check a value with the same function here,

@@ -238,6 +238,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # <id:...> (config/converters.py) is an integer in the schema, as <int:...> was.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}
+    },
     # Several models have a `status`; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "BatchStatusEnum": "generation.models.Batch.Status",

@@ -20,6 +20,7 @@ from evaluation.selectors.annotators import annotator_statistics
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import agreement_current, export_create, export_retry
+from evaluation.validators import validate_agree_count, validate_min_ratings
 
 
 class AgreementInputSerializer(serializers.Serializer):
@@ -90,7 +91,7 @@ class AnnotatorStatisticsApi(APIView):
 
 class AtLeastSerializer(serializers.Serializer):
     value = serializers.FloatField()
-    count = serializers.IntegerField(min_value=1)
+    count = serializers.IntegerField(validators=[validate_agree_count])
 
 
 class ExportInputSerializer(serializers.Serializer):
@@ -110,7 +111,9 @@ class ExportInputSerializer(serializers.Serializer):
         '{"plausibility": {"value": 4, "count": 2}}',
     )  # fmt: skip
     kinds = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    min_ratings = serializers.IntegerField(min_value=0, required=False, default=1)
+    min_ratings = serializers.IntegerField(
+        validators=[validate_min_ratings], required=False, default=1
+    )
     max_spread = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
     include_gold = serializers.BooleanField(
         required=False, default=False, help_text="export gold items too"

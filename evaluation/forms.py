@@ -6,6 +6,7 @@ from annotation.models import Campaign, Question
 from evaluation.exports.formats import FORMATS
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.selectors.filters import AtLeast, ItemFilters
+from evaluation.validators import validate_agree_count, validate_min_ratings
 
 FORMAT_LABELS = {
     "jsonl": "jsonl: items with scores",
@@ -29,7 +30,9 @@ class ExportForm(forms.Form):
     kinds = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="none ticked: every kind"
     )
-    min_ratings = forms.IntegerField(min_value=0, initial=1, label="Minimum ratings per question")
+    min_ratings = forms.IntegerField(
+        validators=[validate_min_ratings], initial=1, label="Minimum ratings per question"
+    )
     max_spread = forms.FloatField(
         min_value=0, required=False, label="Maximum spread (max − min) within an item"
     )
@@ -67,7 +70,9 @@ class ExportForm(forms.Form):
                 required=False, label=f"{name}: ratings at or above"
             )
             self.fields[f"min_agree_count_{name}"] = forms.IntegerField(
-                required=False, min_value=1, label="at least this many of them"
+                required=False,
+                validators=[validate_agree_count],
+                label="at least this many of them",
             )
 
     def question_fields(self) -> list:

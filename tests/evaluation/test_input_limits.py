@@ -6,9 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
+from evaluation.models import ExportJob
+from evaluation.validators import MAX_RATING_COUNT
 from generation.models import KnowledgeItem
 from tests.factories import annotators, campaign_create, posts_with_items, rate
 
@@ -106,3 +108,42 @@ def test_no_csv_cell_starts_a_formula(formula_campaign, tmp_path, fmt):
     else:
         assert {row[3] for row in rows[1:]} == {"' =1+1", "'\t@x"}
         assert {row[2] for row in rows[1:]} == {"'=coder0", "'=coder1"}
+
+
+def test_counts_no_item_can_reach_are_refused_by_api_page_and_command(
+    admin_api, admin_client, tmp_path
+):
+    campaign = campaign_create(name="counts")
+    for body, field in [
+        ({"min_ratings": HUGE}, "min_ratings"),
+        ({"min_ratings": MAX_RATING_COUNT + 1}, "min_ratings"),
+        ({"min_agree": {"plausibility": {"value": 4, "count": HUGE}}}, "min_agree"),
+    ]:
+        answer = admin_api.post(
+            "/api/exports/", {"campaign": campaign.pk, "format": "csv", **body}, format="json"
+        )
+        assert answer.status_code == 400 and field in answer.json()
+    page = admin_client.post(
+        f"/campaigns/{campaign.pk}/exports/new/",
+        {"format": "csv", "min_ratings": str(HUGE), "min_gold_accuracy": "0.8"},
+    )
+    assert page.status_code < 500
+    assert "the minimum number of ratings must be between 0" in page.content.decode()
+    page = admin_client.post(
+        f"/campaigns/{campaign.pk}/exports/new/",
+        {
+            "format": "csv",
+            "min_ratings": "1",
+            "min_agree_value_plausibility": "4",
+            "min_agree_count_plausibility": str(HUGE),
+        },
+    )
+    assert "the count of ratings must be between 1" in page.content.decode()
+    for args in (["--min-ratings", str(HUGE)], ["--min-agree", f"plausibility=4:{HUGE}"]):
+        with pytest.raises(CommandError, match="must be between"):
+            call_command(
+                "export_dataset", "--campaign", "counts", "--format", "csv",
+                "--output", str(tmp_path / "out.csv"), "--no-progress", *args,
+                stdout=io.StringIO(),
+            )  # fmt: skip
+    assert not ExportJob.objects.exists()

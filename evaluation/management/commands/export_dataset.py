@@ -1,6 +1,7 @@
 import math
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -10,6 +11,7 @@ from evaluation.exports.formats import FORMATS
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import export_to_path
+from evaluation.validators import validate_agree_count, validate_min_ratings
 
 
 class Command(BaseCommand):
@@ -82,8 +84,12 @@ class Command(BaseCommand):
         min_agree = {}
         for name, spec in _question_values(options["min_agree"], "--min-agree", parse=str):
             min_agree[name] = _at_least(spec, name)
-        if options["min_ratings"] < 0:
-            raise CommandError("--min-ratings must be 0 or more")
+        try:
+            validate_min_ratings(options["min_ratings"])
+            for rule in min_agree.values():
+                validate_agree_count(rule.count)
+        except ValidationError as error:
+            raise CommandError(error.messages[0]) from None
         if not 0 <= options["min_gold_accuracy"] <= 1:
             raise CommandError("--min-gold-accuracy must be between 0 and 1")
         filters = ItemFilters(
