@@ -17,7 +17,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Every variable may also be given as a file holding its value (SECRET_KEY_FILE=/run/secrets/key),
 # as Docker and compose secrets are.
 env = environ.FileAwareEnv()
-environ.FileAwareEnv.read_env(BASE_DIR / ".env", overwrite=False)
+# A `.env` beside manage.py (make writes the checkout's secret key there); DISTILLERY_ENV_FILE names
+# another file (tests point it at an empty one to see the app as a bare server would).
+environ.FileAwareEnv.read_env(
+    os.environ.get("DISTILLERY_ENV_FILE", str(BASE_DIR / ".env")), overwrite=False
+)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")

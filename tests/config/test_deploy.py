@@ -42,6 +42,7 @@ def test_check_deploy_is_clean_with_production_settings():
 def test_check_deploy_warns_with_the_development_defaults():
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DISTILLERY_HTTPS")}
     env["DATABASE_URL"] = "sqlite:///:memory:"
+    env["DISTILLERY_ENV_FILE"] = os.devnull  # not the checkout's .env (make writes a key there)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -90,7 +91,8 @@ def _without_development_key(**extra: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if name not in ("SECRET_KEY", "SECRET_KEY_FILE", "DEBUG", "PYTEST_VERSION")
     }
-    return {**env, "DATABASE_URL": "sqlite:///:memory:", **extra}
+    # Not the checkout's .env either (make writes a key there).
+    return {**env, "DATABASE_URL": "sqlite:///:memory:", "DISTILLERY_ENV_FILE": os.devnull, **extra}
 
 
 @pytest.mark.parametrize("command", [["manage.py", "check"], ["-c", "import config.wsgi"]])
