@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from rest_framework import serializers
 
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.relations import relation_label
 from annotation.scales import Scale, get_scale
-from generation.models import BatchItem, KnowledgeItem, Post, StageResult
-from generation.selectors.items import description_text
+from generation.models import KnowledgeItem, Post
+from generation.selectors.items import items_of_batches, result_descriptions
 
 
 def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
@@ -25,11 +25,8 @@ def campaign_items(*, campaign: Campaign) -> QuerySet[KnowledgeItem]:
 
     An item several of its batches produced or reused is rated once.
     """
-    items = KnowledgeItem.objects.filter(
-        Exists(
-            BatchItem.objects.filter(item=OuterRef("pk"), batch__in=campaign.batches.values("pk"))
-        ),
-        post__dataset_id=campaign.dataset_id,
+    items = items_of_batches(batch_ids=campaign.batches.values("pk")).filter(
+        post__dataset_id=campaign.dataset_id
     )
     if campaign.kinds:
         items = items.filter(kind__in=campaign.kinds)
@@ -49,8 +46,7 @@ def items_description(items: list[KnowledgeItem]) -> str:
     result_id = next((i.description_result_id for i in items if i.description_result_id), None)
     if result_id is None:
         return ""
-    parsed = StageResult.objects.filter(pk=result_id).values_list("parsed", flat=True).first()
-    return description_text(parsed)
+    return result_descriptions(result_ids=[result_id]).get(result_id, "")
 
 
 @dataclass

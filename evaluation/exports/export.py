@@ -5,20 +5,19 @@ completed with its items' text, posts and image descriptions in two small querie
 dropped, so memory stays flat whatever the campaign's size.
 """
 
-import json
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from django.db.models import Max, Min, Q
+from django.db.models import Max, Min
 
 from annotation.models import Campaign, Question, Rating
 from annotation.selectors import campaign_items
-from evaluation.selectors.campaigns import item_details
+from evaluation.selectors.campaigns import item_details, stage_keys
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores, score_summaries
-from generation.models import KnowledgeItem, StageResult
 from generation.pipelines.base import all_pipelines
-from generation.selectors.items import item_descriptions
+from generation.selectors.items import result_descriptions, source_ids
 
 CHUNK_SIZE = 2000
 
@@ -131,7 +130,9 @@ class Export:
     def _complete(self, chunk: list[dict]) -> list[ExportRow]:
         items = item_details(item_ids=[row["item_id"] for row in chunk])
         # The description or caption each item's own run read, not the post's latest.
-        descriptions = item_descriptions(item_ids=[row["item_id"] for row in chunk])
+        descriptions = result_descriptions(
+            result_ids={i["description_result_id"] for i in items.values()} - {None}
+        )
         rows = []
         for score_row, scores in zip(chunk, score_summaries(chunk, self.questions), strict=True):
             item = items[score_row["item_id"]]
@@ -142,7 +143,7 @@ class Export:
                     post_id=item["external_id"],
                     post_text=item["post_text"],
                     image=item["image"] or "",
-                    image_description=descriptions.get(item["id"], ""),
+                    image_description=descriptions.get(item["description_result_id"], ""),
                     kind=item["kind"],
                     position=item["position"],
                     text=item["text"],
@@ -152,11 +153,12 @@ class Export:
             self._posts_seen.add(item["post_id"])
             self.ratings += sum(score["n"] for score in scores.values())
         self.items += len(rows)
-        self._note_sources([row.item_id for row in rows])
+        self._note_sources(items.values())
         return rows
 
-    def _note_sources(self, item_ids: list[int]) -> None:
-        """Remember how the stage results behind these items were produced (for the manifest).
+    def _note_sources(self, items: Iterable[dict]) -> None:
+        """Remember how the stage results behind these items (as `item_details` reads them) were
+        produced, for the manifest.
 
         An item names its stage results in `provenance["stage_results"]`; an item from before
         provenance is read with its own stage result and what its batch's upstream stages (those
@@ -165,37 +167,21 @@ class Export:
         result_ids: set[int] = set()
         posts: set[int] = set()
         batches: set[int] = set()
-        items = KnowledgeItem.objects.filter(id__in=item_ids).values_list(
-            "post_id", "batch_id", "stage_result_id", "description_result_id", "provenance"
-        )
-        for post_id, batch_id, result_id, description_id, provenance in items:
-            result_ids.update(pk for pk in (result_id, description_id) if pk)
-            sources = provenance.get("stage_results") if isinstance(provenance, dict) else None
-            if isinstance(sources, dict) and sources:
-                result_ids.update(pk for pk in sources.values() if isinstance(pk, int))
-            else:
-                posts.add(post_id)
-                batches.add(batch_id)
-        query = Q(id__in=result_ids)
-        if posts:
-            query |= Q(
-                post_id__in=posts,
-                batch_id__in=batches,
-                stage__in=upstream_stages(),
-                status=StageResult.Status.OK,
+        for item in items:
+            result_ids.update(
+                pk for pk in (item["stage_result_id"], item["description_result_id"]) if pk
             )
-        found = (
-            StageResult.objects.filter(query)
-            .order_by()
-            .values_list("stage", "batch__pipeline", "model", "template_hash", "parameters",
-                         "endpoint_id")
-            .distinct()
-        )  # fmt: skip
-        for stage, pipeline, model, template_hash, parameters, endpoint_id in found:
-            self.stage_keys.add(
-                (stage, pipeline or "", model, template_hash,
-                 json.dumps(parameters or {}, sort_keys=True), endpoint_id)
-            )  # fmt: skip
+            sources = source_ids(item["stage_results"])
+            if sources:
+                result_ids.update(sources.values())
+            else:
+                posts.add(item["post_id"])
+                batches.add(item["batch_id"])
+        self.stage_keys.update(stage_keys(result_ids=result_ids))
+        if posts:
+            self.stage_keys.update(
+                stage_keys(posts=posts, batches=batches, stages=upstream_stages())
+            )
 
     @property
     def posts(self) -> int:
@@ -213,6 +199,7 @@ class Export:
         return list(ratings)
 
 
+@functools.cache
 def upstream_stages() -> list[str]:
     """Stages whose output another stage reads, in every pipeline."""
     return sorted(

@@ -5,26 +5,33 @@ An item names the stage results its run read (`provenance["stage_results"]`, and
 beside it is what its own run used, never "the latest description of the post".
 """
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
+from config.sql import in_ids
 from generation.models import BatchItem, KnowledgeItem, StageResult
 
 
-def items_of_batches(*, batch_ids: Iterable[int]) -> QuerySet[KnowledgeItem]:
-    """The distinct items the batches produced or reused (each (post, kind, text) once)."""
+def items_of_batches(*, batch_ids: Iterable[int] | QuerySet) -> QuerySet[KnowledgeItem]:
+    """The distinct items the batches produced or reused (each (post, kind, text) once).
+
+    `batch_ids` may be a queryset of ids (it then stays a subquery)."""
+    if not isinstance(batch_ids, QuerySet):
+        batch_ids = list(batch_ids)
     return KnowledgeItem.objects.filter(
-        Exists(BatchItem.objects.filter(item=OuterRef("pk"), batch_id__in=list(batch_ids)))
+        Exists(BatchItem.objects.filter(item=OuterRef("pk"), batch_id__in=batch_ids))
     )
 
 
-def _source_ids(provenance: Any) -> dict[str, int]:
-    sources = provenance.get("stage_results") if isinstance(provenance, dict) else None
-    if not isinstance(sources, dict):
+def source_ids(stage_results: Any) -> dict[str, int]:
+    """{stage: result id} from an item's `provenance["stage_results"]` (anything else: none)."""
+    if not isinstance(stage_results, dict):
         return {}
-    return {stage: pk for stage, pk in sources.items() if isinstance(pk, int)}
+    return {stage: pk for stage, pk in stage_results.items() if isinstance(pk, int)}
 
 
 def item_sources(*, item_ids: list[int]) -> dict[int, dict[str, dict]]:
@@ -33,28 +40,51 @@ def item_sources(*, item_ids: list[int]) -> dict[int, dict[str, dict]]:
     The item's own stage is included; results that failed or were deleted are left out.
     """
     provenance = dict(KnowledgeItem.objects.filter(pk__in=item_ids).values_list("id", "provenance"))
-    wanted = {item_id: _source_ids(p) for item_id, p in provenance.items()}
+    wanted = {
+        item_id: source_ids(p.get("stage_results") if isinstance(p, dict) else None)
+        for item_id, p in provenance.items()
+    }
     result_ids = {pk for sources in wanted.values() for pk in sources.values()}
-    parsed = {}
-    ids = sorted(result_ids)
-    for start in range(0, len(ids), 2000):
-        parsed.update(
-            StageResult.objects.filter(pk__in=ids[start : start + 2000])
-            .exclude(parsed=None)
-            .values_list("id", "parsed")
-        )
+    parsed = _parsed_results(result_ids)
     return {
-        item_id: {stage: parsed[pk] for stage, pk in sources.items() if pk in parsed}
+        item_id: {stage: parsed[pk] for stage, pk in sources.items() if parsed.get(pk) is not None}
         for item_id, sources in wanted.items()
     }
 
 
 def item_descriptions(*, item_ids: list[int]) -> dict[int, str]:
     """{item id: the image description or caption its own run read}; "" where it read none."""
-    rows = KnowledgeItem.objects.filter(pk__in=item_ids).values_list(
-        "id", "description_result__parsed"
-    )
-    return {item_id: description_text(parsed) for item_id, parsed in rows}
+    with connection.cursor() as cursor:
+        condition, params = in_ids("id", item_ids)
+        cursor.execute(
+            f"SELECT id, description_result_id FROM {KnowledgeItem._meta.db_table} "
+            f"WHERE {condition}",
+            params,
+        )
+        described = dict(cursor.fetchall())
+    texts = result_descriptions(result_ids={pk for pk in described.values() if pk})
+    return {item_id: texts.get(result_id, "") for item_id, result_id in described.items()}
+
+
+def result_descriptions(*, result_ids: Iterable[int]) -> dict[int, str]:
+    """{stage result id: its description or caption text} (read once however many items share
+    it: the items of a post usually share one)."""
+    return {pk: description_text(parsed) for pk, parsed in _parsed_results(result_ids).items()}
+
+
+def _parsed_results(result_ids: Iterable[int]) -> dict[int, Any]:
+    """{stage result id: its parsed output}, by primary key in one query."""
+    result_ids = list(result_ids)
+    if not result_ids:
+        return {}
+    with connection.cursor() as cursor:
+        condition, params = in_ids("id", result_ids)
+        cursor.execute(
+            f"SELECT id, parsed FROM {StageResult._meta.db_table} WHERE {condition}", params
+        )
+        rows = cursor.fetchall()
+    # A raw cursor returns JSON as text (Django decodes it in the field, on either database).
+    return {pk: json.loads(p) if isinstance(p, str) else p for pk, p in rows}
 
 
 def description_text(parsed: Any) -> str:
