@@ -169,6 +169,13 @@ def insert_rows(
         return []
     if connection.vendor == "postgresql":
         return copy_lines(model, fields, copy_lines_of(rows), need_ids=need_ids)
+    objs = instances(model, fields, rows)
+    model.objects.bulk_create(objs, batch_size=500)
+    return [obj.pk for obj in objs]
+
+
+def instances(model: type[models.Model], fields: list[str], rows: list[tuple]) -> list:
+    """Model instances of rows (values in `fields` order, JSON already dumped), for the ORM."""
     attnames = [model._meta.get_field(name).attname for name in fields]
     json_columns = {
         f.attname for f in model._meta.concrete_fields if isinstance(f, models.JSONField)
@@ -180,8 +187,7 @@ def insert_rows(
             if values[column] is not None:
                 values[column] = json.loads(values[column])
         objs.append(model(**values))
-    model.objects.bulk_create(objs, batch_size=500)
-    return [obj.pk for obj in objs]
+    return objs
 
 
 def copy_into_temp(

@@ -21,6 +21,7 @@ from generation.copying import (
     column_list,
     copy_into_temp,
     execute,
+    instances,
     table,
 )
 from generation.models import Batch, KnowledgeItem, StageResult
@@ -60,14 +61,14 @@ def persist_outcomes(
     new_ids: ResultIds = {}
     with transaction.atomic():
         if retried:
-            updates = [_result(batch, plans[o.stage], o, now) for o in retried]
+            updates = _results(batch, plans, retried, now)
             for result in updates:
                 result.pk = known_ids[(result.post_id, result.stage)]
             StageResult.objects.bulk_update(updates, RESULT_FIELDS)
         if fresh and connection.vendor == "postgresql":
             new_ids.update(_insert_results_by_copy(batch, plans, fresh, now))
         elif fresh:
-            inserts = [_result(batch, plans[o.stage], o, now) for o in fresh]
+            inserts = _results(batch, plans, fresh, now)
             StageResult.objects.bulk_create(
                 inserts,
                 update_conflicts=True,
@@ -128,29 +129,12 @@ def result_items(
     ]
 
 
-def _result(batch: Batch, plan: StagePlan, outcome: Outcome, now: datetime) -> StageResult:
-    return StageResult(
-        post_id=outcome.post_id,
-        stage=outcome.stage,
-        template_hash=plan.template_hash,
-        model=plan.model,
-        params_hash=plan.params_hash,
-        endpoint_key=plan.endpoint_key,
-        parameters=plan.parameters,
-        batch_id=batch.pk,
-        endpoint_id=plan.endpoint.pk,
-        status=outcome.status,
-        request=outcome.request,
-        raw_answer=outcome.raw,
-        parsed=outcome.parsed,
-        error=outcome.error,
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
-        latency_ms=outcome.latency_ms,
-        attempts=outcome.attempts,
-        created_at=now,
-        updated_at=now,
-    )
+def _results(
+    batch: Batch, plans: dict[str, StagePlan], outcomes: list[Outcome], now: datetime
+) -> list[StageResult]:
+    """StageResult instances of outcomes, for the ORM (the same values as their COPY rows)."""
+    rows = [_copy_row(batch, plans[o.stage], o, now) for o in outcomes]
+    return instances(StageResult, STAGE_RESULT_FIELDS, rows)
 
 
 def _copy_row(batch: Batch, plan: StagePlan, o: Outcome, now: datetime) -> StageResultRow:
