@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Campaign
 from evaluation.alpha import LEVELS
+from evaluation.management.exclusion_options import add_exclusion_arguments, exclusion_options
 from evaluation.selectors.agreement import campaign_agreement
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
 from evaluation.services import agreement_current
@@ -21,47 +22,25 @@ class Command(BaseCommand):
             "--level", choices=LEVELS, default="", help="default: the level each scale implies"
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
-        parser.add_argument(
-            "--include-gold", action="store_true", help="count the gold items in alpha"
-        )
-        parser.add_argument(
-            "--include-low-accuracy",
-            action="store_true",
-            help="count the ratings of annotators below --min-gold-accuracy",
-        )
-        parser.add_argument(
-            "--min-gold-accuracy",
-            type=float,
-            default=MIN_GOLD_ACCURACY,
-            metavar="A",
-            help=f"annotators whose gold accuracy is below A (0-1) are left out "
-            f"(default {MIN_GOLD_ACCURACY})",
-        )
+        add_exclusion_arguments(parser, gold_help="count the gold items in alpha")
 
     def handle(self, *args, campaign: str, level: str, json: bool, **options) -> None:
         try:
             found = Campaign.objects.get(name=campaign)
         except Campaign.DoesNotExist:
             raise CommandError(f"no campaign named {campaign!r}") from None
-        if not 0 <= options["min_gold_accuracy"] <= 1:
-            raise CommandError("--min-gold-accuracy must be between 0 and 1")
+        excluded = exclusion_options(options)
         defaults = (
-            not options["include_gold"]
-            and not options["include_low_accuracy"]
-            and options["min_gold_accuracy"] == MIN_GOLD_ACCURACY
+            not excluded["include_gold"]
+            and not excluded["include_low_accuracy"]
+            and excluded["min_gold_accuracy"] == MIN_GOLD_ACCURACY
         )
         if defaults:
             # Computed here when the ratings changed, however large the campaign: the caller
             # waits. The cache holds the default exclusions only.
             result = agreement_current(campaign=found, level=level, inline_limit=10**12).result
         else:
-            result = campaign_agreement(
-                campaign=found,
-                level=level,
-                min_gold_accuracy=options["min_gold_accuracy"],
-                include_gold=options["include_gold"],
-                include_low_accuracy=options["include_low_accuracy"],
-            )
+            result = campaign_agreement(campaign=found, level=level, **excluded)
         if json:
             self.stdout.write(_dumps(result))
             return

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from annotation.models import Campaign
 from config.errors import ApplicationError
 from evaluation.exports.formats import FORMATS
-from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
+from evaluation.management.exclusion_options import add_exclusion_arguments, exclusion_options
 from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import export_to_path
 from evaluation.validators import validate_agree_count, validate_min_ratings
@@ -47,24 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--min-ratings", type=int, default=1, help="per question (default 1)")
         parser.add_argument("--max-spread", type=float, help="max − min of an item's ratings")
         parser.add_argument("--kinds", default="", help="comma-separated item kinds")
-        parser.add_argument(
-            "--include-gold",
-            action="store_true",
-            help="export gold items too (left out by default)",
-        )
-        parser.add_argument(
-            "--include-low-accuracy",
-            action="store_true",
-            help="count the ratings of annotators below --min-gold-accuracy (left out by default)",
-        )
-        parser.add_argument(
-            "--min-gold-accuracy",
-            type=float,
-            default=MIN_GOLD_ACCURACY,
-            metavar="A",
-            help=f"annotators whose gold accuracy is below A (0-1) are left out "
-            f"(default {MIN_GOLD_ACCURACY})",
-        )
+        add_exclusion_arguments(parser, gold_help="export gold items too (left out by default)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         parser.add_argument(
             "--drop-empty",
@@ -90,8 +73,6 @@ class Command(BaseCommand):
                 validate_agree_count(rule.count)
         except ValidationError as error:
             raise CommandError(error.messages[0]) from None
-        if not 0 <= options["min_gold_accuracy"] <= 1:
-            raise CommandError("--min-gold-accuracy must be between 0 and 1")
         filters = ItemFilters(
             min_mean=min_mean,
             kinds=tuple(k.strip() for k in options["kinds"].split(",") if k.strip()),
@@ -99,9 +80,7 @@ class Command(BaseCommand):
             max_spread=options["max_spread"],
             min_median=dict(_question_values(options["min_median"], "--min-median")),
             min_agree=min_agree,
-            include_gold=options["include_gold"],
-            include_low_accuracy=options["include_low_accuracy"],
-            min_gold_accuracy=options["min_gold_accuracy"],
+            **exclusion_options(options),
         )
         bar = tqdm(
             total=100, unit="%", disable=options["no_progress"], file=self.stderr._out, leave=False
