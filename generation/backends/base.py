@@ -12,24 +12,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Endpoint parameters that configure the backend rather than sampling; never sent to a model.
-#: `structured_output` (bool): the server supports JSON-schema response formats.
-#: `timeout` (seconds per call, default 120). `allow_download` (bool), `device`, `dtype`,
-#: `batch_size`, `adapter` (a PEFT adapter folder): local models (see
-#: `generation/backends/transformers.py`). `share_cache` (bool): answers are shared with every
-#: endpoint serving the same model name that also shares (see `Endpoint.cache_key`).
-BACKEND_OPTIONS = frozenset(
-    {
-        "structured_output",
-        "timeout",
-        "allow_download",
-        "device",
-        "dtype",
-        "batch_size",
-        "adapter",
-        "share_cache",
-    }
-)
+#: Endpoint parameters that configure the backend rather than sampling, with the types they take;
+#: never sent to a model. `structured_output`: the server supports JSON-schema response formats.
+#: `timeout` (seconds per call, default 120). `allow_download`, `device`, `dtype`, `batch_size`,
+#: `adapter` (a PEFT adapter folder): local models (see `generation/backends/transformers.py`).
+#: `share_cache`: answers are shared with every endpoint serving the same model name that also
+#: shares (see `Endpoint.cache_key`).
+BACKEND_OPTIONS: dict[str, tuple[type, ...]] = {
+    "structured_output": (bool,),
+    "timeout": (int, float),
+    "allow_download": (bool,),
+    "device": (str,),
+    "dtype": (str,),
+    "batch_size": (int,),
+    "adapter": (str,),
+    "share_cache": (bool,),
+}
 
 
 def sampling_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from config.errors import Conflict
+from generation.backends.base import BACKEND_OPTIONS
 from generation.backends.guard import api_key_env_error, base_url_error
 from generation.limits import number_error
 from generation.models import Endpoint
@@ -26,19 +27,6 @@ SAMPLING_PARAMETERS = {
     "frequency_penalty": (int, float),
     "presence_penalty": (int, float),
     "stop": (str, list),
-}
-
-
-# Options of the backend itself (see generation/backends/base.py), allowed on endpoints only.
-ENDPOINT_OPTIONS = {
-    "structured_output": (bool,),
-    "timeout": (int, float),
-    "allow_download": (bool,),
-    "device": (str,),
-    "dtype": (str,),
-    "batch_size": (int,),
-    "adapter": (str,),
-    "share_cache": (bool,),
 }
 
 
@@ -124,7 +112,8 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
     if errors:
         raise ValidationError(errors)
     endpoint.parameters = sampling_parameters_clean(
-        endpoint.parameters, allowed={**SAMPLING_PARAMETERS, **ENDPOINT_OPTIONS}
+        endpoint.parameters,
+        allowed={**SAMPLING_PARAMETERS, **BACKEND_OPTIONS},  # backend options: endpoints only
     )
 
 
