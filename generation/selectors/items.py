@@ -34,24 +34,6 @@ def source_ids(stage_results: Any) -> dict[str, int]:
     return {stage: pk for stage, pk in stage_results.items() if isinstance(pk, int)}
 
 
-def item_sources(*, item_ids: list[int]) -> dict[int, dict[str, dict]]:
-    """{item id: {stage: parsed output}} of the stage results each item was built from.
-
-    The item's own stage is included; results that failed or were deleted are left out.
-    """
-    provenance = dict(KnowledgeItem.objects.filter(pk__in=item_ids).values_list("id", "provenance"))
-    wanted = {
-        item_id: source_ids(p.get("stage_results") if isinstance(p, dict) else None)
-        for item_id, p in provenance.items()
-    }
-    result_ids = {pk for sources in wanted.values() for pk in sources.values()}
-    parsed = _parsed_results(result_ids)
-    return {
-        item_id: {stage: parsed[pk] for stage, pk in sources.items() if parsed.get(pk) is not None}
-        for item_id, sources in wanted.items()
-    }
-
-
 def item_descriptions(*, item_ids: list[int]) -> dict[int, str]:
     """{item id: the image description or caption its own run read}; "" where it read none."""
     with connection.cursor() as cursor:

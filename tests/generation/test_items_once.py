@@ -14,7 +14,7 @@ from generation.fake_openai import FakeOpenAIServer
 from generation.models import Batch, BatchItem, KnowledgeItem, StageResult
 from generation.runner.run import batch_execute
 from generation.selectors.datasets import dataset_get
-from generation.selectors.items import item_descriptions, item_sources, items_of_batches
+from generation.selectors.items import item_descriptions, items_of_batches, source_ids
 from generation.services.batches import batch_launch, batch_retry_failed
 from generation.services.endpoints import endpoint_create
 from tests.factories import fake_endpoint, make_posts
@@ -131,9 +131,12 @@ def test_each_item_shows_and_exports_the_description_its_own_run_read(annotator)
     assert all("red reason" in item.text.lower() for item in red_items)
     descriptions = item_descriptions(item_ids=[item.pk for item in red_items])
     assert set(descriptions.values()) == {"A red bicycle."}
-    sources = item_sources(item_ids=[red_items[0].pk])[red_items[0].pk]
+    sources = source_ids(red_items[0].provenance["stage_results"])
     assert set(sources) == {"describe_image", "key_info", "intentions"}
-    assert sources["describe_image"] == {"description": "A red bicycle."}
+    assert StageResult.objects.get(pk=sources["describe_image"]).parsed == {
+        "description": "A red bicycle."
+    }
+    assert sources["intentions"] == red_items[0].stage_result_id
 
     campaign = campaign_create(
         name="red", dataset=dataset, batches=[red_batch], members=[annotator]
