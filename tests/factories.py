@@ -211,20 +211,27 @@ def posts_with_items(
     return items
 
 
-def describe(
-    post: Post, description: str, *, batch=None, stage: str = "describe_image"
+def stage_result(
+    post: Post, stage: str, parsed: dict, *, batch=None, model: str = "llava-fake"
 ) -> StageResult:
-    """An image description (or caption) result for the post; items name it as their source."""
+    """An OK result of `stage` for the post, under a key of its own."""
     return StageResult.objects.create(
         post=post,
         stage=stage,
         template_hash=f"hash-{stage}",
-        model="llava-fake",
+        model=model,
         params_hash=f"p{StageResult.objects.count()}",
         batch=batch,
         status=StageResult.Status.OK,
-        parsed={"description": description},
+        parsed=parsed,
     )
+
+
+def describe(
+    post: Post, description: str, *, batch=None, stage: str = "describe_image"
+) -> StageResult:
+    """An image description (or caption) result for the post; items name it as their source."""
+    return stage_result(post, stage, {"description": description}, batch=batch)
 
 
 def annotators(count: int, prefix: str = "coder") -> list:

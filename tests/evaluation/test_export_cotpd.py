@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 
 from evaluation.augmentations import gold_labels, project_replacement, project_style, tokenize
-from generation.models import Batch, BatchItem, KnowledgeItem, Post, StageResult
+from generation.models import Batch, BatchItem, KnowledgeItem, Post
 from generation.services.imports import posts_import
-from tests.factories import annotators, campaign_create, describe, rate
+from tests.factories import annotators, campaign_create, describe, rate, stage_result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cotpd"
 ZIMMERMAN = "1015799"  # "... where George Zimmerman got shot at ..." (PER at tokens 8-9)
@@ -23,15 +23,8 @@ COSBY = "twitter_stream_2018_09_04_11_0_2_240"  # "RT @WLWT : Bill Cosby 's star
 def add_item(batch, post, kind, text, *, plausible=None, caption=None) -> KnowledgeItem:
     result = None
     if plausible is not None:
-        result = StageResult.objects.create(
-            post=post,
-            stage=kind,
-            template_hash=f"hash-{kind}",
-            model="teacher",
-            params_hash=f"p{StageResult.objects.count()}",
-            batch=batch,
-            status=StageResult.Status.OK,
-            parsed={"text": text, "plausible": plausible},
+        result = stage_result(
+            post, kind, {"text": text, "plausible": plausible}, batch=batch, model="teacher"
         )
     position = KnowledgeItem.objects.filter(batch=batch, post=post, kind=kind).count() + 1
     item = KnowledgeItem.objects.create(
