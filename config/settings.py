@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "generation",
     "annotation",
     "evaluation",
+    "judges",
     "demo",
 ]
 

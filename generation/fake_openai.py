@@ -58,6 +58,7 @@ STAGE_MARKERS = (
     ("aug_style", "Rewrite the text in the style"),
     ("aug_entity", "Replace the named entities"),
     ("aug_image", "Imagine an image"),
+    ("judge", 'Answer with a single line "rating: N"'),
 )
 _POST_TEXT = re.compile(r"^Text: (.*)$", re.MULTILINE)
 # The post text inside MIKO's own key-information and image-description prompts.
@@ -113,8 +114,19 @@ def _canned_cotpd(stage: str, text: str, record: dict[str, Any]) -> str:
     }[stage]
 
 
+def _judge_answer(prompt: str) -> str:
+    """A judge's rating (judges/prompts/): one of the values the prompt allows, by a stable hash
+    of the prompt, so the same call always gets the same rating."""
+    found = re.search(r"where N is one of ([-\d, ]+)\.", prompt)
+    values = [v.strip() for v in found.group(1).split(",")] if found else ["1"]
+    digest = hashlib.sha1(prompt.encode(), usedforsecurity=False).digest()
+    return f"rating: {values[int.from_bytes(digest[:4], 'big') % len(values)]}"
+
+
 def _structured(stage: str, answer: str) -> str:
     """The JSON a server with structured output would return for the same answer."""
+    if stage == "judge":
+        return json.dumps({"rating": int(answer.split(":")[1])})
     if stage == "intentions":
         return json.dumps(parse_intentions(answer))
     if stage == "key_info":
@@ -324,6 +336,8 @@ class FakeOpenAIServer:
             answer = record["keyinfo"]
         elif stage == "describe_image":
             answer = record["image_descrption"]
+        elif stage == "judge":
+            answer = _judge_answer(prompt)
         elif stage is not None:
             answer = _canned_cotpd(stage, post_text, record)
         else:
