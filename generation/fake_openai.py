@@ -436,6 +436,9 @@ class FakeOpenAIServer:
         return web.json_response(self.stats())
 
     async def _models(self, request: web.Request) -> web.Response:
+        authorization = request.headers.get("Authorization", "")
+        if self.api_key is not None and authorization.removeprefix("Bearer ") != self.api_key:
+            return self._error(401, "Incorrect API key provided.", "invalid_request_error")
         model = {"id": self.model, "object": "model", "created": 0, "owned_by": "distillery"}
         return web.json_response({"object": "list", "data": [model]})
 

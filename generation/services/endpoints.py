@@ -1,7 +1,10 @@
-"""Model endpoints: create, change and delete them. Only the key's variable name is stored.
+"""Model endpoints: create, change, test and delete them. Only the key's variable name is stored.
 
 Bad input is a Django `ValidationError` (400); deleting an endpoint that ran batches is a
-`Conflict` (409).
+`Conflict` (409). With `test_connection`, saving first checks that the endpoint answers
+(`generation.backends.probe`) and refuses, under the `connection` key, when it does not; the page,
+the API and `endpoint_add` ask for it unless the person chose to save without a working
+connection. The check runs before the transaction: no row is locked while a server is waited for.
 """
 
 import re
@@ -14,6 +17,7 @@ from django.db import transaction
 from config.errors import Conflict
 from generation.backends.base import BACKEND_OPTIONS
 from generation.backends.guard import api_key_env_error, base_url_error
+from generation.backends.probe import ConnectionCheck, connection_check
 from generation.limits import number_error
 from generation.models import Endpoint
 
@@ -117,7 +121,6 @@ def _endpoint_clean(endpoint: Endpoint) -> None:
     )
 
 
-@transaction.atomic
 def endpoint_create(
     *,
     name: str,
@@ -129,7 +132,10 @@ def endpoint_create(
     concurrency: int = 32,
     requests_per_minute: int | None = None,
     parameters: dict[str, Any] | None = None,
+    test_connection: bool = False,
 ) -> Endpoint:
+    """A new endpoint; with `test_connection`, only one that answers (its check is kept on the
+    returned endpoint as `connection_check`)."""
     endpoint = Endpoint(
         name=name.strip(),
         backend=backend,
@@ -142,7 +148,9 @@ def endpoint_create(
         parameters=parameters or {},
     )
     _endpoint_clean(endpoint)
-    endpoint.save()
+    _connection_required(endpoint, test_connection)
+    with transaction.atomic():
+        endpoint.save()
     return endpoint
 
 
@@ -159,8 +167,7 @@ ENDPOINT_FIELDS = {
 }
 
 
-@transaction.atomic
-def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
+def _with_changes(endpoint: Endpoint, changes: dict[str, Any]) -> Endpoint:
     unknown = set(changes) - ENDPOINT_FIELDS
     if unknown:
         raise ValidationError(f"Unknown endpoint fields: {', '.join(sorted(unknown))}")
@@ -169,8 +176,34 @@ def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
             value = value.strip()
         setattr(endpoint, field, value)
     _endpoint_clean(endpoint)
-    endpoint.save()
     return endpoint
+
+
+def _connection_required(endpoint: Endpoint, test_connection: bool) -> None:
+    endpoint.connection_check = None
+    if test_connection:
+        check = connection_check(endpoint)
+        if not check.ok:
+            raise ValidationError({"connection": check.message})
+        endpoint.connection_check = check
+
+
+def endpoint_update(
+    *, endpoint: Endpoint, test_connection: bool = False, **changes: Any
+) -> Endpoint:
+    """Change an endpoint; with `test_connection`, only when it answers afterwards."""
+    _with_changes(endpoint, changes)
+    _connection_required(endpoint, test_connection)
+    with transaction.atomic():
+        endpoint.save()
+    return endpoint
+
+
+def endpoint_connection_test(*, endpoint: Endpoint | None = None, **fields: Any) -> ConnectionCheck:
+    """Whether an endpoint answers: a stored one, a stored one with `fields` changed, or a new one
+    made of `fields`. Nothing is saved; invalid fields raise ValidationError as saving would."""
+    endpoint = Endpoint(parameters={}) if endpoint is None else Endpoint.objects.get(pk=endpoint.pk)
+    return connection_check(_with_changes(endpoint, fields))
 
 
 @transaction.atomic

@@ -25,6 +25,7 @@ def test_endpoint_add_command_creates_openai_and_transformers_endpoints(capsys) 
         "OPENAI_API_KEY",
         "--concurrency",
         "8",
+        "--no-check",
     )
     call_command(
         "endpoint_add",
@@ -35,6 +36,7 @@ def test_endpoint_add_command_creates_openai_and_transformers_endpoints(capsys) 
         "/models/llava",
         "--model",
         "llava-1.5",
+        "--no-check",
     )
     gpt = Endpoint.objects.get(name="gpt")
     assert (gpt.backend, gpt.base_url, gpt.model) == (
@@ -45,7 +47,8 @@ def test_endpoint_add_command_creates_openai_and_transformers_endpoints(capsys) 
     assert (gpt.api_key_env, gpt.concurrency) == ("OPENAI_API_KEY", 8)
     llava = Endpoint.objects.get(name="llava")
     assert (llava.model_path, llava.concurrency) == ("/models/llava", 32)
-    assert "Endpoint gpt" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Endpoint gpt" in out and "added without testing its connection." in out
 
 
 @pytest.mark.parametrize(
@@ -108,14 +111,17 @@ def test_endpoint_add_needs_exactly_one_location() -> None:
         call_command("endpoint_add", "x", "--backend", "openai", "--model", "m")
 
 
-def test_api_creates_lists_updates_and_deletes_endpoints(admin_api) -> None:
+def test_api_creates_lists_updates_and_deletes_endpoints(
+    admin_api, fake_server, monkeypatch
+) -> None:
+    monkeypatch.setenv("DISTILLERY_KEY_LOCAL", "sk-local")
     response = admin_api.post(
         "/api/endpoints/",
         {
             "name": "local",
             "backend": "openai",
-            "base_url": "http://127.0.0.1:8000/v1",
-            "model": "qwen",
+            "base_url": fake_server.base_url,
+            "model": "fake-model",
             "api_key_env": "DISTILLERY_KEY_LOCAL",
             "requests_per_minute": 600,
             "parameters": {"temperature": 0.2},
@@ -125,6 +131,8 @@ def test_api_creates_lists_updates_and_deletes_endpoints(admin_api) -> None:
     assert response.status_code == 201, response.json()
     endpoint_id = response.json()["id"]
     assert response.json()["api_key_env"] == "DISTILLERY_KEY_LOCAL"
+    assert response.json()["connection"]["ok"] is True
+    assert fake_server.last_api_key is None  # the models list, not a chat call
     listed = admin_api.get("/api/endpoints/").json()
     assert [e["name"] for e in listed] == ["local"]
     response = admin_api.patch(f"/api/endpoints/{endpoint_id}/", {"concurrency": 4}, format="json")
@@ -187,18 +195,20 @@ def test_api_key_value_is_never_returned_or_shown(admin_api, admin_client, monke
         assert "sk-very-secret-value" not in text
 
 
-def test_pages_add_and_edit_an_endpoint(admin_client) -> None:
+def test_pages_add_and_edit_an_endpoint(admin_client, fake_server) -> None:
     response = admin_client.post(
         reverse("generation:endpoint-new"),
         {
             "name": "vllm",
             "backend": "openai",
-            "base_url": "http://127.0.0.1:9000/v1",
-            "model": "llama",
+            "base_url": fake_server.base_url,
+            "model": "fake-model",
             "concurrency": 16,
         },
+        follow=True,
     )
-    assert response.status_code == 302
+    assert response.redirect_chain[-1][1] == 302
+    assert "Endpoint vllm added. Connected to 127.0.0.1:" in response.content.decode()
     endpoint = Endpoint.objects.get(name="vllm")
     response = admin_client.post(
         reverse("generation:endpoint-edit", args=[endpoint.pk]),
@@ -209,6 +219,7 @@ def test_pages_add_and_edit_an_endpoint(admin_client) -> None:
             "base_url": "http://127.0.0.1:9000/v1",
             "model": "llama-3",
             "concurrency": 16,
+            "save_without_connection": "on",
         },
     )
     assert response.status_code == 302

@@ -112,6 +112,7 @@ class Command(BaseCommand):
                 backend="openai",
                 base_url=f"http://127.0.0.1:{FAKE_LLM_PORT}/v1",
                 model="fake-gpt",
+                no_check=True,  # the fake server starts after the setup
                 stdout=self.stdout,
             )
 

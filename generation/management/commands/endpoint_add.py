@@ -1,4 +1,8 @@
-"""`endpoint_add NAME --backend openai|transformers (--base-url URL | --model-path PATH) ...`"""
+"""`endpoint_add NAME --backend openai|transformers (--base-url URL | --model-path PATH) ...`
+
+The connection is tested before the endpoint is saved (a models list or a one-token call; a model
+folder with a config); a failure stops it with the reason, unless `--no-check`.
+"""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -33,6 +37,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--concurrency", type=int, default=32)
         parser.add_argument("--requests-per-minute", type=int, default=None)
+        parser.add_argument(
+            "--no-check",
+            action="store_true",
+            help="save without testing the connection (by default a failed test refuses it)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -45,10 +54,19 @@ class Command(BaseCommand):
                 api_key_env=options["api_key_env"],
                 concurrency=options["concurrency"],
                 requests_per_minute=options["requests_per_minute"],
+                test_connection=not options["no_check"],
             )
         except ValidationError as error:
+            if "connection" in getattr(error, "error_dict", {}):
+                raise CommandError(
+                    f"connection test failed: {' '.join(error.message_dict['connection'])} "
+                    "Nothing was saved; pass --no-check to save it anyway."
+                ) from error
             raise CommandError(validation_message(error)) from error
         where = endpoint.base_url or endpoint.model_path
+        if endpoint.connection_check:
+            self.stdout.write(endpoint.connection_check.message)
         self.stdout.write(
-            f"Endpoint {endpoint.name} ({endpoint.backend}, {endpoint.model} at {where}) added."
+            f"Endpoint {endpoint.name} ({endpoint.backend}, {endpoint.model} at {where}) added"
+            + ("." if endpoint.connection_check else " without testing its connection.")
         )
