@@ -1,4 +1,5 @@
-"""The export form of the campaign dashboard: a format and the filters (`ItemFilters`)."""
+"""The export form of the campaign dashboard: a format and the filters (`ItemFilters`), and the
+same filters without a format for the preview of how many items they keep."""
 
 from django import forms
 
@@ -131,3 +132,11 @@ class ExportForm(forms.Form):
                 else data["min_gold_accuracy"]
             ),
         )
+
+
+class ExportPreviewForm(ExportForm):
+    """The export form's filters alone: the count of the items they keep needs no format."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].required = False

@@ -7,8 +7,13 @@ The functions here lay a chart out (positions, colours, labels); the templates u
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-# Sequential blues for ordered values, light to dark; text on a bar picks black or white.
-PALETTE = ["#deebf7", "#9ecae1", "#6baed6", "#3182bd", "#08519c", "#08306b", "#041f4a"]
+# Sequential blues for ordered values, light to dark, each of which reads with black or white
+# text at 4.5:1 or more (WCAG AA): ColorBrewer's #3182bd, which reads with neither, is #2171b5.
+PALETTE = ["#deebf7", "#9ecae1", "#6baed6", "#2171b5", "#08519c", "#08306b", "#041f4a"]
+DARK_INK, LIGHT_INK = "#1d2330", "#ffffff"
+# Krippendorff's thresholds: alpha below TENTATIVE supports no conclusion, even a tentative one;
+# at RELIABLE or above the data are reliable.
+TENTATIVE_ALPHA, RELIABLE_ALPHA = 0.667, 0.8
 LABEL_W = 130
 ROW_H = 22
 PLOT_W = 360
@@ -18,6 +23,24 @@ def _value_colour(index: int, count: int) -> str:
     if count <= 1:
         return PALETTE[3]
     return PALETTE[round(index * (len(PALETTE) - 1) / (count - 1))]
+
+
+def _luminance(colour: str) -> float:
+    """WCAG relative luminance of a #rrggbb colour."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours (1 to 21)."""
+    low, high = sorted((_luminance(a), _luminance(b)))
+    return (high + 0.05) / (low + 0.05)
+
+
+def ink_on(colour: str) -> str:
+    """The text colour that reads best on `colour`."""
+    return max((DARK_INK, LIGHT_INK), key=lambda ink: contrast(ink, colour))
 
 
 def _rows(figures: dict) -> list[tuple[str, dict]]:
@@ -45,7 +68,12 @@ def alpha_chart(question: str, figures: dict) -> SafeString:
 
     guides = [
         {"x": x(guide), "label": label, "dashed": guide not in (0.0, 1.0)}
-        for guide, label in ((0.0, "0"), (0.667, ".667"), (0.8, ".8"), (1.0, "1"))
+        for guide, label in (
+            (0.0, "0"),
+            (TENTATIVE_ALPHA, ".667"),
+            (RELIABLE_ALPHA, ".8"),
+            (1.0, "1"),
+        )  # fmt: skip
     ]
     laid_out = []
     for i, (name, f) in enumerate(rows):
@@ -92,17 +120,18 @@ def distribution_chart(question: str, figures: dict) -> SafeString:
             if not total or not count:
                 continue
             w = count / total * PLOT_W
+            colour = _value_colour(j, len(domain))
             bars.append(
                 {
                     "x": f"{left:.1f}",
                     "width": f"{w:.1f}",
-                    "colour": _value_colour(j, len(domain)),
+                    "colour": colour,
                     "value": value,
                     "count": count,
                     "percent": f"{100 * count / total:.0f}",
                     # A label only where it fits, in the ink that reads on the bar's colour.
                     "label_x": f"{left + w / 2:.1f}" if w > 22 else None,
-                    "ink": "#fff" if j >= len(domain) / 2 else "#1d2330",
+                    "ink": ink_on(colour),
                 }
             )
             left += w

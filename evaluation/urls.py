@@ -14,6 +14,7 @@ urlpatterns = [
         name="campaign-item-scores",
     ),
     path("campaigns/<id:pk>/exports/new/", views.export_create_view, name="export-create"),
+    path("campaigns/<id:pk>/exports/preview/", views.export_preview, name="export-preview"),
     path("exports/<id:pk>/", views.export_detail, name="export-detail"),
     path("exports/<id:pk>/download/", views.export_download, name="export-download"),
     path("exports/<id:pk>/retry/", views.export_retry_view, name="export-retry"),

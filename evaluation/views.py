@@ -12,9 +12,10 @@ from annotation.models import Campaign
 from config.converters import parse_id
 from config.errors import ApplicationError
 from evaluation.apis import export_file_response
-from evaluation.forms import ExportForm
+from evaluation.forms import ExportForm, ExportPreviewForm
 from evaluation.models import AgreementResult, ExportJob
-from evaluation.plots import alpha_chart, distribution_chart
+from evaluation.plots import TENTATIVE_ALPHA, alpha_chart, distribution_chart
+from evaluation.selectors.preview import export_item_count
 from evaluation.selectors.scores import item_score_page
 from evaluation.services import agreement_current, export_create, export_retry
 
@@ -36,6 +37,13 @@ def _agreement_context(campaign: Campaign) -> dict:
         "record": record,
         "pending": record.status != AgreementResult.Status.DONE,
         "questions": questions,
+        # Questions whose overall alpha supports no conclusion, even a tentative one.
+        "low_alpha": [
+            q
+            for q in questions
+            if q["figures"]["alpha"] is not None and q["figures"]["alpha"] < TENTATIVE_ALPHA
+        ],  # fmt: skip
+        "tentative_alpha": TENTATIVE_ALPHA,
         "annotators": record.annotators or [],
         # Results cached before gold handling existed have neither key.
         "excluded": (record.result or {}).get("excluded"),
@@ -58,6 +66,17 @@ def evaluation_home(request: HttpRequest) -> HttpResponse:
     return render(request, "evaluation/home.html", {"campaigns": campaigns, "exports": exports})
 
 
+def _dashboard(
+    request: HttpRequest, campaign: Campaign, context: dict, form: ExportForm, status: int = 200
+) -> HttpResponse:
+    context |= {
+        "form": form,
+        "exports": ExportJob.objects.filter(campaign=campaign)[:10],
+        "page": item_score_page(campaign=campaign),
+    }
+    return render(request, "evaluation/dashboard.html", context, status=status)
+
+
 @admin_required
 @require_GET
 def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
@@ -66,10 +85,28 @@ def campaign_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     context = _agreement_context(campaign)
     if request.htmx:
         return render(request, "evaluation/_agreement.html", context)
-    context["form"] = ExportForm(campaign=campaign, kinds=_campaign_kinds(context))
-    context["exports"] = ExportJob.objects.filter(campaign=campaign)[:10]
-    context["page"] = item_score_page(campaign=campaign)
-    return render(request, "evaluation/dashboard.html", context)
+    return _dashboard(
+        request, campaign, context, ExportForm(campaign=campaign, kinds=_campaign_kinds(context))
+    )
+
+
+@admin_required
+@require_GET
+def export_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """How many items the export form's filters keep: the counting part for htmx (as the form
+    changes), else the dashboard with the form as filled in and the count."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    context = _agreement_context(campaign)
+    form = ExportPreviewForm(request.GET, campaign=campaign, kinds=_campaign_kinds(context))
+    preview = {"campaign": campaign, "count": None}
+    if form.is_valid():
+        preview["count"] = export_item_count(campaign=campaign, filters=form.filters())
+    if request.htmx:
+        # htmx swaps 200 answers only: the form's errors are shown in the part itself.
+        context = {"preview": preview, "form": form}
+        return render(request, "evaluation/_export_preview.html", context)
+    context["preview"] = preview
+    return _dashboard(request, campaign, context, form, status=200 if form.is_valid() else 400)
 
 
 @admin_required
@@ -90,12 +127,7 @@ def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
     context = _agreement_context(campaign)
     form = ExportForm(request.POST, campaign=campaign, kinds=_campaign_kinds(context))
     if not form.is_valid():
-        context |= {
-            "form": form,
-            "exports": ExportJob.objects.filter(campaign=campaign)[:10],
-            "page": item_score_page(campaign=campaign),
-        }
-        return render(request, "evaluation/dashboard.html", context, status=400)
+        return _dashboard(request, campaign, context, form, status=400)
     job = export_create(
         campaign=campaign,
         fmt=form.cleaned_data["format"],

@@ -1,5 +1,6 @@
-"""The dashboard's SVG plots, drawn by templates, are byte for byte the SVG the earlier Python
-f-string drawing produced (kept under plots/), including escaped names and undefined alphas."""
+"""The dashboard's SVG plots, drawn by templates, are byte for byte the SVG kept under plots/ (the
+earlier Python f-string drawing's, with bar labels in the ink that reads on their bar since issue
+14), including escaped names and undefined alphas."""
 
 from pathlib import Path
 

@@ -94,6 +94,7 @@ PAGES = {
     "evaluation:campaign-dashboard": "admin",
     "evaluation:campaign-item-scores": "admin",
     "evaluation:export-create": "admin",
+    "evaluation:export-preview": "admin",
     "evaluation:export-detail": "admin",
     "evaluation:export-download": "admin",
     "evaluation:export-retry": "admin",
