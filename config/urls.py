@@ -11,6 +11,7 @@ api_patterns = [
     path("", include("generation.api_urls")),
     path("", include("annotation.api_urls")),
     path("", include("evaluation.api_urls")),
+    path("", include("judges.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's settings as a script file: the CSP refuses inline scripts.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("annotation.urls")),
     path("", include("evaluation.urls")),
+    path("", include("judges.urls")),
     # Files under MEDIA_ROOT, to whom they belong (config/media.py).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file),
 ]

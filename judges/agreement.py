@@ -41,6 +41,15 @@ def _number(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def figure_text(figure: dict | None) -> str:
+    """ "0.812 [0.702, 0.894]": a figure and its interval, or "n/a" where it is undefined."""
+    if not figure or figure.get("value") is None:
+        return "n/a"
+    ci = figure.get("ci95")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return f"{figure['value']:.3f}{interval}"
+
+
 def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank) of `values` repeated `weights` times each.
 

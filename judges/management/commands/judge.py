@@ -13,7 +13,7 @@ from tqdm import tqdm
 from annotation.models import Campaign
 from config.errors import ApplicationError
 from generation.models import Batch, Endpoint
-from judges.agreement import judge_agreement
+from judges.agreement import figure_text, judge_agreement
 from judges.models import JudgeRun
 from judges.prompt import DEFAULT_VERSION
 from judges.runner import judge_run_execute
@@ -26,14 +26,6 @@ def _get(model, label: str, **lookup):
     except (model.DoesNotExist, ValueError):
         value = next(iter(lookup.values()))
         raise CommandError(f"No {label} {value!r}.") from None
-
-
-def _figure(figure: dict | None) -> str:
-    if not figure or figure["value"] is None:
-        return "n/a"
-    ci = figure["ci95"]
-    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    return f"{figure['value']:.3f}{interval}"
 
 
 class Command(BaseCommand):
@@ -99,7 +91,7 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(
                 f"{name} ({figures['n_items']} items rated by both): alpha people "
-                f"{_figure(figures['alpha_people'])}, with the judge "
-                f"{_figure(figures['alpha_with_judge'])}; Spearman "
-                f"{_figure(figures['spearman'])}; MAE {_figure(figures['mae'])}"
+                f"{figure_text(figures['alpha_people'])}, with the judge "
+                f"{figure_text(figures['alpha_with_judge'])}; Spearman "
+                f"{figure_text(figures['spearman'])}; MAE {figure_text(figures['mae'])}"
             )
