@@ -3,8 +3,6 @@ from django.contrib.auth.views import PasswordChangeView
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
-from django.views.defaults import page_not_found
-from django.views.defaults import server_error as django_server_error
 
 from accounts.forms import ThrottledPasswordChangeForm
 from accounts.permissions import is_admin
@@ -39,16 +37,3 @@ class PasswordChange(PasswordChangeView):
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
-
-
-def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """404: JSON under /api/ (API clients read JSON, even for a URL that matches nothing)."""
-    if request.path_info.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    if request.path_info.startswith("/api/"):
-        return JsonResponse({"detail": "Server error."}, status=500)
-    return django_server_error(request)

@@ -33,5 +33,6 @@ urlpatterns = [
 ]
 
 handler400 = "config.errors.bad_request"
-handler404 = "accounts.views.not_found"
-handler500 = "accounts.views.server_error"
+handler403 = "config.error_pages.permission_denied"
+handler404 = "config.error_pages.not_found"
+handler500 = "config.error_pages.server_error"
