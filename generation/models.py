@@ -132,10 +132,16 @@ class Batch(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
-    # {stage: {"done": n, "failed": n, "skipped": n, "pending": n}}, rewritten by the runner.
+    # {stage: {"done", "failed", "skipped", "cached", "partial", "not_reached": n}}, rewritten by
+    # the runner (`generation.runner.run.stage_counters`).
     stage_progress = models.JSONField(default=dict, blank=True)
-    # Model calls paid for by this batch (cache hits are not calls).
+    # Model calls paid for by this batch (cache hits are not calls), each attempt counted as it
+    # is made.
     calls = models.PositiveIntegerField(default=0)
+    # While calls wait to be tried again, rewritten by the runner at every heartbeat: {"calls": n,
+    # "attempt": n, "max_attempts": n, "next_try_at": ISO time, "error": "..."} of the latest
+    # retry; {} when no call is waiting.
+    retrying = models.JSONField(default=dict, blank=True)
     # The current run, for calls per second and time left; a resume starts a new run.
     run_started_at = models.DateTimeField(null=True, blank=True)
     run_calls = models.PositiveIntegerField(default=0)
@@ -164,6 +170,19 @@ class Batch(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED}
+
+    @property
+    def status_text(self) -> str:
+        """What happened, in the words the list, the page, the API and `generate` all use."""
+        if self.status == self.Status.DONE and self.posts_failed:
+            posts = "post" if self.posts_failed == 1 else "posts"
+            return f"done with {self.posts_failed} failed {posts}"
+        if self.status == self.Status.FAILED and self.error:
+            return f"failed: {self.error}"
+        if self.status == self.Status.RUNNING and self.retrying.get("calls"):
+            calls = self.retrying["calls"]
+            return f"running, retrying {calls} call{'' if calls == 1 else 's'}"
+        return self.status
 
 
 class StageResult(models.Model):

@@ -1,7 +1,7 @@
 """Batches API (admins only): launch, list, progress, pause, resume, cancel, retry failed."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,8 @@ from generation.limits import serializer_field
 from generation.models import Batch, Dataset, Endpoint
 from generation.selectors.batches import batch_list, batch_progress
 from generation.services.batches import (
+    ACTIONS,
+    batch_actions,
     batch_cancel,
     batch_launch,
     batch_pause,
@@ -28,11 +30,28 @@ class StageProgressSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
     skipped = serializers.IntegerField()
     cached = serializers.IntegerField()
+    not_reached = serializers.IntegerField(
+        help_text="posts that failed at an earlier stage, so this one is not asked for them"
+    )
     pending = serializers.IntegerField()
+
+
+class RetryingSerializer(serializers.Serializer):
+    calls = serializers.IntegerField(help_text="calls waiting to be tried again")
+    attempt = serializers.IntegerField(help_text="attempts the latest of them has made")
+    max_attempts = serializers.IntegerField()
+    rate_limited = serializers.BooleanField(help_text="waiting out a 429 (not bounded by attempts)")
+    next_try_at = serializers.DateTimeField()
+    seconds_to_next_try = serializers.IntegerField()
+    error = serializers.CharField(help_text="the latest attempt's error")
 
 
 class ProgressSerializer(serializers.Serializer):
     status = serializers.CharField()
+    status_text = serializers.CharField(
+        help_text="what happened, in words: 'done', 'done with 2 failed posts', "
+        "'failed: <reason>', 'running, retrying 1 call', ..."
+    )
     posts_total = serializers.IntegerField()
     posts_done = serializers.IntegerField()
     posts_failed = serializers.IntegerField()
@@ -46,6 +65,9 @@ class ProgressSerializer(serializers.Serializer):
     seconds_left = serializers.IntegerField(allow_null=True)
     stages = StageProgressSerializer(many=True)
     error = serializers.CharField()
+    retrying = RetryingSerializer(allow_null=True)
+    percent_done = serializers.IntegerField()
+    percent_failed = serializers.IntegerField()
 
 
 class BatchOutputSerializer(serializers.ModelSerializer):
@@ -54,6 +76,8 @@ class BatchOutputSerializer(serializers.ModelSerializer):
     launched_by = serializers.CharField(
         source="launched_by.username", allow_null=True, default=None
     )
+    status_text = serializers.CharField(read_only=True)
+    actions = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
 
     class Meta:
@@ -69,12 +93,19 @@ class BatchOutputSerializer(serializers.ModelSerializer):
             "token_budget",
             "imported",
             "status",
+            "status_text",
+            "actions",
             "launched_by",
             "created_at",
             "started_at",
             "finished_at",
             "progress",
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS)))
+    def get_actions(self, batch: Batch) -> list[str]:
+        """The actions allowed now: POST /api/batches/<id>/<action>/ refuses the others (409)."""
+        return batch_actions(batch)
 
     @extend_schema(responses=ProgressSerializer)
     def get_progress(self, batch: Batch) -> dict:

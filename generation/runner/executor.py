@@ -81,7 +81,9 @@ class PostWork:
 class Executor:
     """Reports through `events` (a thread-safe queue), never the database.
 
-    Events: ("result", Outcome) for every call, ("post", post_id, "done" | "failed"). A GPU stage
+    Events: ("result", Outcome) for every call; ("retry", post_id, stage, attempts made, next
+    try as a Unix time, the BackendError) when a call will be tried again; ("post", post_id,
+    "done" | "failed", [stages a failed post did not reach]). A GPU stage
     puts (stage, post_id, future) on `gpu_requests`; the caller's thread resolves the future with
     the Outcome once the chunk's result is stored (or with None when the run stops).
     """
@@ -181,7 +183,7 @@ class Executor:
     async def _run_post(self, work: PostWork) -> None:
         upstream = dict(work.upstream)
         image_url: str | None = None
-        for wave in self.waves:
+        for position, wave in enumerate(self.waves):
             calls = [plan for plan in wave if plan.name in work.todo]
             if not calls:
                 continue
@@ -202,10 +204,12 @@ class Executor:
             if any(outcome is None for outcome in outcomes):
                 return  # stopped: the post stays pending
             if not all(outcome.ok for outcome in outcomes):
-                self.events.put(("post", work.post.pk, "failed"))
+                later = self.waves[position + 1 :]
+                not_reached = [p.name for w in later for p in w if p.name in work.todo]
+                self.events.put(("post", work.post.pk, "failed", not_reached))
                 return
             upstream = {**upstream, **{o.stage: o.parsed for o in outcomes}}
-        self.events.put(("post", work.post.pk, "done"))
+        self.events.put(("post", work.post.pk, "done", []))
 
     async def _run_stage(
         self,
@@ -270,6 +274,7 @@ class Executor:
             delay = random.uniform(0, min(self.retry_max, self.retry_base * 2 ** (attempts - 1)))
             if failure.retry_after:
                 delay = max(delay, min(self.retry_max, failure.retry_after))
+            self.events.put(("retry", post_id, plan.name, attempts, time.time() + delay, failure))
             assert self.stopped is not None
             try:
                 await asyncio.wait_for(self.stopped.wait(), timeout=delay)

@@ -96,6 +96,7 @@ def batch_claim(*, batch_id: int, token: str, clock: Clock = SYSTEM_CLOCK) -> bo
                 run_calls=0,
                 run_posts_finished=0,
                 error="",
+                retrying={},
             )
         )
         if claimed:

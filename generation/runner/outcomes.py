@@ -2,6 +2,7 @@
 no database stores, and merged with an earlier partial answer when its missing slots are asked
 again."""
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,12 @@ def outcome_from_answer(
         outcome.parsed = None
         outcome.error = f"ParseError: {error}"
     return outcome
+
+
+def plain_error(error: str) -> str:
+    """A stored error without the exception's class name a backend error carries: its message
+    already says what failed ("HTTP 500: ...", "connection to ... failed: ...")."""
+    return re.sub(r"^BackendError(?: \(HTTP \d+\))?: ", "", error)
 
 
 def outcome_from_error(

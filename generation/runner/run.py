@@ -10,7 +10,8 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -31,14 +32,25 @@ from generation.runner.lease import (
     connection_lost,
     reconnecting,
 )
-from generation.runner.outcomes import DONE_STATUSES, PARTIAL, Outcome
+from generation.runner.outcomes import DONE_STATUSES, PARTIAL, Outcome, plain_error
 from generation.runner.writer import ResultIds, persist_outcomes, result_items
 from generation.services.items import items_store
 
 
+def stage_counters() -> dict[str, int]:
+    """A stage's counters in `Batch.stage_progress`; `not_reached` counts the posts that failed
+    at an earlier stage, so they are not left pending for good."""
+    return {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0, "not_reached": 0}
+
+
 @dataclass
 class Progress:
-    """The counters the runner keeps and writes, absolute, at every flush."""
+    """The counters the runner keeps and writes, absolute, at every flush.
+
+    Every attempt counts as a call when it is made, a retried one too: `counted` holds the
+    attempts of each (post, stage) counted before its outcome came. `waiting` holds the calls
+    waiting to be tried again, latest last: (attempts made, next try as a Unix time, error).
+    """
 
     stages: dict[str, dict[str, int]]
     posts_done: int = 0
@@ -48,6 +60,23 @@ class Progress:
     calls: int = 0
     run_calls: int = 0
     run_posts_finished: int = 0
+    last_error: str = ""
+    waiting: dict[tuple[int, str], tuple[int, float, str, bool]] = field(default_factory=dict)
+    counted: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    def retrying(self) -> dict[str, Any]:
+        """What `Batch.retrying` holds: the calls waiting and the latest retry, or {}."""
+        if not self.waiting:
+            return {}
+        attempts, next_try, error, rate_limited = next(reversed(self.waiting.values()))
+        return {
+            "calls": len(self.waiting),
+            "attempt": attempts,
+            "max_attempts": int(settings.DISTILLERY_RETRY_MAX_ATTEMPTS),
+            "rate_limited": rate_limited,
+            "next_try_at": datetime.fromtimestamp(next_try, tz=UTC).isoformat(),
+            "error": error,
+        }
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -59,6 +88,7 @@ class Progress:
             "calls": self.calls,
             "run_calls": self.run_calls,
             "run_posts_finished": self.run_posts_finished,
+            "retrying": self.retrying(),
         }
 
 
@@ -99,9 +129,7 @@ def _prepare(
                 )
             )
     progress = Progress(
-        stages={
-            p.name: {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0} for p in plans
-        },
+        stages={p.name: stage_counters() for p in plans},
         prompt_tokens=batch.prompt_tokens,
         completion_tokens=batch.completion_tokens,
         calls=batch.calls,
@@ -142,6 +170,8 @@ def _prepare(
                 todo.add(plan.name)
         if failed:
             progress.posts_failed += 1
+            for name in todo:  # never asked: an earlier stage failed
+                progress.stages[name]["not_reached"] += 1
         elif not todo:
             progress.posts_done += 1
         else:
@@ -253,28 +283,45 @@ class BatchRun:
             self._handle(event)
 
     def _handle(self, event: tuple) -> None:
+        progress = self.progress
         if event[0] == "result":
             outcome: Outcome = event[1]
             self.pending.append(outcome)
             self._count_result(outcome, called=True)
+        elif event[0] == "retry":
+            _, post_id, stage, attempts, next_try, failure = event
+            key = (post_id, stage)
+            progress.waiting.pop(key, None)  # re-inserted: the latest retry goes last
+            progress.waiting[key] = (attempts, next_try, str(failure), failure.status == 429)
+            progress.calls += attempts - progress.counted.get(key, 0)
+            progress.run_calls += attempts - progress.counted.get(key, 0)
+            progress.counted[key] = attempts
         else:
-            _, _, state = event
+            _, _, state, not_reached = event
             if state == "done":
-                self.progress.posts_done += 1
+                progress.posts_done += 1
             else:
-                self.progress.posts_failed += 1
-            self.progress.run_posts_finished += 1
+                progress.posts_failed += 1
+                for stage in not_reached:
+                    progress.stages[stage]["not_reached"] += 1
+            progress.run_posts_finished += 1
 
     def _count_result(self, outcome: Outcome, *, called: bool) -> None:
-        counts = self.progress.stages[outcome.stage]
+        progress = self.progress
+        counts = progress.stages[outcome.stage]
         counts["done" if outcome.ok else "failed"] += 1
         if outcome.ok and outcome.missing:
             counts["partial"] = counts.get("partial", 0) + 1
+        if not outcome.ok:
+            progress.last_error = f"{outcome.stage}: {plain_error(outcome.error)}"
         if called:
-            self.progress.prompt_tokens += outcome.prompt_tokens
-            self.progress.completion_tokens += outcome.completion_tokens
-            self.progress.calls += outcome.attempts
-            self.progress.run_calls += outcome.attempts
+            key = (outcome.post_id, outcome.stage)
+            progress.waiting.pop(key, None)
+            attempts = outcome.attempts - progress.counted.pop(key, 0)
+            progress.prompt_tokens += outcome.prompt_tokens
+            progress.completion_tokens += outcome.completion_tokens
+            progress.calls += attempts
+            progress.run_calls += attempts
 
     def _flush(self) -> None:
         # An outcome leaves `pending` once its transaction has committed, so none is lost to a
@@ -324,9 +371,14 @@ class BatchRun:
 
     def _finish(self) -> None:
         now = timezone.now()
+        self.progress.waiting.clear()
         fields = {**self.progress.fields(), "heartbeat_at": now, "runner": ""}
         mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
-        if self.stop_reason == "budget":
+        if not self.stop_reason and self.progress.posts_failed and not self.progress.posts_done:
+            mine.filter(status=Batch.Status.RUNNING).update(
+                status=Batch.Status.FAILED, finished_at=now, error=self._every_post_failed()
+            )
+        elif self.stop_reason == "budget":
             used = self.progress.prompt_tokens + self.progress.completion_tokens
             mine.filter(status=Batch.Status.RUNNING).update(
                 status=Batch.Status.FAILED,
@@ -340,6 +392,21 @@ class BatchRun:
         mine.update(**fields)
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _every_post_failed(self) -> str:
+        """The reason a batch whose every post failed gives: the count and the last error."""
+        failed = self.progress.posts_failed
+        last = self.progress.last_error
+        if not last:  # the failures are an earlier run's
+            row = (
+                StageResult.objects.filter(batch=self.batch, status=StageResult.Status.FAILED)
+                .order_by("-updated_at")
+                .values_list("stage", "error")
+                .first()
+            )
+            last = f"{row[0]}: {plain_error(row[1])}" if row else ""
+        counted = f"every post failed ({failed} of {failed})"
+        return f"{counted}; last error: {last}" if last else counted
 
 
 def batch_execute(
@@ -386,4 +453,5 @@ def _fail(batch_id: int, token: str, error: Exception) -> None:
         error=f"{type(error).__name__}: {error}",
         finished_at=timezone.now(),
         runner="",
+        retrying={},
     )

@@ -1,6 +1,7 @@
 """Reads for batches and endpoints: lists, and a batch's progress as pages and the API show it."""
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -25,12 +26,28 @@ class StageProgress:
     failed: int
     skipped: int
     cached: int
+    # Posts that failed at an earlier stage: this one will not be asked for them.
+    not_reached: int
     pending: int
+
+
+@dataclass
+class Retrying:
+    """Calls waiting to be tried again, and the latest of them."""
+
+    calls: int
+    attempt: int
+    max_attempts: int
+    rate_limited: bool
+    next_try_at: datetime
+    seconds_to_next_try: int
+    error: str
 
 
 @dataclass
 class BatchProgress:
     status: str
+    status_text: str
     posts_total: int
     posts_done: int
     posts_failed: int
@@ -44,6 +61,9 @@ class BatchProgress:
     seconds_left: int | None
     stages: list[StageProgress]
     error: str
+    retrying: Retrying | None
+    percent_done: int
+    percent_failed: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +79,11 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
     stages = []
     for stage, counts in batch.stage_progress.items():
         endpoint_id = batch.stage_endpoints.get(stage)
-        done, failed, skipped = (
+        done, failed, skipped, not_reached = (
             counts.get("done", 0),
             counts.get("failed", 0),
             counts.get("skipped", 0),
+            counts.get("not_reached", 0),
         )
         stages.append(
             StageProgress(
@@ -72,7 +93,8 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
                 failed=failed,
                 skipped=skipped,
                 cached=counts.get("cached", 0),
-                pending=max(0, batch.posts_total - done - failed - skipped),
+                not_reached=not_reached,
+                pending=max(0, batch.posts_total - done - failed - skipped - not_reached),
             )
         )
     calls_per_second = seconds_left = None
@@ -84,8 +106,10 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
                 per_post = elapsed / batch.run_posts_finished
                 seconds_left = round(per_post * batch.posts_pending)
     finished = batch.posts_done + batch.posts_failed
+    total = batch.posts_total
     return BatchProgress(
         status=batch.status,
+        status_text=batch.status_text,
         posts_total=batch.posts_total,
         posts_done=batch.posts_done,
         posts_failed=batch.posts_failed,
@@ -99,6 +123,25 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
         seconds_left=seconds_left,
         stages=stages,
         error=batch.error,
+        retrying=_retrying(batch),
+        percent_done=round(100 * batch.posts_done / total) if total else 0,
+        percent_failed=round(100 * batch.posts_failed / total) if total else 0,
+    )
+
+
+def _retrying(batch: Batch) -> Retrying | None:
+    if batch.status != Batch.Status.RUNNING or not batch.retrying.get("calls"):
+        return None
+    state = batch.retrying
+    next_try_at = datetime.fromisoformat(state["next_try_at"])
+    return Retrying(
+        calls=state["calls"],
+        attempt=state["attempt"],
+        max_attempts=state["max_attempts"],
+        rate_limited=state.get("rate_limited", False),
+        next_try_at=next_try_at,
+        seconds_to_next_try=max(0, round((next_try_at - timezone.now()).total_seconds())),
+        error=state["error"],
     )
 
 

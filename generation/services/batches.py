@@ -1,24 +1,71 @@
 """Batches: launch, pause, resume, cancel and retry the failed posts.
 
-Every status change is one conditional UPDATE (`WHERE status IN (...)`), so two clicks, a click and
-a runner, or two API calls can never take a batch through a transition that is not allowed; one that
-is not is a `Conflict` (409). Bad launch input is a Django `ValidationError` (400). The runner
-(`generation.runner`) notices a pause or a cancel at its next heartbeat.
+`batch_actions` says which actions a batch allows now; pages and the API offer only those, and the
+services refuse the others with a `Conflict` (409) that says why. Every status change is one
+conditional UPDATE (`WHERE status IN (...)`), so two clicks, a click and a runner, or two API calls
+can never take a batch through a transition that is not allowed. Bad launch input is a Django
+`ValidationError` (400). The runner (`generation.runner`) notices a pause or a cancel at its next
+heartbeat.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.errors import Conflict
 from generation.limits import number_check
 from generation.models import Batch, Dataset, Endpoint, StageResult
 from generation.pipelines.base import UnknownTemplateVariant, all_pipelines, get_pipeline
+from generation.runner.lease import CLOCK_SKEW_SECONDS, lease_seconds
+from generation.runner.run import stage_counters
 from generation.services.endpoints import sampling_parameters_clean
 
 S = Batch.Status
+ACTIONS = ("pause", "resume", "cancel", "retry-failed")
+
+
+def batch_runner_alive(batch: Batch) -> bool:
+    """Whether a runner reported within a lease (and the clocks' skew): a live one is working."""
+    if not batch.runner or batch.heartbeat_at is None:
+        return False
+    stale = timezone.now() - timedelta(seconds=lease_seconds() + CLOCK_SKEW_SECONDS)
+    return batch.heartbeat_at >= stale
+
+
+def _has_work_left() -> Q:
+    return Q(posts_total__gt=F("posts_done") + F("posts_failed"))
+
+
+def _has_partial(batch: Batch) -> bool:
+    return any(counts.get("partial", 0) for counts in batch.stage_progress.values())
+
+
+def batch_actions(batch: Batch) -> list[str]:
+    """The actions this batch allows now, in the order pages show them.
+
+    pause: queued or running. resume: paused; failed with posts left to do (a token budget, an
+    error); running with no live runner (its worker died). cancel: queued, running or paused.
+    retry-failed: done, failed or paused, with failed posts or partial answers. An imported batch
+    allows none.
+    """
+    if batch.imported:
+        return []
+    allowed = set()
+    if batch.status in (S.QUEUED, S.RUNNING):
+        allowed |= {"pause", "cancel"}
+    if batch.status == S.PAUSED:
+        allowed |= {"resume", "cancel"}
+    if batch.status == S.FAILED and batch.posts_pending:
+        allowed.add("resume")
+    if batch.status == S.RUNNING and not batch_runner_alive(batch):
+        allowed.add("resume")
+    if batch.status in (S.DONE, S.FAILED, S.PAUSED) and (batch.posts_failed or _has_partial(batch)):
+        allowed.add("retry-failed")
+    return [action for action in ACTIONS if action in allowed]
 
 
 def _enqueue(batch_id: int, *, retry_failed: bool = False) -> None:
@@ -79,10 +126,7 @@ def batch_launch(
         token_budget=token_budget,
         launched_by=launched_by,
         posts_total=total,
-        stage_progress={
-            stage: {"done": 0, "failed": 0, "skipped": 0, "cached": 0, "partial": 0}
-            for stage in stages
-        },
+        stage_progress={stage: stage_counters() for stage in stages},
     )
     if enqueue:
         _enqueue(batch.pk)
@@ -123,12 +167,35 @@ def batch_parameters_clean(*, pipeline: str, parameters: Any) -> dict[str, Any]:
     return cleaned
 
 
-def _transition(batch: Batch, *, allowed: set[str], action: str, **fields: Any) -> Batch:
-    changed = Batch.objects.filter(pk=batch.pk, status__in=allowed).update(**fields)
+def _transition(
+    batch: Batch, *, allowed: set[str], action: str, condition: Q | None = None, **fields: Any
+) -> Batch:
+    rows = Batch.objects.filter(pk=batch.pk, status__in=allowed)
+    changed = rows.filter(condition or Q()).update(**fields)
     batch.refresh_from_db()
     if not changed:
-        raise Conflict(f"A {batch.status} batch cannot be {action}.")
+        raise Conflict(_refusal(batch, action))
     return batch
+
+
+def _refusal(batch: Batch, action: str) -> str:
+    """Why `action` is not allowed now, in words a person can act on."""
+    status = batch.status
+    if action == "resumed":
+        if status == S.RUNNING:
+            return (
+                f"Batch {batch.pk} is running: its worker reported less than "
+                f"{lease_seconds() + CLOCK_SKEW_SECONDS:g} s ago. Resume is for a batch whose "
+                "worker stopped reporting."
+            )
+        if status == S.QUEUED:
+            return f"Batch {batch.pk} is queued: it starts as soon as a worker is free."
+        if status in (S.DONE, S.FAILED):
+            return (
+                f"Batch {batch.pk} is {status} with no posts left to do; "
+                "retry its failed posts instead."
+            )
+    return f"A {status} batch cannot be {action}."
 
 
 def batch_pause(*, batch: Batch) -> Batch:
@@ -138,17 +205,20 @@ def batch_pause(*, batch: Batch) -> Batch:
 
 @transaction.atomic
 def batch_resume(*, batch: Batch) -> Batch:
-    """Run the missing work of a paused or failed batch, or of a running one whose worker died.
-
-    A running batch whose runner is alive is left to it: the new task finds the lease held and
-    ends (see `generation.runner.lease.batch_claim`).
-    """
+    """Run the missing work of a paused batch, of a failed one with posts left to do, or of a
+    running one whose worker died (no heartbeat for a lease). A running batch whose runner is
+    alive is refused; should it die in between, the new task waits its lease out (see
+    `generation.runner.lease.batch_claim`)."""
     batch.refresh_from_db()
-    if batch.status != S.RUNNING:
+    if batch.status == S.RUNNING:
+        if "resume" not in batch_actions(batch):
+            raise Conflict(_refusal(batch, "resumed"))
+    else:
         batch = _transition(
             batch,
-            allowed={S.PAUSED, S.QUEUED, S.FAILED},
+            allowed={S.PAUSED, S.FAILED},
             action="resumed",
+            condition=Q(status=S.PAUSED) | _has_work_left(),
             status=S.QUEUED,
             finished_at=None,
         )

@@ -1,4 +1,8 @@
-"""Batch pages (admins only): list, launch, watch live (an htmx partial), and the actions."""
+"""Batch pages (admins only): list, launch, watch live (an htmx partial), and the actions.
+
+The live partial carries the status in words, the retrying state, the failures and the actions
+the batch allows now (`batch_actions`), so all of them change while the page is watched.
+"""
 
 from django import forms
 from django.contrib import messages
@@ -14,6 +18,7 @@ from generation.models import Batch, Dataset, Endpoint
 from generation.pipelines.base import all_pipelines
 from generation.selectors.batches import batch_failures, batch_list, batch_progress
 from generation.services.batches import (
+    batch_actions,
     batch_cancel,
     batch_launch,
     batch_pause,
@@ -32,7 +37,9 @@ class BatchLaunchForm(forms.Form):
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.order_by("name"), to_field_name="name"
     )
-    pipeline = forms.ChoiceField()
+    pipeline = forms.ChoiceField(
+        initial="miko", help_text="The stage menus below are the chosen pipeline's."
+    )
     endpoint = forms.ModelChoiceField(
         queryset=Endpoint.objects.order_by("name"),
         to_field_name="name",
@@ -66,11 +73,29 @@ class BatchLaunchForm(forms.Form):
                 )
                 self.stage_fields.setdefault(name, []).append((stage.name, field_name))
 
-    def stage_groups(self) -> list[tuple[str, list]]:
+    def chosen_pipeline(self) -> str:
+        """The pipeline whose stage menus show: the one submitted, else the default."""
+        chosen = self["pipeline"].value()
+        return chosen if chosen in self.pipelines else self.fields["pipeline"].initial
+
+    def stage_groups(self) -> list[tuple[str, bool, list]]:
+        """(pipeline, whether it is the chosen one, its stage fields) for every pipeline."""
+        chosen = self.chosen_pipeline()
         return [
-            (name, [self[field_name] for _, field_name in fields])
+            (name, name == chosen, [self[field_name] for _, field_name in fields])
             for name, fields in self.stage_fields.items()
         ]
+
+    def clean(self) -> dict:
+        # Only the chosen pipeline's stage menus count: the others' (hidden, or sent by a page
+        # without JavaScript) are ignored, errors included.
+        data = super().clean()
+        for name, fields in self.stage_fields.items():
+            if name != data.get("pipeline"):
+                for _, field_name in fields:
+                    self.errors.pop(field_name, None)
+                    data.pop(field_name, None)
+        return data
 
     def launch_arguments(self) -> dict:
         data = self.cleaned_data
@@ -103,6 +128,10 @@ def batch_list_page(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def batch_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and "show_stages" in request.POST:
+        # Without JavaScript, "Show the chosen pipeline's stages" redraws the form, as filled in.
+        form = BatchLaunchForm(initial=request.POST.dict())
+        return render(request, "generation/batch_form.html", {"form": form})
     form = BatchLaunchForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -110,21 +139,25 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             form.apply_errors(error)
         else:
-            messages.success(request, f"Batch {batch.pk} queued.")
+            # No "queued" message: the page's live status says it, and keeps saying the truth.
             return redirect("generation:batch-detail", batch_id=batch.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "generation/batch_form.html", {"form": form}, status=status)
 
 
 def _progress_context(batch: Batch) -> dict:
-    return {"batch": batch, "progress": batch_progress(batch=batch)}
+    return {
+        "batch": batch,
+        "progress": batch_progress(batch=batch),
+        "actions": batch_actions(batch),
+        "failures": batch_failures(batch=batch),
+    }
 
 
 @admin_required
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(batch_list(), pk=batch_id)
-    context = {**_progress_context(batch), "failures": batch_failures(batch=batch)}
-    return render(request, "generation/batch_detail.html", context)
+    return render(request, "generation/batch_detail.html", _progress_context(batch))
 
 
 @admin_required

@@ -5,12 +5,8 @@ so the page is watched while it progresses, then paused and resumed. SQLite's in
 database cannot take writes from two threads, so there the task runs eagerly in the request.
 """
 
-import threading
-
 import pytest
-from django.db import connection, connections
 
-from generation import tasks
 from generation.models import Batch
 from tests.factories import fake_endpoint, make_posts
 from tests.helpers import browser_login
@@ -20,28 +16,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("fast_retries"),
 ]
-
-
-@pytest.fixture
-def worker(monkeypatch) -> str:
-    """Where `batch_execute.delay` runs: a thread on PostgreSQL, inline on SQLite."""
-    from config.celery import app
-
-    if connection.vendor != "postgresql":
-        monkeypatch.setattr(app.conf, "task_always_eager", True)
-        return "eager"
-
-    def run(**kwargs) -> None:
-        try:
-            tasks.batch_execute(**kwargs)
-        finally:
-            connections.close_all()
-
-    def delay(**kwargs) -> None:
-        threading.Thread(target=run, kwargs=kwargs, daemon=True).start()
-
-    monkeypatch.setattr(tasks.batch_execute, "delay", delay)
-    return "thread"
 
 
 def test_launch_a_batch_and_watch_it_finish(page, live_server, admin_user, fake_server, worker):

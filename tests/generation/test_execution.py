@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from config.errors import Conflict
 from generation.backends.base import BackendError
 from generation.models import Batch, BatchItem, KnowledgeItem, StageResult
 from generation.runner.lease import ManualClock
@@ -235,8 +236,10 @@ def test_a_runner_that_died_mid_batch_is_resumed_without_repeating_a_call(
     stored = StageResult.objects.filter(batch=batch, status="ok").exclude(stage="describe_image")
     assert stored.count() >= 8
     stored_requests = [json.dumps(r.request["messages"], sort_keys=True) for r in stored]
-    batch_resume(batch=batch)
-    # The dead runner's lease runs out while the claim waits on a clock that does not wait.
+    with pytest.raises(Conflict, match="is running"):  # its heartbeat is still fresh
+        batch_resume(batch=batch)
+    # The task a worker re-sends on reconnecting: the dead runner's lease runs out while the
+    # claim waits on a clock that does not wait.
     batch = batch_execute(batch_id=batch.pk, clock=ManualClock())
     assert batch.status == Batch.Status.DONE and batch.posts_done == 20
     # No key that had a stored answer was called again; only answers lost in flight were.

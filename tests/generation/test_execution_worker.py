@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from config.errors import Conflict
 from generation.models import Batch, KnowledgeItem, StageResult
 from generation.services.batches import batch_launch, batch_resume
 from tests.factories import fake_endpoint, make_posts
@@ -47,8 +48,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_resuming_finishes_the_rest(
         stored_requests = [json.dumps(r.request["messages"], sort_keys=True) for r in stored]
         assert stored_requests
 
+        # No one presses resume: it is refused while the dead worker's heartbeat is fresh, and
+        # a worker that connects re-sends every running batch, which waits the lease out.
+        with pytest.raises(Conflict, match="is running"):
+            batch_resume(batch=batch)
         second = start_worker(settings, broker)
-        batch_resume(batch=batch)
         wait_for(
             lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
             120,

@@ -92,18 +92,25 @@ class Command(BaseCommand):
 
             def show(progress: Progress) -> None:
                 bar.n = progress.posts_done + progress.posts_failed
-                bar.set_postfix(failed=progress.posts_failed, calls=progress.calls, refresh=False)
+                postfix = {"failed": progress.posts_failed, "calls": progress.calls}
+                if retrying := progress.retrying():
+                    postfix["retrying"] = f"{retrying['calls']} (attempt {retrying['attempt']})"
+                bar.set_postfix(postfix, refresh=False)
                 bar.refresh()
 
             batch = batch_execute(
                 batch_id=batch.pk, on_progress=show, dispatch_gpu_chunk=gpu_chunk_send
             )
+        # The status in the words the pages and the API use: "done with 2 failed posts", ...
+        if batch.status == Batch.Status.FAILED:
+            raise CommandError(
+                f"Batch {batch.pk} {batch.status_text} ({batch.posts_done} posts done, "
+                f"{batch.posts_failed} failed)."
+            )
         self.stdout.write(
-            f"Batch {batch.pk} {batch.status}: {batch.posts_done} posts done, "
+            f"Batch {batch.pk} {batch.status_text}: {batch.posts_done} posts done, "
             f"{batch.posts_failed} failed, {batch.prompt_tokens + batch.completion_tokens} tokens."
         )
-        if batch.status == Batch.Status.FAILED:
-            raise CommandError(f"Batch {batch.pk} failed: {batch.error}")
 
 
 def _parameters(values: list[str]) -> dict:
