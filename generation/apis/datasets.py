@@ -140,7 +140,17 @@ class ImportJobInputSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="the posts file, in any format import_posts reads")
     images_zip = serializers.FileField(required=False, help_text="a zip of the images it names")
     dataset = serializers.CharField(max_length=200, help_text="a new name creates the dataset")
-    format = serializers.ChoiceField(choices=FORMAT_CHOICES, default="auto")
+    format = serializers.ChoiceField(
+        choices=FORMAT_CHOICES,
+        default="auto",
+        help_text="auto tells it from the file's start; a file of no known format is a 400",
+    )
+    create_dataset = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: the dataset must be new; false: it must exist; unset: created when new",
+    )
 
 
 class ImportJobCreateApi(APIView):
@@ -162,6 +172,7 @@ class ImportJobCreateApi(APIView):
             dataset_name=data.validated_data["dataset"],
             format=data.validated_data["format"],
             created_by=request.user,
+            create_dataset=data.validated_data.get("create_dataset"),
         )
         job.refresh_from_db()
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -36,9 +36,28 @@ def format_detect(head: bytes, *, name: str) -> str:
     for format_name in FORMATS:
         if importer_for(format_name).detect(text):
             return format_name
-    raise ImportFileError(
-        f"{name}:1: cannot tell the format from the content; pass --format ({', '.join(FORMATS)})"
-    )
+    raise FormatNotRecognised(name)
 
 
-__all__ = ["FORMATS", "FORMAT_CHOICES", "ImportFileError", "format_detect", "importer_for"]
+class FormatNotRecognised(ImportFileError):
+    """`auto` found no format. Its message is the command line's; `words` fit other places."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(self.words("pass --format"))
+
+    def words(self, how: str) -> str:
+        """The message, with `how` to choose the format (`choose it in the Format menu`)."""
+        return (
+            f"{self.name}:1: cannot tell the format from the content; {how} ({', '.join(FORMATS)})"
+        )
+
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_CHOICES",
+    "FormatNotRecognised",
+    "ImportFileError",
+    "format_detect",
+    "importer_for",
+]

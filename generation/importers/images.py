@@ -24,6 +24,7 @@ class ImagesFolder:
         self.root = root.resolve() if root else None
         self.warn = warn
         self.unresolved = 0  # records naming an image when no folder was given
+        self.missing = 0  # records naming an image the folder does not have
 
     def check(self, source: Source, record: PostRecord) -> Path | None:
         """The record's image file, checked; None when it names none or it is not there."""
@@ -42,6 +43,7 @@ class ImagesFolder:
                     record.line, f"image path {record.image!r} escapes the images folder"
                 )
             if not path.is_file():
+                self.missing += 1
                 self.warn(
                     f"{source.where(record.line)}: image {record.image!r} not found; "
                     "post imported without it"

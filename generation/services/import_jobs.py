@@ -26,9 +26,15 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
-from generation.importers import FORMATS, ImportFileError
+from generation.importers import (
+    DETECT_BYTES,
+    FORMATS,
+    FormatNotRecognised,
+    ImportFileError,
+    format_detect,
+)
 from generation.importers.archives import images_zip_extract
-from generation.models import ImportJob
+from generation.models import Dataset, ImportJob
 from generation.services.imports import ImportReport, dataset_name_checked, posts_import
 
 logger = logging.getLogger(__name__)
@@ -51,15 +57,29 @@ def import_job_create(
     format: str = "auto",
     images_zip: UploadedFile | None = None,
     created_by=None,
+    create_dataset: bool | None = None,
 ) -> ImportJob:
-    """Store an uploaded file (and zip of images) and queue its import in the background."""
+    """Store an uploaded file (and zip of images) and queue its import in the background.
+
+    `create_dataset`: True when the dataset must be new, False when it must exist, None to create
+    it when new. With `auto`, the format is told from the file's start here, so a file of no known
+    format is refused before a job exists (field `format`); the job keeps the format found.
+    """
     from generation.tasks import import_job_run_task
 
     if format != "auto" and format not in FORMATS:
-        raise ImportFileError(f"unknown format {format!r}")
+        raise ImportFileError(f"unknown format {format!r}", field="format")
+    dataset_name = dataset_name_checked(dataset_name)
+    exists = Dataset.objects.filter(name=dataset_name).exists()
+    if create_dataset is True and exists:
+        raise ImportFileError(f"A dataset named '{dataset_name}' already exists.", field="dataset")
+    if create_dataset is False and not exists:
+        raise ImportFileError(f"There is no dataset named '{dataset_name}'.", field="dataset")
+    if format == "auto":
+        format = _format_found(file)
     with transaction.atomic():
         job = ImportJob.objects.create(
-            dataset_name=dataset_name_checked(dataset_name),
+            dataset_name=dataset_name,
             format=format,
             file=file,
             images_zip=images_zip,
@@ -68,6 +88,17 @@ def import_job_create(
         )
         transaction.on_commit(lambda: import_job_run_task.delay(job_id=job.pk))
     return job
+
+
+def _format_found(file: UploadedFile) -> str:
+    file.seek(0)
+    head = file.read(DETECT_BYTES)
+    file.seek(0)
+    name = PurePosixPath(file.name or "upload").name
+    try:
+        return format_detect(head, name=name)
+    except FormatNotRecognised as exc:
+        raise ImportFileError(exc.words("choose one with `format`"), field="format") from exc
 
 
 @contextmanager
@@ -237,7 +268,10 @@ def _run(job: ImportJob) -> None:
                     source_name=PurePosixPath(job.file.name).name,
                 )
     except ImportFileError as exc:
-        jobs.update(status=ImportJob.Status.FAILED, error=str(exc), finished_at=timezone.now())
+        error = str(exc)
+        if isinstance(exc, FormatNotRecognised):  # not the command line's --format
+            error = exc.words("choose its format and upload it again")
+        jobs.update(status=ImportJob.Status.FAILED, error=error, finished_at=timezone.now())
     except Exception:
         logger.exception("import job %s failed", job.pk)
         jobs.update(
@@ -253,7 +287,7 @@ def _run(job: ImportJob) -> None:
             processed_bytes=models.F("total_bytes"),
             posts_created=report.posts_created,
             items_created=report.items_created,
-            warnings=[*report.warnings, *_more(report)],
+            warnings=[*_images(report), *report.warnings, *_more(report)],
             finished_at=timezone.now(),
         )
 
@@ -261,3 +295,34 @@ def _run(job: ImportJob) -> None:
 def _more(report: ImportReport) -> list[str]:
     hidden = report.warnings_total - len(report.warnings)
     return [f"... and {hidden} more warnings"] if hidden > 0 else []
+
+
+#: The first line of a finished job's `warnings` when its file names images: what became of them.
+#: (A line rather than fields of their own: ImportJob has no columns for it yet.)
+IMAGES_LINE = "Images: "
+
+
+def _images(report: ImportReport) -> list[str]:
+    """`Images: 1 imported, 24 missing (not in the zip), 0 rejected.`, when the file names any.
+
+    An image that is refused (unreadable, too large, a name outside the folder) stops the whole
+    import, so a finished job has none rejected; the line says so for the reader.
+    """
+    named = report.images_imported + report.images_missing + report.images_unresolved
+    if not named:
+        return []
+    parts = [f"{report.images_imported} imported"]
+    if report.images_missing:
+        parts.append(f"{report.images_missing} missing (not in the zip)")
+    if report.images_unresolved:
+        parts.append(f"{report.images_unresolved} not imported (no images zip was uploaded)")
+    parts.append("0 rejected")
+    return [f"{IMAGES_LINE}{', '.join(parts)}."]
+
+
+def import_job_images_line(job: ImportJob) -> tuple[str, list[str]]:
+    """A job's images line (or "") and its warnings without it."""
+    warnings = list(job.warnings or [])
+    if warnings and isinstance(warnings[0], str) and warnings[0].startswith(IMAGES_LINE):
+        return warnings[0], warnings[1:]
+    return "", warnings

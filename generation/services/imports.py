@@ -60,6 +60,8 @@ class ImportReport:
     items_created: int = 0
     stage_results_created: int = 0
     images_imported: int = 0
+    images_missing: int = 0  # named by the file, not in the images folder
+    images_unresolved: int = 0  # named by the file, with no images folder given
     batch_id: int | None = None
     warnings: list[str] = field(default_factory=list)
     warnings_total: int = 0
@@ -240,6 +242,7 @@ def posts_import(
         stored.discard()
         raise
     report.images_imported = len(stored.saved)
+    report.images_missing, report.images_unresolved = images.missing, images.unresolved
     return report
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from generation.models import ImportJob, Post
+from generation.models import Dataset, ImportJob, Post
 from generation.tasks import import_job_run_task
 from tests.helpers import browser_login
 
@@ -42,7 +42,7 @@ def test_upload_and_watch_the_import_finish(page, live_server, admin_user, tmp_p
     browser_login(page, live_server, "ada")
     page.goto(f"{live_server.url}/datasets/")
     page.click("text=Upload posts")
-    page.fill("#id_dataset", "harbour")
+    page.fill("#id_new_dataset", "harbour")
     page.set_input_files("#id_file", str(posts_file(tmp_path)))
     page.set_input_files("#id_images_zip", str(archive))
     page.click("button:has-text('Upload and import')")
@@ -50,6 +50,9 @@ def test_upload_and_watch_the_import_finish(page, live_server, admin_user, tmp_p
     assert page.inner_text("#import-percent") == "100%"
     assert "25 posts and 25 items imported" in page.inner_text("#import-progress")
     assert "24 warnings" in page.inner_text("#import-progress")
+    assert page.inner_text("#import-images") == (
+        "Images: 1 imported, 24 missing (not in the zip), 0 rejected."
+    )
     page.click("#import-progress a:has-text('harbour')")
     assert "Page 1 of 2" in page.inner_text("#posts")
     assert page.locator("#posts img.thumb").count() == 1
@@ -85,9 +88,63 @@ def test_failed_upload_shows_file_and_line(page, live_server, admin_user, tmp_pa
     broken.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": \n')
     browser_login(page, live_server, "ada")
     page.goto(f"{live_server.url}/imports/new/")
-    page.fill("#id_dataset", "broken")
+    page.fill("#id_new_dataset", "broken")
     page.set_input_files("#id_file", str(broken))
     page.click("button:has-text('Upload and import')")
     page.wait_for_selector("#import-status:has-text('failed')")
     assert "broken.jsonl:2: bad JSON" in page.inner_text("#import-error")
+    # The failure takes the progress bar's place (issue 14: it said "0% of 54 bytes read").
+    assert page.locator("#import-progress [role=progressbar]").count() == 0
+    assert "% of" not in page.inner_text("#import-progress")
     assert not Post.objects.exists()
+
+
+def test_a_file_of_no_known_format_is_refused_in_the_forms_words(
+    page, live_server, admin_user, tmp_path
+):
+    note = tmp_path / "note.txt"
+    note.write_text("hello, this is a note\nand not posts\n")
+    browser_login(page, live_server, "ada")
+    page.goto(f"{live_server.url}/imports/new/")
+    page.fill("#id_new_dataset", "notes")
+    page.set_input_files("#id_file", str(note))
+    page.click("button:has-text('Upload and import')")
+    error = page.inner_text("#id_format_error")
+    assert "Cannot tell the format of note.txt from its content." in error
+    assert "Choose the format in the Format menu (miko-pipeline, jsonl, miko-release" in error
+    assert "--format" not in page.inner_text("main")
+    assert page.locator("[role=progressbar]").count() == 0
+    assert not ImportJob.objects.exists()
+    # The examples beside the menu show what each format looks like.
+    page.click("#format-examples summary")
+    assert page.is_visible("#example-twitter-conll")
+    assert "IMGID:1015799" in page.inner_text("#format-examples")
+    page.select_option("#id_format", "jsonl")
+
+
+def test_the_dataset_is_picked_from_a_list_or_named_new_on_purpose(
+    page, live_server, admin_user, tmp_path, monkeypatch
+):
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "task_always_eager", True)
+    Dataset.objects.create(name="harbour")
+    browser_login(page, live_server, "ada")
+    page.goto(f"{live_server.url}/imports/new/")
+    # A typo of an existing name is not a new dataset by itself: a new name is asked for apart.
+    page.set_input_files("#id_file", str(posts_file(tmp_path, 2)))
+    page.click("button:has-text('Upload and import')")
+    assert "Choose a dataset, or name a new one" in page.inner_text("#id_dataset_error")
+    page.fill("#id_new_dataset", "harbour")
+    page.set_input_files("#id_file", str(posts_file(tmp_path, 2)))
+    page.click("button:has-text('Upload and import')")
+    assert "A dataset named 'harbour' already exists." in page.inner_text("#id_new_dataset_error")
+    assert not ImportJob.objects.exists()
+    page.fill("#id_new_dataset", "")
+    page.select_option("#id_dataset", label="harbour")
+    page.set_input_files("#id_file", str(posts_file(tmp_path, 2)))
+    page.click("button:has-text('Upload and import')")
+    page.wait_for_selector("#import-status:has-text('done')")
+    assert (
+        Dataset.objects.count() == 1 and Post.objects.filter(dataset__name="harbour").count() == 2
+    )

@@ -173,7 +173,7 @@ def test_upload_page_and_job_page_with_its_polling_partial(
     with django_capture_on_commit_callbacks():
         response = admin_client.post(
             "/imports/new/",
-            {"dataset": "page", "format": "auto", "file": upload("posts.jsonl", jsonl())},
+            {"new_dataset": "page", "format": "auto", "file": upload("posts.jsonl", jsonl())},
         )
     job = ImportJob.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/imports/{job.pk}/"

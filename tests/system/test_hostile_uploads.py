@@ -129,7 +129,7 @@ def test_the_upload_page_refuses_the_same(admin_client) -> None:
     response = admin_client.post(
         "/imports/new/",
         {
-            "dataset": "hostile",
+            "new_dataset": "hostile",
             "format": "auto",
             "file": SimpleUploadedFile("posts.jsonl", _posts()),
             "images_zip": SimpleUploadedFile("images.zip", _zip({"../../evil.png": _png()})),
@@ -156,7 +156,7 @@ def test_a_zip_slip_upload_in_the_browser_shows_the_refusal(
     archive.write_bytes(_zip({"../../evil.png": _png()}))
     browser_login(page, live_server, "ada")
     page.goto(f"{live_server.url}/imports/new/")
-    page.fill("#id_dataset", "hostile")
+    page.fill("#id_new_dataset", "hostile")
     page.set_input_files("#id_file", str(posts))
     page.set_input_files("#id_images_zip", str(archive))
     page.click("button:has-text('Upload and import')")
