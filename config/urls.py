@@ -12,6 +12,7 @@ api_patterns = [
     path("", include("annotation.api_urls")),
     path("", include("evaluation.api_urls")),
     path("", include("judges.api_urls")),
+    path("", include("students.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's settings as a script file: the CSP refuses inline scripts.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -126,6 +126,14 @@ class ExportInputSerializer(serializers.Serializer):
         min_value=0, max_value=1, required=False, default=MIN_GOLD_ACCURACY,
         help_text="annotators whose gold accuracy is below this share are left out",
     )  # fmt: skip
+    splits = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, default=list, max_length=50,
+        help_text="only the posts of these splits of the dataset (none: every split)",
+    )  # fmt: skip
+    force_split = serializers.BooleanField(
+        required=False, default=False,
+        help_text="let test posts into a training format (refused otherwise)",
+    )  # fmt: skip
 
     def filters(self) -> ItemFilters:
         values = self.validated_data
@@ -139,6 +147,8 @@ class ExportInputSerializer(serializers.Serializer):
             include_gold=values["include_gold"],
             include_low_accuracy=values["include_low_accuracy"],
             min_gold_accuracy=values["min_gold_accuracy"],
+            splits=tuple(values["splits"]),
+            force_split=values["force_split"],
         )
 
 

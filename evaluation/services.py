@@ -15,7 +15,7 @@ from annotation.models import Campaign
 from config.errors import Conflict
 from evaluation.exports.export import Export, Progress
 from evaluation.exports.files import atomic_path, sha256_of
-from evaluation.exports.formats import EXTENSIONS, check_format, write_format
+from evaluation.exports.formats import EXTENSIONS, TRAINING_FORMATS, check_format, write_format
 from evaluation.exports.manifest import dataset_card, export_manifest
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors.agreement import campaign_agreement, check_level, ratings_fingerprint
@@ -23,6 +23,7 @@ from evaluation.selectors.annotators import annotator_statistics
 from evaluation.selectors.campaigns import campaign_questions
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.packing import aggregation_memory
+from students.selectors import export_split_filters
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,9 @@ def export_to_path(
     leaves out the posts none of whose items passed the filters.
     """
     check_format(fmt)
+    filters = export_split_filters(
+        dataset=campaign.dataset, training=fmt in TRAINING_FORMATS, filters=filters
+    )
     output = Path(output)
     export = Export(
         campaign=campaign,
@@ -191,6 +195,9 @@ def export_create(
 
     check_format(fmt)
     filters.check_questions([q.name for q in campaign_questions(campaign=campaign)])
+    filters = export_split_filters(
+        dataset=campaign.dataset, training=fmt in TRAINING_FORMATS, filters=filters
+    )
     job = ExportJob.objects.create(
         campaign=campaign, format=fmt, filters=filters.as_dict(), created_by=created_by
     )

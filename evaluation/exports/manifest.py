@@ -18,6 +18,7 @@ from evaluation.exports.export import Export
 from evaluation.selectors.campaigns import campaign_provenance
 from generation.models import Endpoint
 from generation.pipelines.base import PROMPTS_DIR, get_pipeline
+from students.selectors import splits_manifest
 
 ALPHA_KEYS = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
 
@@ -153,6 +154,7 @@ def export_manifest(
         "dataset": {"id": campaign.dataset_id, "name": campaign.dataset.name},
         "filters": export.filters.as_dict(),
         "excluded": export.exclusions.as_dict(),
+        "splits": splits_manifest(dataset=campaign.dataset, filters=export.filters),
         "counts": counts,
         **extra,
         "batches": _batches_for_manifest(campaign),

@@ -49,6 +49,11 @@ class ItemFilters:
     include_gold: bool = False
     include_low_accuracy: bool = False
     min_gold_accuracy: float = MIN_GOLD_ACCURACY
+    # Only posts of these splits (none: every split); never posts of `held_out` (set by the
+    # split rule of training exports, `students.selectors.export_split_filters`).
+    splits: tuple[str, ...] = ()
+    held_out: tuple[str, ...] = ()
+    force_split: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_gold_accuracy <= 1:
@@ -83,6 +88,9 @@ class ItemFilters:
             "include_gold": self.include_gold,
             "include_low_accuracy": self.include_low_accuracy,
             "min_gold_accuracy": self.min_gold_accuracy,
+            "splits": list(self.splits),
+            "held_out": list(self.held_out),
+            "force_split": self.force_split,
         }
 
     @classmethod
@@ -99,6 +107,9 @@ class ItemFilters:
             include_gold=bool(data.get("include_gold", False)),
             include_low_accuracy=bool(data.get("include_low_accuracy", False)),
             min_gold_accuracy=MIN_GOLD_ACCURACY if accuracy is None else float(accuracy),
+            splits=tuple(data.get("splits") or ()),
+            held_out=tuple(data.get("held_out") or ()),
+            force_split=bool(data.get("force_split", False)),
         )
 
     def exclusions(self, *, campaign: Campaign) -> Exclusions:

@@ -14,6 +14,7 @@ from evaluation.selectors.exclusions import Exclusions
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.packing import packed_sum, unpack, unpacked
 from generation.models import KnowledgeItem
+from students.selectors import split_conditions
 
 # Means are compared in integers: Σ value·count × 10,000 ≥ round(threshold × 10,000) × n.
 MEAN_SCALE = 10_000
@@ -105,6 +106,13 @@ def item_scores(
     if item_ids is not None:
         where.append(f"r.item_id IN ({', '.join(['%s'] * len(item_ids))})" if item_ids else "1 = 0")
         params += list(item_ids)
+    by_split = bool(filters.splits or filters.held_out)
+    if by_split:
+        in_split, split_params = split_conditions(
+            post_column="i.post_id", splits=filters.splits, held_out=filters.held_out
+        )
+        where += in_split
+        params += split_params
     excluded, excluded_params = (
         exclusions or filters.exclusions(campaign=campaign)
     ).rating_conditions("r")
@@ -113,7 +121,7 @@ def item_scores(
     conditions = _item_conditions(questions, filters)
     # Items are joined only where needed (kinds, order by post): joining every rating costs more
     # than the aggregation itself; otherwise `post_id` is null and callers read it from the item.
-    if kinds or by_post:
+    if kinds or by_post or by_split:
         source = f"{rating_table} r JOIN {item_table} i ON i.id = r.item_id"
         post, group = "i.post_id", "r.item_id, i.post_id"
     else:

@@ -184,6 +184,7 @@ def posts_import(
     progress: Progress | None = None,
     source_name: str | None = None,
     match_by: str = "id",
+    on_posts: Callable[[Dataset, list[str]], None] | None = None,
 ) -> ImportReport:
     """Import a file of posts into a dataset (created when new), all or nothing.
 
@@ -191,7 +192,9 @@ def posts_import(
     in the dataset with the same id but other text or metadata (naming the ids). Posts already
     there unchanged are skipped, so importing a file twice adds nothing. With `match_by="text"`
     a record whose text is a post's already in the dataset is that post (see
-    `generation.importers.matching`).
+    `generation.importers.matching`). `on_posts(dataset, external ids)` is called inside the
+    transaction after each chunk is written, with the ids of the chunk's posts, new or already
+    there (the split a source file gives its posts is recorded this way).
     """
     path = Path(path)
     name = source_name or str(path)
@@ -225,6 +228,7 @@ def posts_import(
                 report=report,
                 created_by=created_by,
                 match_by=match_by_checked(match_by),
+                on_posts=on_posts,
             )
             chunks = _chunks(records_checked(source, importer.read(source)), CHUNK_POSTS)
             # closing(): on an error the reader thread is stopped before the file is closed.
@@ -260,8 +264,10 @@ class _ChunkWriter:
         report: ImportReport,
         created_by,
         match_by: str = "id",
+        on_posts: Callable[[Dataset, list[str]], None] | None = None,
     ) -> None:
         self.dataset = dataset
+        self.on_posts = on_posts
         self.new_dataset = new_dataset
         self.format = format
         self.pipeline = pipeline
@@ -321,8 +327,11 @@ class _ChunkWriter:
                     self.report.posts_skipped += 1
                 continue
             fresh.append(record)
-        if self.conflicts_total or not fresh:
+        if self.conflicts_total:
             # After a conflict nothing will be kept: read on only to name every conflict.
+            return
+        if not fresh:
+            self._posts_written(chunk)
             return
         post_rows = []
         for record in fresh:
@@ -339,6 +348,11 @@ class _ChunkWriter:
         post_ids = insert_rows(Post, list(PostRow._fields), post_rows)
         self.report.posts_created += len(post_ids)
         self._write_knowledge(fresh, post_ids)
+        self._posts_written(chunk)
+
+    def _posts_written(self, chunk: list[PostRecord]) -> None:
+        if self.on_posts is not None:
+            self.on_posts(self.dataset, [record.external_id for record in chunk])
 
     def _write_knowledge(self, fresh: list[PostRecord], post_ids: list[int]) -> None:
         if not any(record.items or record.stages for record in fresh):

@@ -124,6 +124,8 @@ API = {
     "GET /api/datasets/": "api_admin",
     "GET /api/datasets/{dataset_id}/": "api_admin",
     "GET /api/datasets/{dataset_id}/posts/": "api_admin",
+    "GET /api/datasets/{dataset_id}/splits/": "api_admin",
+    "POST /api/datasets/{dataset_id}/splits/": "api_admin",
     "GET /api/posts/{post_id}/": "api_admin",
     "POST /api/imports/": "api_admin",
     "GET /api/imports/{job_id}/": "api_admin",

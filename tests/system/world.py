@@ -32,6 +32,7 @@ from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
 from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
+from students.services import splits_draw
 from tests.factories import miko_batch
 
 
@@ -97,6 +98,7 @@ def build_world(
         seconds=3.0,
     )
     lease = assignment_claim(campaign=campaign, annotator=annotator)
+    splits_draw(dataset=dataset, fractions={"train": 0.5, "test": 0.5}, seed=1, created_by=admin)
     export = export_create(
         campaign=campaign, fmt="jsonl", filters=ItemFilters(min_mean={}), created_by=admin
     )

@@ -48,6 +48,18 @@ class Command(BaseCommand):
         parser.add_argument("--max-spread", type=float, help="max − min of an item's ratings")
         parser.add_argument("--kinds", default="", help="comma-separated item kinds")
         add_exclusion_arguments(parser, gold_help="export gold items too (left out by default)")
+        parser.add_argument(
+            "--split",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only the posts of this split (repeatable; default: every split)",
+        )
+        parser.add_argument(
+            "--force-split",
+            action="store_true",
+            help="let test posts into a training format (parquet, sft-chat, alpaca, cotpd, hf)",
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         parser.add_argument(
             "--drop-empty",
@@ -81,6 +93,8 @@ class Command(BaseCommand):
             min_median=dict(_question_values(options["min_median"], "--min-median")),
             min_agree=min_agree,
             **exclusion_options(options),
+            splits=tuple(dict.fromkeys(name.strip() for name in options["split"])),
+            force_split=options["force_split"],
         )
         bar = tqdm(
             total=100, unit="%", disable=options["no_progress"], file=self.stderr._out, leave=False

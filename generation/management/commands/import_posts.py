@@ -1,12 +1,13 @@
-"""`import_posts PATH --dataset NAME [--format F] [--images DIR] [--match-by id|text]`: all or
-nothing, with progress."""
+"""`import_posts PATH --dataset NAME [--format F] [--images DIR] [--match-by id|text]
+[--split NAME]`: all or nothing, with progress."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from generation.importers import FORMAT_CHOICES, ImportFileError
+from config.errors import ApplicationError
+from generation.importers import FORMAT_CHOICES
 from generation.importers.matching import MATCH_BY
 from generation.services.imports import posts_import
 
@@ -26,6 +27,12 @@ class Command(BaseCommand):
             help="how a record is recognised as a post already in the dataset: by its id "
             "(default) or by its text (the same post under another id in another file)",
         )
+        parser.add_argument(
+            "--split",
+            metavar="NAME",
+            help="the split the file's posts belong to (train, dev, test...), as the source ships "
+            "them: kept, never drawn again",
+        )
 
     def handle(
         self,
@@ -35,10 +42,18 @@ class Command(BaseCommand):
         format: str,
         images: Path | None,
         match_by: str,
+        split: str | None,
         **options,
     ):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
+        # Splits belong to the students app, which reads generation, not the other way round.
+        from students.services import SplitKeeper
+
+        try:
+            keeper = SplitKeeper(name=split, origin=str(path)) if split is not None else None
+        except ApplicationError as exc:
+            raise CommandError(f"--split: {exc}") from None
         bar = tqdm(
             total=path.stat().st_size,
             unit="B",
@@ -59,8 +74,9 @@ class Command(BaseCommand):
                 images_dir=images,
                 progress=progress,
                 match_by=match_by,
+                on_posts=keeper,
             )
-        except ImportFileError as exc:
+        except ApplicationError as exc:  # ImportFileError among them
             raise CommandError(str(exc)) from None
         finally:
             bar.close()
@@ -68,4 +84,7 @@ class Command(BaseCommand):
             self.stderr.write(f"warning: {warning}")
         if report.warnings_total > len(report.warnings):
             self.stderr.write(f"... and {report.warnings_total - len(report.warnings)} more")
-        self.stdout.write(self.style.SUCCESS(report.summary()))
+        summary = report.summary()
+        if keeper is not None:
+            summary += f"; its posts are in split {keeper.name!r}"
+        self.stdout.write(self.style.SUCCESS(summary))

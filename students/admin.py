@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from students.models import PostSplit, SplitAssignment
+
+
+@admin.register(SplitAssignment)
+class SplitAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "source", "seed", "origin", "created_at"]
+    list_filter = ["source"]
+    raw_id_fields = ["dataset", "created_by"]
+
+
+@admin.register(PostSplit)
+class PostSplitAdmin(admin.ModelAdmin):
+    list_display = ["post", "dataset", "name", "assignment"]
+    list_filter = ["name"]
+    raw_id_fields = ["post", "dataset", "assignment"]

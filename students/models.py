@@ -1,0 +1,64 @@
+"""Splits of a dataset's posts, and evaluation runs that score an endpoint on a split."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from generation.models import Dataset, Post
+
+
+class SplitAssignment(models.Model):
+    """One way posts got their split: drawn from a seed and fractions, or kept from a source file
+    (an import with `--split NAME`)."""
+
+    class Source(models.TextChoices):
+        SEED = "seed", "drawn from a seed"
+        IMPORT = "import", "kept from the source file"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="split_assignments")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    seed = models.BigIntegerField(null=True, blank=True)
+    # [[split name, fraction], ...] in the order given (a list: PostgreSQL's jsonb would sort the
+    # keys of an object, and the order decides which split a draw falls in); empty for a split
+    # kept from a file.
+    fractions = models.JSONField(default=list, blank=True)
+    # The file an import read, for a split kept from it.
+    origin = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source="import") | Q(seed__isnull=False),
+                name="split_assignment_seeded_has_seed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.source == self.Source.SEED:
+            return f"seed {self.seed}"
+        return f"from {self.origin or 'a file'}"
+
+    @property
+    def fraction_map(self) -> dict[str, float]:
+        return {name: fraction for name, fraction in self.fractions}
+
+
+class PostSplit(models.Model):
+    """The split of one post: a post is in exactly one split."""
+
+    post = models.OneToOneField(Post, on_delete=models.CASCADE, related_name="split")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=50)
+    assignment = models.ForeignKey(SplitAssignment, on_delete=models.CASCADE, related_name="posts")
+
+    class Meta:
+        ordering = ["post_id"]
+        indexes = [models.Index(fields=["dataset", "name"], name="post_split_dataset_name")]
+
+    def __str__(self) -> str:
+        return f"{self.post_id}: {self.name}"
