@@ -31,6 +31,7 @@ def test_an_unreachable_endpoint_is_refused_with_the_reason(
     assert f"Connection refused at 127.0.0.1:{port}" in error
     assert "Save without a working connection" in error
     assert not Endpoint.objects.exists()
+    assert not _serious_accessibility_findings(page)
     # The values typed are kept; pointing at a running server and testing says it works.
     page.fill("#id_base_url", fake_server.base_url)
     page.click("button:has-text('Test connection')")
@@ -58,3 +59,10 @@ def test_saving_without_a_working_connection_is_a_choice(page, live_server, admi
     page.wait_for_url(f"{live_server.url}/endpoints/")
     assert "Endpoint later added without testing its connection." in page.inner_text("main")
     assert Endpoint.objects.get().base_url == f"http://127.0.0.1:{port}/v1"
+
+
+def _serious_accessibility_findings(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [v["id"] for v in found if v["impact"] in ("serious", "critical")]
