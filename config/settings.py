@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "annotation",
     "evaluation",
     "judges",
+    "critics",
     "students",
     "demo",
 ]

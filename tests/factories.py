@@ -12,6 +12,7 @@ Fixtures that use these live in `tests/conftest.py` and the suites' `conftest.py
 import io
 import json
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,61 @@ def reliability_campaign(matrix: list, *, name: str = "reliability", scale: str 
 def gold(campaign: Campaign, item, question: str, value: int) -> GoldAnswer:
     q = Question.objects.get(campaign=campaign, name=question)
     return GoldAnswer.objects.create(campaign=campaign, item=item, question=q, value=value)
+
+
+# --- critics: ratings with a planted signal -------------------------------------------------------
+
+SIGNAL_WORD = "sunny"
+FILLER_WORDS = (
+    "beach coffee city night friends game team rain happy tired music show school work home dog "
+    "cat food party trip photo morning weekend news"
+).split()
+
+
+def signal_campaign(
+    *,
+    name: str = "signal",
+    posts: int = 60,
+    rated_posts: int = 40,
+    kinds: tuple[str, ...] = ("xWant", "xIntent", "xNeed", "open"),
+    noise: float = 0.1,
+    seed: int = 7,
+) -> Campaign:
+    """A campaign whose items are rated high (4-5 plausibility) when their text holds
+    `SIGNAL_WORD` and low (1-2) otherwise, a share `noise` of ratings flipped; three annotators
+    rate the first `rated_posts` posts, the rest are unrated. Each post has an image description.
+    Returns the campaign with `items` (all, by id) and `coders`."""
+    rng = random.Random(seed)
+    campaign = campaign_create(name=name, questions=("plausibility",))
+    batch = BatchFactory(dataset=campaign.dataset)
+    campaign.batches.add(batch)
+    coders = annotators(3, prefix=f"{name}-coder")
+    question = campaign.questions.get()
+    items, ratings = [], []
+    for number in range(posts):
+        text = f"post {number} {rng.choice(FILLER_WORDS)}"
+        post = PostFactory(dataset=campaign.dataset, text=text)
+        description = describe(post, f"A photo of {rng.choice(FILLER_WORDS)}.", batch=batch)
+        for position, kind in enumerate(kinds, start=1):
+            words = rng.sample(FILLER_WORDS, 4)
+            good = rng.random() < 0.5
+            if good:
+                words.insert(rng.randrange(5), SIGNAL_WORD)
+            item = KnowledgeItem.objects.create(
+                post=post, batch=batch, kind=kind, position=position, text=" ".join(words),
+                description_result=description,
+            )  # fmt: skip
+            items.append(item)
+            if number < rated_posts:
+                for coder in coders:
+                    high = good if rng.random() >= noise else not good
+                    value = rng.choice((4, 5)) if high else rng.choice((1, 2))
+                    ratings.append(
+                        Rating(campaign=campaign, item=item, question=question, annotator=coder,
+                               value=value)
+                    )  # fmt: skip
+    BatchItem.objects.bulk_create([BatchItem(batch=batch, item=item) for item in items])
+    Rating.objects.bulk_create(ratings)
+    campaign.items = items
+    campaign.coders = coders
+    return campaign
