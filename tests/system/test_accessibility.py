@@ -1,0 +1,87 @@
+"""axe-core on the main pages, as admin and annotator, at a desktop and a phone size.
+
+No "serious" or "critical" violation is allowed; the lesser ones are printed, so they are seen
+(run with `-s`) without failing the suite. axe-core comes from the `axe-playwright-python`
+package (its own copy of `axe.min.js`), never from a CDN.
+"""
+
+import pytest
+
+from tests.helpers import browser_login
+from tests.system.world import World, build_world
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+BLOCKING = {"serious", "critical"}
+
+
+def admin_pages(world: World) -> dict[str, str]:
+    return {
+        "datasets": "/datasets/",
+        "dataset": f"/datasets/{world.dataset.pk}/",
+        "batch form": "/batches/new/",
+        "batch": f"/batches/{world.batch.pk}/",
+        "campaigns": "/campaigns/",
+        "campaign": f"/campaigns/{world.campaign.pk}/",
+        "campaign form": "/campaigns/new/",
+        "agreement": f"/campaigns/{world.campaign.pk}/evaluation/",
+        "export": f"/exports/{world.export.pk}/",
+        "not found": "/no-such-page/",
+    }
+
+
+@pytest.fixture
+def world(admin_user, annotator, other_annotator) -> World:
+    return build_world(admin=admin_user, annotator=annotator, outsider=other_annotator)
+
+
+def violations(page) -> list[dict]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe().run(page).response["violations"]
+
+
+def describe(found: list[dict]) -> str:
+    return "\n".join(
+        f"  [{v['impact']}] {v['id']}: {v['help']} — "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
+        for v in found
+    )
+
+
+def check(page, url: str, name: str) -> list[str]:
+    """Open `url` and return the blocking violations, described; print the others."""
+    response = page.goto(url)
+    page.wait_for_load_state("networkidle")
+    # The page itself, not a login page it was sent to (which would pass in its place).
+    assert "/accounts/login/" not in page.url or "login" in name, (name, page.url)
+    assert response.status == (404 if name.startswith("not found") else 200), (name, response)
+    found = violations(page)
+    minor = [v for v in found if v["impact"] not in BLOCKING]
+    if minor:
+        print(f"\n{name}: minor accessibility findings\n{describe(minor)}")
+    blocking = [v for v in found if v["impact"] in BLOCKING]
+    return [f"{name}:\n{describe(blocking)}"] if blocking else []
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_pages_have_no_serious_violations(browser, live_server, world, size):
+    width, height = SIZES[size]
+    failures: list[str] = []
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        failures += check(page, f"{live_server.url}/accounts/login/", f"login ({size})")
+        browser_login(page, live_server, "ada")
+        for name, path in admin_pages(world).items():
+            failures += check(page, live_server.url + path, f"{name} ({size})")
+        page.context.clear_cookies()
+        browser_login(page, live_server, "anna")
+        failures += check(
+            page, f"{live_server.url}/annotate/{world.campaign.pk}/", f"rating page ({size})"
+        )
+    finally:
+        context.close()
+    assert not failures, "serious or critical accessibility violations:\n" + "\n".join(failures)
