@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign
-from config.errors import Conflict
+from config.errors import ApplicationError, Conflict
 from evaluation.exports.export import Export, Progress
 from evaluation.exports.files import atomic_path, sha256_of
 from evaluation.exports.formats import EXTENSIONS, TRAINING_FORMATS, check_format, write_format
@@ -141,15 +141,19 @@ def export_to_path(
     output: Path,
     progress: Progress | None = None,
     drop_empty: bool = False,
+    critic=None,
 ) -> dict:
     """Write an export and its manifest; returns the manifest.
 
     The file (or, for `hf`, the folder) appears at `output` only once complete: it is written under
     a temporary sibling name and renamed. The manifest goes beside it as `<output>.manifest.json`,
     and for `hf` also inside the folder, with a dataset card (README.md). `drop_empty` (cotpd)
-    leaves out the posts none of whose items passed the filters.
+    leaves out the posts none of whose items passed the filters. `critic`
+    (`critics.exporting.CriticSelection`) adds the unrated items the critic keeps.
     """
     check_format(fmt)
+    if critic is not None and fmt == "cotpd":
+        raise ApplicationError("an export by critic writes items: choose a format other than cotpd")
     filters = export_split_filters(
         dataset=campaign.dataset, training=fmt in TRAINING_FORMATS, filters=filters
     )
@@ -160,6 +164,7 @@ def export_to_path(
         progress=progress,
         by_post=fmt == "cotpd",
         drop_empty=drop_empty,
+        critic=critic,
     )
     with atomic_path(output) as partial:
         with transaction.atomic():

@@ -6,6 +6,7 @@ dropped, so memory stays flat whatever the campaign's size.
 """
 
 import functools
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -73,8 +74,12 @@ class Export:
         progress: Progress | None,
         by_post: bool = False,
         drop_empty: bool = False,
+        critic=None,
     ):
         self.campaign = campaign
+        # Export by critic (`critics.exporting.CriticSelection`): unrated items it keeps join the
+        # rows by item id; None exports the rated items only.
+        self.critic = critic
         self.by_post = by_post
         self.filters = filters
         # Gold items and low-accuracy annotators the filters leave out (of scores and ratings).
@@ -108,6 +113,8 @@ class Export:
             chunk_size=CHUNK_SIZE,
             exclusions=self.exclusions,
         )
+        if self.critic is not None:
+            scores = heapq.merge(scores, self.critic.rows(self), key=lambda row: row["item_id"])
         chunk: list[dict] = []
         for row in scores:
             chunk.append(row)
@@ -117,6 +124,8 @@ class Export:
                 chunk = []
         if chunk:
             yield self._complete(chunk)
+        if self.critic is not None:
+            self.extra["critic"] = self.critic.as_manifest()
         if self.progress:
             self.progress(100, self.items)
 
@@ -153,6 +162,8 @@ class Export:
             self._posts_seen.add(item["post_id"])
             self.ratings += sum(score["n"] for score in scores.values())
         self.items += len(rows)
+        if self.critic is not None:
+            self.critic.count(chunk)
         self._note_sources(items.values())
         return rows
 

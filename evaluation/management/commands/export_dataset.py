@@ -60,6 +60,21 @@ class Command(BaseCommand):
             action="store_true",
             help="let test posts into a training format (parquet, sft-chat, alpaca, cotpd, hf)",
         )
+        parser.add_argument(
+            "--critic",
+            metavar="NAME",
+            help="also export the unrated items this critic keeps (NAME or NAME:vN); rated items "
+            "pass or fail on the filters above",
+        )
+        parser.add_argument(
+            "--min-precision",
+            type=float,
+            metavar="P",
+            help="with --critic: the score threshold whose held-out precision reaches P",
+        )
+        parser.add_argument(
+            "--critic-threshold", type=float, metavar="S", help="with --critic: a score threshold"
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         parser.add_argument(
             "--drop-empty",
@@ -72,6 +87,7 @@ class Command(BaseCommand):
             campaign = Campaign.objects.get(name=options["campaign"])
         except Campaign.DoesNotExist:
             raise CommandError(f"no campaign named {options['campaign']!r}") from None
+        critic = _critic(options, campaign)
         min_mean = dict(_question_values(options["min"], "--min"))
         for question in ("plausibility", "typicality"):
             if options[f"min_{question}"] is not None:
@@ -113,6 +129,7 @@ class Command(BaseCommand):
                 output=Path(options["output"]),
                 progress=progress,
                 drop_empty=options["drop_empty"],
+                critic=critic,
             )
         except (ApplicationError, OSError) as error:
             raise CommandError(str(error)) from error
@@ -123,6 +140,25 @@ class Command(BaseCommand):
             f"Wrote {counts['items']} items of {counts['posts']} posts to {options['output']} "
             f"(manifest: {options['output']}.manifest.json)"
         )
+
+
+def _critic(options: dict, campaign: Campaign):
+    """The critic selection of `--critic` with `--min-precision` or `--critic-threshold`."""
+    if options["critic"] is None:
+        if options["min_precision"] is not None or options["critic_threshold"] is not None:
+            raise CommandError("--min-precision and --critic-threshold go with --critic")
+        return None
+    from critics.exporting import critic_selection
+
+    try:
+        return critic_selection(
+            name=options["critic"],
+            campaign=campaign,
+            min_precision=options["min_precision"],
+            threshold=options["critic_threshold"],
+        )
+    except ApplicationError as error:
+        raise CommandError(error.message) from None
 
 
 def _question_values(specs: list[str], option: str, parse=float) -> list[tuple[str, object]]:
