@@ -15,8 +15,7 @@ from evaluation.apis import export_file_response
 from evaluation.forms import ExportForm, ExportPreviewForm
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.plots import TENTATIVE_ALPHA, alpha_chart, distribution_chart
-from evaluation.selectors.preview import export_item_count
-from evaluation.selectors.scores import item_score_page
+from evaluation.selectors.scores import item_count, item_score_page
 from evaluation.services import agreement_current, export_create, export_retry
 
 
@@ -100,7 +99,7 @@ def export_preview(request: HttpRequest, pk: int) -> HttpResponse:
     form = ExportPreviewForm(request.GET, campaign=campaign, kinds=_campaign_kinds(context))
     preview = {"campaign": campaign, "count": None}
     if form.is_valid():
-        preview["count"] = export_item_count(campaign=campaign, filters=form.filters())
+        preview["count"] = item_count(campaign=campaign, filters=form.filters())
     if request.htmx:
         # htmx swaps 200 answers only: the form's errors are shown in the part itself.
         context = {"preview": preview, "form": form}

@@ -73,28 +73,16 @@ def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[st
     return conditions
 
 
-def item_scores(
+def _item_scores_sql(
     *,
     campaign: Campaign,
+    questions: list[Question],
     filters: ItemFilters,
-    by_post: bool = False,
-    item_ids: list[int] | None = None,
-    chunk_size: int = 2000,
-    exclusions: Exclusions | None = None,
-) -> Iterator[dict]:
-    """Stream one row per rated item that passes `filters`: `item_id`, `post_id` (with `by_post`
-    or kinds; else null) and per question j `p{j}`, its value counts packed in one integer
-    (`score_summary` reads them). Ordered by item, or by post then item with `by_post`.
-
-    Gold items and the ratings of annotators below the filters' gold accuracy are left out unless
-    the filters include them (`exclusions`, when given, is what `filters.exclusions` returned).
-    The database sums one packed integer per question and item and filters on them, so the rows
-    can be streamed from a server-side cursor and the per-row work stays small.
-    """
-    questions = campaign_questions(campaign=campaign)
-    filters.check_questions([q.name for q in questions])
-    if not questions:
-        return
+    by_post: bool,
+    item_ids: list[int] | None,
+    exclusions: Exclusions | None,
+) -> tuple[str, list]:
+    """The statement of `item_scores` (and `item_count`), unordered, and its parameters."""
     rating_table = Rating._meta.db_table
     item_table = KnowledgeItem._meta.db_table
     sums = ", ".join(f"{packed_sum(q, 'r.value')} AS p{j}" for j, q in enumerate(questions))
@@ -126,7 +114,6 @@ def item_scores(
         post, group = "i.post_id", "r.item_id, i.post_id"
     else:
         source, post, group = f"{rating_table} r", "NULL", "r.item_id"
-    order = "u.post_id, u.item_id" if by_post else "u.item_id"
     packed = ", ".join(f"v.p{j}" for j in range(len(questions)))
     # OFFSET 0 keeps PostgreSQL from inlining the unpacking into every condition (and so
     # computing it several times per item).
@@ -137,14 +124,67 @@ def item_scores(
         f"SELECT r.item_id, {post} AS post_id, {sums} FROM {source} "
         f"WHERE {' AND '.join(where)} GROUP BY {group}) u{fence}) v"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-        + f" ORDER BY {order.replace('u.', 'v.')}"
     )
+    return sql, params
+
+
+def item_scores(
+    *,
+    campaign: Campaign,
+    filters: ItemFilters,
+    by_post: bool = False,
+    item_ids: list[int] | None = None,
+    chunk_size: int = 2000,
+    exclusions: Exclusions | None = None,
+) -> Iterator[dict]:
+    """Stream one row per rated item that passes `filters`: `item_id`, `post_id` (with `by_post`
+    or kinds; else null) and per question j `p{j}`, its value counts packed in one integer
+    (`score_summary` reads them). Ordered by item, or by post then item with `by_post`.
+
+    Gold items and the ratings of annotators below the filters' gold accuracy are left out unless
+    the filters include them (`exclusions`, when given, is what `filters.exclusions` returned).
+    The database sums one packed integer per question and item and filters on them, so the rows
+    can be streamed from a server-side cursor and the per-row work stays small.
+    """
+    questions = campaign_questions(campaign=campaign)
+    filters.check_questions([q.name for q in questions])
+    if not questions:
+        return
+    sql, params = _item_scores_sql(
+        campaign=campaign,
+        questions=questions,
+        filters=filters,
+        by_post=by_post,
+        item_ids=item_ids,
+        exclusions=exclusions,
+    )
+    sql += " ORDER BY v.post_id, v.item_id" if by_post else " ORDER BY v.item_id"
     columns = ["item_id", "post_id", *(f"p{j}" for j in range(len(questions)))]
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(chunk_size):
             for row in rows:
                 yield dict(zip(columns, row, strict=True))
+
+
+def item_count(*, campaign: Campaign, filters: ItemFilters) -> int:
+    """How many items an export with `filters` keeps (the export form's preview): the rows of
+    `item_scores`' own statement, counted by the database."""
+    questions = campaign_questions(campaign=campaign)
+    filters.check_questions([q.name for q in questions])
+    if not questions:
+        return 0
+    sql, params = _item_scores_sql(
+        campaign=campaign,
+        questions=questions,
+        filters=filters,
+        by_post=False,
+        item_ids=None,
+        exclusions=None,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) kept", params)
+        return cursor.fetchone()[0]
 
 
 def score_summary(row: dict, questions: list[Question]) -> dict[str, dict]:

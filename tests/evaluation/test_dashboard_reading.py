@@ -7,6 +7,8 @@ from django.test import Client
 
 from evaluation.models import ExportJob
 from evaluation.plots import LIGHT_INK, PALETTE, contrast, ink_on
+from evaluation.selectors.filters import AtLeast, ItemFilters
+from evaluation.selectors.scores import item_count, item_scores
 from evaluation.tasks import export_run_task
 from tests.factories import annotators, campaign_create, gold, posts_with_items, rate
 from tests.helpers import browser_login
@@ -66,6 +68,21 @@ def test_alpha_is_explained_and_low_alpha_warned(admin_client, agreeing, opposed
     bad = admin_client.get(f"/campaigns/{opposed.pk}/evaluation/").content.decode()
     assert "Low agreement:</strong>" in bad and "plausibility (-" in bad
     assert "below 0.667, Krippendorff's minimum" in bad
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        ItemFilters(min_mean={}),
+        ItemFilters(min_mean={"plausibility": 3.5}, min_ratings=2),
+        ItemFilters(min_mean={}, min_agree={"plausibility": AtLeast(value=4, count=2)}),
+        ItemFilters(min_mean={}, kinds=("xWant",), include_gold=True),
+        ItemFilters(min_mean={}, min_median={"plausibility": 3}, max_spread=1),
+    ],
+)
+def test_count_is_the_number_of_rows_an_export_reads(agreeing, filters):
+    expected = sum(1 for _ in item_scores(campaign=agreeing, filters=filters))
+    assert item_count(campaign=agreeing, filters=filters) == expected
 
 
 def test_preview_counts_what_the_export_keeps(admin_client, agreeing):
