@@ -12,6 +12,7 @@ api_patterns = [
     path("", include("annotation.api_urls")),
     path("", include("evaluation.api_urls")),
     path("", include("judges.api_urls")),
+    path("", include("critics.api_urls")),
     path("", include("students.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's settings as a script file: the CSP refuses inline scripts.
@@ -29,6 +30,7 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("evaluation.urls")),
     path("", include("judges.urls")),
+    path("", include("critics.urls")),
     # Files under MEDIA_ROOT, to whom they belong (config/media.py).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file),
 ]

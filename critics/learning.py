@@ -63,7 +63,9 @@ def _hashing(analyzer: str, ngrams: tuple[int, int], bits: int) -> HashingVector
 
 
 # Stateless (hashed), so a stored critic needs only its weights and the scikit-learn version.
-ITEM_CHARS = _hashing("char_wb", (3, 5), 20)
+# Character 4-grams only: 3-5-grams cost three times as much to hash (1.2 s against 0.4 s for
+# 20,000 sentences), most of the time it takes to score MIKO's 1.37 million items.
+ITEM_CHARS = _hashing("char_wb", (4, 4), 20)
 ITEM_WORDS = _hashing("word", (1, 2), 18)
 CONTEXT_WORDS = _hashing("word", (1, 2), 18)
 ITEM_FEATURES = ITEM_CHARS.n_features + ITEM_WORDS.n_features

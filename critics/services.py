@@ -116,6 +116,19 @@ def critic_enqueue(*, critic: Critic) -> None:
     transaction.on_commit(lambda: critic_train_task.apply_async((critic.pk,), queue=queue))
 
 
+def critic_schedule(*, critic: Critic) -> Critic:
+    """Queue the scoring of the critic's dataset (it resumes after the last stored chunk)."""
+    from critics.tasks import critic_score_task
+
+    if critic.status != Critic.Status.DONE:
+        raise Conflict(f"critic {critic} is not trained ({critic.status})")
+    Critic.objects.filter(pk=critic.pk).update(scoring_status=Critic.Status.QUEUED)
+    queue = "gpu" if critic.kind == Critic.Kind.ENCODER else None
+    transaction.on_commit(lambda: critic_score_task.apply_async((critic.pk,), queue=queue))
+    critic.refresh_from_db()
+    return critic
+
+
 def critic_train(*, critic_id: int, progress: Callable[[int, int], None] | None = None) -> Critic:
     """Cross-validate by post, store the held-out metrics, fit on every rated item and store the
     model. Runs once: a critic that is not queued is returned as it is."""
