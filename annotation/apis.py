@@ -11,7 +11,8 @@ import math
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -56,6 +57,9 @@ from config.pagination import paginate, paginated
 from generation.models import Batch, Dataset
 
 User = get_user_model()
+
+# An assignment's version is a PostgreSQL integer.
+MAX_VERSION = 2**31 - 1
 
 
 def _member_campaign(request: Request, pk: int) -> Campaign:
@@ -191,6 +195,11 @@ class TaskSerializer(serializers.Serializer):
 
     assignment = serializers.IntegerField(source="assignment.pk")
     status = serializers.CharField(source="assignment.status")
+    version = serializers.IntegerField(
+        source="assignment.version",
+        help_text="Send it back with the submission: a post submitted since (from another tab or "
+        "client) is then refused with a 409 instead of overwritten.",
+    )
     expires_at = serializers.DateTimeField(source="assignment.expires_at")
     post = serializers.SerializerMethodField()
     description = serializers.CharField()
@@ -216,12 +225,22 @@ class RatingInputSerializer(serializers.Serializer):
 class SubmitInputSerializer(serializers.Serializer):
     ratings = RatingInputSerializer(many=True, allow_empty=False)
     seconds = serializers.FloatField(min_value=0, required=False, allow_null=True, default=None)
+    version = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_VERSION,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The task's `version` as you were shown it; when the post was submitted since, "
+        "the answer is 409 and nothing is saved. Leave it out to skip the check.",
+    )
 
 
 class SubmitOutputSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(source="pk")
     status = serializers.CharField()
     seconds_spent = serializers.FloatField(allow_null=True)
+    version = serializers.IntegerField()
 
 
 class MyRatingSerializer(serializers.Serializer):
@@ -358,7 +377,17 @@ class AssignmentDetailApi(APIView):
 class SubmitApi(APIView):
     """Submit every item × question of a post. Idempotent: resubmitting updates, counts once."""
 
-    @extend_schema(request=SubmitInputSerializer, responses=SubmitOutputSerializer)
+    @extend_schema(
+        request=SubmitInputSerializer,
+        responses={
+            200: SubmitOutputSerializer,
+            409: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The post was submitted since the `version` sent (from another tab "
+                'or client): nothing was saved. `{"detail": message}`',
+            ),
+        },
+    )
     def post(self, request: Request, assignment_id: int) -> Response:
         assignment, targets = own_assignment_to_submit(
             user=request.user, assignment_id=assignment_id
@@ -375,32 +404,40 @@ class SubmitApi(APIView):
                     for r in serializer.validated_data["ratings"]
                 ],
                 serializer.validated_data["seconds"],
+                serializer.validated_data["version"],
             )
-        ratings, seconds = submission
+        ratings, seconds, version = submission
         done = assignment_submit(
-            assignment=assignment, ratings=ratings, seconds=seconds, targets=targets
+            assignment=assignment,
+            ratings=ratings,
+            seconds=seconds,
+            targets=targets,
+            version=version,
         )
         return Response(
             {
                 "assignment": done.pk,
                 "status": done.status,
                 "seconds_spent": done.seconds_spent,
+                "version": done.version,
             }
         )
 
 
-def _plain_submission(data) -> tuple[list[RatingInput], float | None] | None:
+def _plain_submission(data) -> tuple[list[RatingInput], float | None, int | None] | None:
     """A well-formed body read without DRF's per-field machinery (20 ratings cost it ~1 ms).
 
     Anything unusual (strings for numbers, extra keys, a bad value) returns None, and
     `SubmitInputSerializer` judges it and words the errors.
     """
-    if not isinstance(data, dict) or not set(data) <= {"ratings", "seconds"}:
+    if not isinstance(data, dict) or not set(data) <= {"ratings", "seconds", "version"}:
         return None
-    ratings, seconds = data.get("ratings"), data.get("seconds")
+    ratings, seconds, version = data.get("ratings"), data.get("seconds"), data.get("version")
     if seconds is not None and not (
         type(seconds) in (int, float) and math.isfinite(seconds) and seconds >= 0
     ):
+        return None
+    if version is not None and not (type(version) is int and 0 <= version <= MAX_VERSION):
         return None
     if type(ratings) is not list or not ratings:
         return None
@@ -412,7 +449,7 @@ def _plain_submission(data) -> tuple[list[RatingInput], float | None] | None:
         if type(item) is not int or type(question) is not int or type(value) is not int:
             return None
         plain.append(RatingInput(item, question, value))
-    return plain, seconds
+    return plain, seconds, version
 
 
 class SkipApi(APIView):

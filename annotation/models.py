@@ -118,6 +118,11 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
     seconds_spent = models.FloatField(null=True, blank=True)
+    # Raised by every submission. A page (or client) sends the version it was shown, and a
+    # submission from a page that is out of date (a second tab of the same annotator) is refused
+    # instead of overwriting the answers saved since. The claim's plain INSERT relies on the
+    # database default.
+    version = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["id"]

@@ -112,6 +112,7 @@ def task_dict(
     return {
         "assignment": assignment.pk,
         "status": assignment.status,
+        "version": assignment.version,
         "expires_at": _datetime(assignment.expires_at),
         "post": {
             "id": assignment.post_id,

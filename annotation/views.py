@@ -6,7 +6,6 @@ The rating page works as plain forms; with htmx the form swaps the next post int
 import re
 
 from django.contrib import messages
-from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.permissions import admin_required
 from annotation.forms import CampaignForm
 from annotation.models import Assignment, Campaign
+from annotation.progress_cache import progress_count_finished, progress_shown
 from annotation.rendering import render_markdown
 from annotation.selectors import (
     annotator_done_count,
@@ -27,21 +27,13 @@ from annotation.selectors import (
 from annotation.services import (
     AnnotationError,
     RatingInput,
+    StaleSubmission,
     assignment_claim,
     assignment_skip,
     assignment_submit,
     campaign_create,
     question_specs,
 )
-
-
-def _cached_progress(campaign: Campaign):
-    """Annotators' pages show progress a few seconds old rather than sum 137,287 rows per post."""
-    return cache.get_or_set(
-        f"annotation:progress:{campaign.pk}:{campaign.created_at.timestamp()}",
-        lambda: campaign_progress(campaign=campaign),
-        5,
-    )
 
 
 def _member_campaign(request: HttpRequest, pk: int) -> Campaign:
@@ -58,7 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
         campaigns.append(
             {
                 "campaign": campaign,
-                "progress": _cached_progress(campaign),
+                "progress": progress_shown(campaign=campaign),
                 "mine": annotator_done_count(campaign=campaign, annotator=request.user),
                 "gold": (
                     gold_accuracy(campaign=campaign, annotator=request.user)
@@ -77,14 +69,22 @@ def _render_task(
     *,
     posted: dict[tuple[int, int], int] | None = None,
     error: str = "",
+    stale: bool = False,
+    confirm_skip: bool = False,
     status: int = 200,
 ) -> HttpResponse:
+    mine = annotator_done_count(campaign=campaign, annotator=request.user)
     context = {
         "campaign": campaign,
         "instructions": render_markdown(campaign.instructions),
-        "progress": _cached_progress(campaign),
-        "mine": annotator_done_count(campaign=campaign, annotator=request.user),
+        "progress": progress_shown(campaign=campaign),
+        "mine": mine,
+        # Without JavaScript the instructions are open until the first post is done; the page's
+        # script remembers the annotator's choice per campaign instead.
+        "first_visit": mine == 0,
         "error": error,
+        "stale": stale,
+        "confirm_skip": confirm_skip,
         "view": None,
     }
     if assignment is not None:
@@ -96,6 +96,8 @@ def _render_task(
                     item.values[question.question.pk] = value
         view.refresh_cells()
         context["view"] = view
+        context["cells"] = len(view.items) * len(view.questions)
+        context["answered"] = sum(len(item.values) for item in view.items)
         context["previous"] = previous_assignment(
             campaign=campaign,
             annotator=request.user,
@@ -146,6 +148,16 @@ def _seconds(request: HttpRequest) -> float | None:
     return float(raw) if _DECIMAL.fullmatch(raw) else None
 
 
+def _version(request: HttpRequest) -> int | None:
+    """The assignment's version the page was shown; None (no check) when the form has none."""
+    raw = request.POST.get("version", "")
+    if raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise AnnotationError(f"{raw!r} is not a valid version of this page; reload it")
+    return int(raw)
+
+
 def assignment_rate(request: HttpRequest, pk: int, assignment_id: int) -> HttpResponse:
     """GET shows one of the annotator's own posts (to change a done one); POST submits it."""
     campaign = _member_campaign(request, pk)
@@ -162,15 +174,34 @@ def assignment_rate(request: HttpRequest, pk: int, assignment_id: int) -> HttpRe
     if request.method != "POST":
         return HttpResponse(status=405)
     posted: dict = {}
+    finished_before = assignment.status == Assignment.Status.DONE
     try:
         ratings, posted = _posted_ratings(request)
-        assignment_submit(assignment=assignment, ratings=ratings, seconds=_seconds(request))
+        assignment_submit(
+            assignment=assignment,
+            ratings=ratings,
+            seconds=_seconds(request),
+            version=_version(request),
+        )
+    except StaleSubmission as error:
+        # Show what is saved now (and its version), not this page's answers.
+        assignment.refresh_from_db()
+        return _render_task(
+            request,
+            campaign,
+            assignment,
+            error=str(error),
+            stale=True,
+            status=200 if request.htmx else error.status,
+        )
     except AnnotationError as error:
         # htmx swaps only 2xx answers; the error is in the page either way.
         status = 200 if request.htmx else 400
         return _render_task(
             request, campaign, assignment, posted=posted, error=str(error), status=status
         )
+    if not finished_before:
+        progress_count_finished(campaign=campaign)
     return _after_post(request, campaign)
 
 
@@ -182,10 +213,20 @@ def _after_post(request: HttpRequest, campaign: Campaign) -> HttpResponse:
 
 @require_POST
 def assignment_skip_view(request: HttpRequest, pk: int, assignment_id: int) -> HttpResponse:
+    """Skip a post once confirmed (`confirm=yes`); without it, the page asks first. The page's
+    script asks in place, without a request; this is the way without JavaScript."""
     campaign = _member_campaign(request, pk)
     assignment = get_object_or_404(
-        Assignment, pk=assignment_id, campaign=campaign, annotator=request.user
+        Assignment.objects.select_related("post", "campaign"),
+        pk=assignment_id,
+        campaign=campaign,
+        annotator=request.user,
     )
+    # The confirming button's value, or the field the page's script fills in.
+    if "yes" not in request.POST.getlist("confirm"):
+        if assignment.status != Assignment.Status.LEASED:
+            raise Http404("This post is no longer yours to skip.")
+        return _render_task(request, campaign, assignment, confirm_skip=True)
     assignment_skip(assignment=assignment)
     return _after_post(request, campaign)
 

@@ -123,18 +123,20 @@ def ratings_upsert(ratings: list[Rating]) -> None:
 
 # A leased post finished in one statement (its own transaction in autocommit): the assignment
 # becomes done with the time spent on it (what the page measured, never more than the lease has
-# lasted) and the ratings are upserted as `ratings_upsert` does. It changes nothing unless the
-# assignment is still leased; a concurrent double submit waits for the first and then finds it
+# lasted), its version goes up, and the ratings are upserted as `ratings_upsert` does. It changes
+# nothing unless the assignment is still leased and, when the submitter sent the version it was
+# shown, still at that version; a concurrent double submit waits for the first and then finds it
 # done. It locks no row another annotator's submission needs.
 _FINISH_SQL = f"""
 WITH finished AS (
     UPDATE annotation_assignment
-    SET status = %(done)s, completed_at = %(now)s,
+    SET status = %(done)s, completed_at = %(now)s, version = version + 1,
         seconds_spent = GREATEST(0, LEAST(
             COALESCE(%(seconds)s::float8, 'Infinity'::float8),
             EXTRACT(EPOCH FROM %(now)s::timestamptz - leased_at)::float8))
     WHERE id = %(assignment)s AND status = %(leased)s
-    RETURNING id, task_id, seconds_spent
+      AND (%(version)s::integer IS NULL OR version = %(version)s::integer)
+    RETURNING id, task_id, seconds_spent, version
 ), rated AS (
     INSERT INTO annotation_rating
         (campaign_id, item_id, question_id, annotator_id, assignment_id, value, seconds,
@@ -147,15 +149,21 @@ WITH finished AS (
     ON CONFLICT ({", ".join(_columns(RATING_KEY))}) DO UPDATE
     SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _columns(RATING_CHANGED_AGAIN))}
 )
-SELECT seconds_spent FROM finished
+SELECT seconds_spent, version FROM finished
 """
 
 
 def finish_leased_postgresql(
-    *, assignment: Assignment, values: dict[tuple[int, int], int], seconds, now: datetime
+    *,
+    assignment: Assignment,
+    values: dict[tuple[int, int], int],
+    seconds,
+    now: datetime,
+    version: int | None = None,
 ) -> Assignment | None:
-    """Finish a leased post in one statement; None when it is not leased (any more): the caller
-    then locks it and takes `finish_locked`, the ORM twin, after its own checks."""
+    """Finish a leased post in one statement; None when it is not leased (any more) or not at
+    `version`: the caller then locks it and takes `finish_locked`, the ORM twin, after its own
+    checks (which word the refusal)."""
     ordered = sorted(values.items())
     params = {
         "assignment": assignment.pk,
@@ -167,6 +175,7 @@ def finish_leased_postgresql(
         "items": [item for (item, _), _ in ordered],
         "questions": [question for (_, question), _ in ordered],
         "values": [value for _, value in ordered],
+        "version": version,
         "done": Assignment.Status.DONE,
         "leased": Assignment.Status.LEASED,
     }
@@ -175,7 +184,7 @@ def finish_leased_postgresql(
         return None
     assignment.status = Assignment.Status.DONE
     assignment.completed_at = now
-    assignment.seconds_spent = row[0]
+    assignment.seconds_spent, assignment.version = row
     return assignment
 
 
@@ -188,14 +197,18 @@ def seconds_spent(*, leased_at: datetime, seconds: float | None, now: datetime) 
 def finish_locked(
     *, locked: Assignment, values: dict[tuple[int, int], int], seconds, now: datetime
 ) -> Assignment:
-    """`finish_leased_postgresql` with the ORM, on an assignment the caller holds locked: a leased
-    one becomes done; the ratings are upserted either way (a done post is rated again)."""
+    """`finish_leased_postgresql` with the ORM, on an assignment the caller holds locked (and whose
+    version the caller checked): a leased one becomes done; the ratings are upserted either way (a
+    done post is rated again), and the version goes up."""
     spent = seconds_spent(leased_at=locked.leased_at, seconds=seconds, now=now)
+    changed = ["version"]
     if locked.status == Assignment.Status.LEASED:
         locked.status = Assignment.Status.DONE
         locked.completed_at = now
         locked.seconds_spent = spent
-        locked.save(update_fields=["status", "completed_at", "seconds_spent"])
+        changed += ["status", "completed_at", "seconds_spent"]
+    locked.version += 1
+    locked.save(update_fields=changed)
     per_rating = (locked.seconds_spent or spent) / max(1, len(values))
     ratings_upsert(
         [

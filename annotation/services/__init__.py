@@ -10,7 +10,7 @@ The PostgreSQL statements of the annotators' hot path and their ORM twins are in
 Everything callers use is importable from here.
 """
 
-from annotation.errors import AnnotationError
+from annotation.errors import AnnotationError, StaleSubmission
 from annotation.services.assignments import (
     RatingInput,
     assignment_claim,
@@ -33,6 +33,7 @@ __all__ = [
     "QuestionSpec",
     "RatingInput",
     "RatingsImportReport",
+    "StaleSubmission",
     "assignment_claim",
     "assignment_skip",
     "assignment_submit",

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation import hot_path
-from annotation.errors import AnnotationError
+from annotation.errors import AnnotationError, StaleSubmission
 from annotation.hot_path import RatingTargets, open_lease, rating_targets
 from annotation.models import Assignment, Campaign, Task
 from annotation.scales import get_scale
@@ -146,21 +146,24 @@ def assignment_submit(
     seconds: float | None = None,
     now=None,
     targets: RatingTargets | None = None,
+    version: int | None = None,
 ) -> Assignment:
-    """Store the ratings of one post and mark its assignment done.
+    """Store the ratings of one post, mark its assignment done and raise its version.
 
     Idempotent: a double click or a resubmission updates the same Rating rows (unique per item,
     question and annotator) and counts the post once. A done assignment may be resubmitted to
     change its ratings. A lease that expired is accepted only while the post still has room.
-    `targets` are the post's questions and items when the caller read them already.
+    `version` is the assignment's version the submitter was shown: when given and the assignment
+    has been submitted since (from another tab), `StaleSubmission` refuses it and nothing is
+    written. `targets` are the post's questions and items when the caller read them already.
     """
     now = now or timezone.now()
     values = _validate_ratings(assignment=assignment, ratings=ratings, targets=targets)
     if connection.vendor == "postgresql":
-        # The common case in one statement; a post done before (re-rated), expired or skipped
-        # takes the general path below.
+        # The common case in one statement, the version check included; a post done before
+        # (re-rated), expired, skipped or at another version takes the general path below.
         done = hot_path.finish_leased_postgresql(
-            assignment=assignment, values=values, seconds=seconds, now=now
+            assignment=assignment, values=values, seconds=seconds, now=now, version=version
         )
         if done is not None:
             return done
@@ -169,6 +172,11 @@ def assignment_submit(
         locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
         if locked.status == Assignment.Status.SKIPPED:
             raise AnnotationError("this post was skipped; it cannot be rated now")
+        if version is not None and locked.version != version:
+            raise StaleSubmission(
+                "this post was submitted from another tab or window after this page was loaded, "
+                "so these answers were not saved"
+            )
         if locked.status == Assignment.Status.EXPIRED:
             # The slot went back to the pool; take it again if nobody filled it meanwhile.
             if not Task.objects.filter(pk=locked.task_id, taken__lt=locked.campaign.overlap).update(

@@ -65,7 +65,11 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     )
     assert Rating.objects.filter(annotator=annotator).count() == 6
 
-    # S skips the current post; with k = 1 nothing is left.
+    # S asks first; S again skips the current post; with k = 1 nothing is left.
+    page.keyboard.press("s")
+    page.wait_for_selector("#skip-confirm-button:focus")
+    second.refresh_from_db()
+    assert second.status == Assignment.Status.LEASED
     page.keyboard.press("s")
     page.wait_for_selector("#all-done")
     second.refresh_from_db()

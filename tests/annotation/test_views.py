@@ -118,14 +118,23 @@ def test_invalid_form_submissions_are_refused(
     assert not Rating.objects.exists()
 
 
-def test_skip(annotator_client, campaign, annotator):
+def test_skip_asks_first_then_skips(annotator_client, campaign, annotator):
     lease = assignment_claim(campaign=campaign, annotator=annotator)
-    response = annotator_client.post(
-        reverse("annotation:assignment-skip", args=[campaign.pk, lease.pk])
-    )
+    url = reverse("annotation:assignment-skip", args=[campaign.pk, lease.pk])
+    # Without the page's script the skip button posts unconfirmed: the page asks first.
+    asked = annotator_client.post(url)
+    assert asked.status_code == 200 and b"Skip this post?" in asked.content
+    lease.refresh_from_db()
+    assert lease.status == "leased"
+    assert annotator_client.post(url, {"confirm": "maybe"}).status_code == 200
+    lease.refresh_from_db()
+    assert lease.status == "leased"
+    response = annotator_client.post(url, {"confirm": "yes"})
     assert response.status_code == 302
     lease.refresh_from_db()
     assert lease.status == "skipped"
+    # A skipped post is not offered for skipping again.
+    assert annotator_client.post(url).status_code == 404
 
 
 def test_annotator_outside_the_campaign_gets_404(client, campaign, dataset):
