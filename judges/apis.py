@@ -12,6 +12,7 @@ from annotation.models import Campaign
 from config.converters import MAX_ID
 from config.errors import ApplicationError
 from config.pagination import paginate, paginated
+from config.parsers import SafeJSONParser
 from evaluation.alpha import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from generation.limits import serializer_field
 from generation.models import Batch, Endpoint
@@ -88,6 +89,8 @@ class JudgeRunInputSerializer(serializers.Serializer):
 
 class JudgeRunListApi(APIView):
     permission_classes = [IsAdmin]
+    # JSON only: `parameters` is an object, and the NUL check reads JSON bodies (config.middleware).
+    parser_classes = [SafeJSONParser]
 
     @extend_schema(operation_id="judge_runs_list", responses=paginated(JudgeRunOutputSerializer))
     def get(self, request: Request) -> Response:

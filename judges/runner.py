@@ -392,14 +392,16 @@ def judge_run_execute(
     run_id: int,
     retry_failed: bool = False,
     on_progress: Callable[[JudgeRun], None] | None = None,
-) -> JudgeRun:
-    """Run (or resume) a judge run to its end or a cancel; a run with a live runner is left to it.
+) -> JudgeRun | None:
+    """Run (or resume) a judge run to its end or a cancel; a run with a live runner is left to it
+    (and a run deleted since it was queued is None).
 
     Any error fails the run with its message and is raised again.
     """
     token = uuid.uuid4().hex
     if not judge_run_claim(run_id=run_id, token=token):
-        return JudgeRun.objects.get(pk=run_id)
+        # Finished, cancelled, held by a live runner, or deleted since it was queued.
+        return JudgeRun.objects.filter(pk=run_id).first()
     try:
         run = JudgeRun.objects.select_related("campaign", "endpoint").get(pk=run_id)
         if run.started_at is None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from config.errors import Conflict
 from generation.backends.base import BACKEND_OPTIONS
@@ -210,4 +211,10 @@ def endpoint_connection_test(*, endpoint: Endpoint | None = None, **fields: Any)
 def endpoint_delete(*, endpoint: Endpoint) -> None:
     if endpoint.batches.exists():
         raise Conflict("This endpoint ran batches; it is kept for their provenance.")
-    endpoint.delete()
+    try:
+        endpoint.delete()
+    except ProtectedError:
+        # Records of other apps that name it (judge runs) keep it too; nothing was deleted yet.
+        raise Conflict(
+            "This endpoint is named by judge runs; it is kept for their provenance."
+        ) from None

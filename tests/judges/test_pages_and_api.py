@@ -132,3 +132,9 @@ def test_the_launch_form_refuses_broken_input(admin_client, fake_server, campaig
     assert "Campaign paged has no question &#x27;fun&#x27;" in answer.content.decode()
     answer = admin_client.post(url, {"campaign": "x", "endpoint": "none", "template_version": "v7"})
     assert answer.status_code == 400 and not JudgeRun.objects.exists()
+
+
+def test_the_api_takes_json_and_refuses_nul(admin_client, admin_api, campaign) -> None:
+    assert admin_client.post("/api/judge-runs/", {"campaign": "\x15\x00x"}).status_code == 415
+    answer = admin_api.post("/api/judge-runs/", {"campaign": "\x00x"}, format="json")
+    assert answer.status_code == 400 and not JudgeRun.objects.exists()

@@ -2,8 +2,10 @@
 retries, failures kept with their raw answers, never the same call twice, the token budget."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from annotation.models import Rating
 from judges.models import JudgeRating, JudgeRun
@@ -161,3 +163,21 @@ def test_a_cancelled_run_stops_and_a_retry_finishes_it(fake_server, campaign) ->
     # A cancel abandons the calls in flight (at most the endpoint's concurrency): those alone are
     # asked again.
     assert 24 <= fake_server.requests <= 24 + endpoint.concurrency
+
+
+def test_one_runner_at_a_time_and_a_dead_ones_run_is_taken_over(fake_server, campaign) -> None:
+    endpoint = fake_endpoint(fake_server)
+    run = create(campaign, endpoint)
+    JudgeRun.objects.filter(pk=run.pk).update(
+        status="running", runner="someone", heartbeat_at=timezone.now()
+    )
+    assert judge_run_execute(run_id=run.pk).status == "running"  # live: left to it
+    assert fake_server.requests == 0
+
+    stale = timezone.now() - timedelta(minutes=5)
+    JudgeRun.objects.filter(pk=run.pk).update(heartbeat_at=stale)
+    taken = judge_run_execute(run_id=run.pk)
+    assert taken.status == "done" and taken.ratings_done == 24 and taken.runner == ""
+
+    JudgeRun.objects.filter(pk=run.pk).delete()
+    assert judge_run_execute(run_id=run.pk) is None

@@ -32,6 +32,8 @@ from evaluation.services import export_create, export_run
 from generation.models import Batch, Dataset, Endpoint, ImportJob, KnowledgeItem, Post, StageResult
 from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
+from judges.models import JudgeRating, JudgeRun
+from judges.services import judge_run_create
 from students.services import splits_draw
 from tests.factories import miko_batch
 
@@ -49,6 +51,7 @@ class World:
     done_assignment: Assignment  # anna's finished post in `campaign`
     export: ExportJob
     import_job: ImportJob
+    judge_run: JudgeRun  # queued, on campaign A: one rating, one failure with a raw answer
 
 
 def png(color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
@@ -109,6 +112,7 @@ def build_world(
         created_by=admin,
     )
     post = dataset.posts.order_by("pk").first()
+    judge_run = _judge_run(campaign, endpoint, post.items.order_by("position").first(), admin, mark)
     return World(
         dataset=dataset,
         post=post,
@@ -121,4 +125,23 @@ def build_world(
         done_assignment=done,
         export=export,
         import_job=import_job,
+        judge_run=judge_run,
     )
+
+
+def _judge_run(campaign, endpoint, item, admin, mark: str) -> JudgeRun:
+    run = judge_run_create(campaign=campaign, endpoint=endpoint, launched_by=admin, enqueue=False)
+    plausibility, typicality = campaign.questions.order_by("position")
+    JudgeRating.objects.create(
+        run=run, item=item, question=plausibility, call_key="a", status="ok", value=4
+    )
+    JudgeRating.objects.create(
+        run=run,
+        item=item,
+        question=typicality,
+        call_key="b",
+        status="failed",
+        raw_answer=f"Typical, I think {mark}",
+        error=f"ParseError: no line {mark}",
+    )
+    return run
