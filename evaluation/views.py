@@ -5,6 +5,7 @@ import json
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import admin_required
@@ -95,6 +96,8 @@ def export_preview(request: HttpRequest, pk: int) -> HttpResponse:
     """How many items the export form's filters keep: the counting part for htmx (as the form
     changes), else the dashboard with the form as filled in and the count."""
     campaign = get_object_or_404(Campaign, pk=pk)
+    if not request.GET:  # no filter to count: the form itself
+        return redirect(reverse("evaluation:campaign-dashboard", args=[pk]) + "#export")
     context = _agreement_context(campaign)
     form = ExportPreviewForm(request.GET, campaign=campaign, kinds=_campaign_kinds(context))
     preview = {"campaign": campaign, "count": None}

@@ -95,7 +95,9 @@ def test_preview_counts_what_the_export_keeps(admin_client, agreeing):
     assert "keeps <strong>1</strong> item." in part
     part = admin_client.get(url, {"min_ratings": "4"}, HTTP_HX_REQUEST="true").content.decode()
     assert "keeps <strong>no item</strong>" in part
-    # Without htmx: the dashboard, with the form as filled in and the count.
+    # With nothing to count, the form; without htmx: the dashboard, with the form as filled in
+    # and the count.
+    assert admin_client.get(url).url == f"/campaigns/{agreeing.pk}/evaluation/#export"
     page = admin_client.get(url, strict)
     assert page.status_code == 200
     html = page.content.decode()
