@@ -10,7 +10,7 @@ from generation.apis.datasets import (
     PostDetailApi,
     PostListApi,
 )
-from generation.apis.endpoints import EndpointDetailApi, EndpointListApi
+from generation.apis.endpoints import EndpointDetailApi, EndpointListApi, EndpointTestApi
 
 urlpatterns: list = [
     path("datasets/", DatasetListApi.as_view(), name="api-dataset-list"),
@@ -21,6 +21,7 @@ urlpatterns: list = [
     path("imports/<id:job_id>/", ImportJobDetailApi.as_view(), name="api-import-detail"),
     path("endpoints/", EndpointListApi.as_view(), name="api-endpoint-list"),
     path("endpoints/<id:endpoint_id>/", EndpointDetailApi.as_view(), name="api-endpoint-detail"),
+    path("endpoints/<id:endpoint_id>/test/", EndpointTestApi.as_view(), name="api-endpoint-test"),
     path("batches/", BatchListApi.as_view(), name="api-batch-list"),
     path("batches/<id:batch_id>/", BatchDetailApi.as_view(), name="api-batch-detail"),
     *[

@@ -13,6 +13,7 @@ urlpatterns = [
     path("endpoints/", endpoints.endpoint_list_page, name="endpoint-list"),
     path("endpoints/new/", endpoints.endpoint_new, name="endpoint-new"),
     path("endpoints/<id:endpoint_id>/edit/", endpoints.endpoint_edit, name="endpoint-edit"),
+    path("endpoints/<id:endpoint_id>/test/", endpoints.endpoint_test, name="endpoint-test"),
     path("endpoints/<id:endpoint_id>/delete/", endpoints.endpoint_remove, name="endpoint-delete"),
     path("batches/", batches.batch_list_page, name="batch-list"),
     path("batches/new/", batches.batch_new, name="batch-new"),

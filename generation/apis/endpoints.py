@@ -19,7 +19,12 @@ from accounts.permissions import IsAdmin
 from generation.limits import serializer_field
 from generation.models import Endpoint
 from generation.selectors.batches import endpoint_list
-from generation.services.endpoints import endpoint_create, endpoint_delete, endpoint_update
+from generation.services.endpoints import (
+    endpoint_connection_test,
+    endpoint_create,
+    endpoint_delete,
+    endpoint_update,
+)
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
@@ -125,3 +130,14 @@ class EndpointDetailApi(APIView):
         endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
         endpoint_delete(endpoint=endpoint)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EndpointTestApi(APIView):
+    """Test a stored endpoint's connection now (as saving does), without changing it."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=None, responses=ConnectionCheckSerializer)
+    def post(self, request: Request, endpoint_id: int) -> Response:
+        endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
+        return Response(ConnectionCheckSerializer(endpoint_connection_test(endpoint=endpoint)).data)

@@ -159,6 +159,22 @@ def endpoint_edit(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 
 @admin_required
 @require_POST
+def endpoint_test(request: HttpRequest, endpoint_id: int) -> HttpResponse:
+    """Test a stored endpoint from the list; the answer comes back as a message."""
+    endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
+    try:
+        check = endpoint_connection_test(endpoint=endpoint)
+    except ValidationError as error:  # stored before today's rules
+        messages.error(request, f"{endpoint.name}: {' '.join(error.messages)}")
+    else:
+        (messages.success if check.ok else messages.error)(
+            request, f"{endpoint.name}: {check.message}"
+        )
+    return redirect("generation:endpoint-list")
+
+
+@admin_required
+@require_POST
 def endpoint_remove(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=endpoint_id)
     try:

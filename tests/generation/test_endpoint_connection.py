@@ -364,3 +364,54 @@ def test_page_test_button_checks_without_saving(admin_client, fake_server, close
     assert endpoint.base_url == fake_server.base_url
     response = admin_client.post(edit, _form("not a url", name="e", action="test"))
     assert response.status_code == 400 and "Enter a valid http(s) URL." in response.content.decode()
+
+
+# --- testing a stored endpoint -------------------------------------------------------------------
+
+
+def test_a_stored_endpoint_is_tested_from_the_list_and_the_api(
+    admin_client, admin_api, fake_server, closed_port
+) -> None:
+    up = endpoint_create(
+        name="up", backend="openai", base_url=fake_server.base_url, model="fake-model"
+    )
+    down = endpoint_create(
+        name="down", backend="openai", base_url=f"http://127.0.0.1:{closed_port}/v1", model="m"
+    )
+    listing = admin_client.get(reverse("generation:endpoint-list")).content.decode()
+    assert reverse("generation:endpoint-test", args=[up.pk]) in listing
+    response = admin_client.post(reverse("generation:endpoint-test", args=[up.pk]), follow=True)
+    assert f"up: Connected to 127.0.0.1:{fake_server.port}" in response.content.decode()
+    response = admin_client.post(reverse("generation:endpoint-test", args=[down.pk]), follow=True)
+    assert f"down: Connection refused at 127.0.0.1:{closed_port}" in response.content.decode()
+    assert admin_client.get(reverse("generation:endpoint-test", args=[up.pk])).status_code == 405
+    answer = admin_api.post(f"/api/endpoints/{up.pk}/test/").json()
+    assert answer["ok"] is True and answer["message"].startswith("Connected to")
+    answer = admin_api.post(f"/api/endpoints/{down.pk}/test/").json()
+    assert answer == {
+        "ok": False,
+        "message": f"Connection refused at 127.0.0.1:{closed_port}: nothing listens there. "
+        "Is the model server running, on that port?",
+    }
+    assert admin_api.post("/api/endpoints/99999999/test/").status_code == 404
+    assert admin_api.post("/api/endpoints/²/test/").status_code == 404
+
+
+def test_an_endpoint_stored_before_the_rules_is_refused_not_tested(admin_client, admin_api) -> None:
+    stored = Endpoint.objects.create(
+        name="old", backend="openai", base_url="http://169.254.169.254/v1", model="m"
+    )
+    response = admin_client.post(reverse("generation:endpoint-test", args=[stored.pk]), follow=True)
+    assert "old: " in response.content.decode() and "never allowed" in response.content.decode()
+    response = admin_api.post(f"/api/endpoints/{stored.pk}/test/")
+    assert response.status_code == 400 and "never allowed" in response.json()["base_url"][0]
+
+
+def test_annotators_cannot_test_endpoints(annotator_client, annotator_api, fake_server) -> None:
+    endpoint = endpoint_create(
+        name="e", backend="openai", base_url=fake_server.base_url, model="fake-model"
+    )
+    url = reverse("generation:endpoint-test", args=[endpoint.pk])
+    assert annotator_client.post(url).status_code == 403
+    assert annotator_api.post(f"/api/endpoints/{endpoint.pk}/test/").status_code == 403
+    assert fake_server.requests == 0
