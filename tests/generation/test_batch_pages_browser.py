@@ -15,7 +15,7 @@ import pytest
 from generation.models import Batch, Endpoint
 from generation.pipelines.base import get_pipeline
 from tests.factories import fake_endpoint, make_posts
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_for
 
 pytestmark = [
     pytest.mark.browser,
@@ -174,6 +174,7 @@ def test_the_form_shows_miko_and_only_the_chosen_pipelines_stages(
     page.wait_for_url("**/batches/*/")
     batch = Batch.objects.get()
     assert batch.pipeline == "cotpd" and list(batch.stage_endpoints) == ["caption"]
+    page.locator("#batch-status").filter(has_text="done").wait_for(timeout=30_000)
 
 
 def test_the_form_works_without_javascript(browser, live_server, admin_user, fake_server, worker):
@@ -199,5 +200,9 @@ def test_the_form_works_without_javascript(browser, live_server, admin_user, fak
         page.wait_for_url("**/batches/*/")
         batch = Batch.objects.get()
         assert batch.pipeline == "cotpd" and list(batch.stage_endpoints) == ["caption"]
+        # Without JavaScript the page does not poll: wait for the worker, then reload.
+        wait_for(lambda: Batch.objects.get().is_finished, 30, "the batch to finish")
+        page.reload()
+        assert page.inner_text("#batch-status") == "done"
     finally:
         context.close()

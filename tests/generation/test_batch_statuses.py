@@ -215,6 +215,15 @@ def test_a_running_batch_whose_worker_stopped_reporting_can_be_resumed(
     assert batch.status == "running" and len(callbacks) == 1  # the task waits the lease out
 
 
+def test_the_page_says_when_a_running_batch_stopped_reporting(admin_client, batch) -> None:
+    url = reverse("generation:batch-progress", args=[batch.pk])
+    _set(batch, status="running", runner="r", heartbeat_at=timezone.now())
+    assert "batch-stalled" not in admin_client.get(url).content.decode()
+    _set(batch, heartbeat_at=timezone.now() - timedelta(minutes=5))
+    text = admin_client.get(url).content.decode()
+    assert "No report from its worker since" in text and ">Resume</button>" in text
+
+
 def test_the_api_lists_the_actions_and_refuses_the_others_with_409(admin_api, batch) -> None:
     url = f"/api/batches/{batch.pk}"
     _set(batch, status="running", runner="r", heartbeat_at=timezone.now())
