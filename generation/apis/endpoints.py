@@ -5,7 +5,9 @@ Saving (POST, PATCH) tests the connection first and answers 400 `{"connection": 
 endpoint does not answer, unless the request says `"save_without_connection": true`.
 """
 
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
@@ -64,7 +66,7 @@ class EndpointSavedSerializer(EndpointOutputSerializer):
 CONNECTION_HINT = 'Send "save_without_connection": true to save it anyway.'
 
 
-def _saved(save, data: dict) -> object:
+def _saved(save: Callable[..., Endpoint], data: dict[str, Any]) -> Endpoint:
     """Save through `save`, testing the connection unless the request said not to."""
     test = not data.pop("save_without_connection", False)
     try:
