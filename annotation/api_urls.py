@@ -1,7 +1,7 @@
 from django.urls import path
 
 import config.converters  # noqa: F401  (registers <id:...>)
-from annotation import apis
+from annotation import apis, campaign_apis
 
 urlpatterns = [
     path("campaigns/", apis.CampaignListApi.as_view(), name="api-campaign-list"),
@@ -17,6 +17,21 @@ urlpatterns = [
         "campaigns/<id:campaign_id>/gold/",
         apis.CampaignGoldApi.as_view(),
         name="api-campaign-gold",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/stuck-posts/",
+        campaign_apis.CampaignStuckPostsApi.as_view(),
+        name="api-campaign-stuck-posts",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/members/",
+        campaign_apis.CampaignMembersApi.as_view(),
+        name="api-campaign-members",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/posts/<id:post_id>/reopen/",
+        campaign_apis.CampaignPostReopenApi.as_view(),
+        name="api-campaign-post-reopen",
     ),
     path("campaigns/<id:campaign_id>/next/", apis.NextTaskApi.as_view(), name="api-task-next"),
     path(

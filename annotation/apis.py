@@ -131,6 +131,19 @@ class CampaignInputSerializer(serializers.Serializer):
 
 
 class CampaignUpdateSerializer(serializers.Serializer):
+    """Any field, validated as on creation; what is rated, the questions and k change only until
+    the first post is handed out (the service refuses them afterwards, naming them)."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    dataset = serializers.SlugRelatedField(
+        slug_field="name", queryset=Dataset.objects.all(), required=False
+    )
+    batches = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Batch.objects.all(), required=False
+    )
+    kinds = serializers.ListField(child=serializers.CharField(), required=False)
+    questions = QuestionSerializer(many=True, required=False)
+    overlap = serializers.IntegerField(validators=[validate_overlap], required=False)
     instructions = serializers.CharField(required=False, allow_blank=True)
     lease_minutes = serializers.IntegerField(validators=[validate_lease_minutes], required=False)
     gold_rate = serializers.FloatField(validators=[validate_gold_rate], required=False)
@@ -264,6 +277,14 @@ class GoldAnswerInputSerializer(serializers.Serializer):
 # --- views ---------------------------------------------------------------------------------------
 
 
+def _question_specs(questions: list[dict]) -> list[QuestionSpec]:
+    # A PATCH is partial: the questions' defaults (no prompt, 1-5) are not filled in for it.
+    return [
+        QuestionSpec(q["name"], q.get("prompt") or q["name"].capitalize(), q.get("scale", "1-5"))
+        for q in questions
+    ]
+
+
 class CampaignListApi(APIView):
     """GET: the campaigns you may see (admins: all; annotators: theirs). POST: create (admins)."""
 
@@ -284,10 +305,7 @@ class CampaignListApi(APIView):
         serializer = CampaignInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        questions = [
-            QuestionSpec(q["name"], q["prompt"] or q["name"].capitalize(), q["scale"])
-            for q in data["questions"]
-        ]
+        questions = _question_specs(data["questions"])
         campaign = campaign_create(
             **{k: v for k, v in data.items() if k != "questions"},
             questions=questions,
@@ -311,7 +329,10 @@ class CampaignDetailApi(APIView):
         campaign = get_object_or_404(Campaign, pk=campaign_id)
         serializer = CampaignUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        campaign = campaign_update(campaign=campaign, **serializer.validated_data)
+        fields = dict(serializer.validated_data)
+        if "questions" in fields:
+            fields["questions"] = _question_specs(fields["questions"])
+        campaign = campaign_update(campaign=campaign, **fields)
         return Response(CampaignOutputSerializer(campaign).data)
 
     @extend_schema(responses={204: None})

@@ -1,7 +1,7 @@
 from django.urls import path
 
 import config.converters  # noqa: F401  (registers <id:...>)
-from annotation import views
+from annotation import campaign_views, views
 
 app_name = "annotation"
 
@@ -18,8 +18,23 @@ urlpatterns = [
         views.assignment_skip_view,
         name="assignment-skip",
     ),
-    path("campaigns/", views.campaign_list, name="campaign-list"),
-    path("campaigns/new/", views.campaign_create_view, name="campaign-create"),
-    path("campaigns/<id:pk>/", views.campaign_detail, name="campaign-detail"),
-    path("campaigns/<id:pk>/progress/", views.campaign_progress_view, name="campaign-progress"),
+    path("campaigns/", campaign_views.campaign_list, name="campaign-list"),
+    path("campaigns/new/", campaign_views.campaign_create_view, name="campaign-create"),
+    path("campaigns/<id:pk>/", campaign_views.campaign_detail, name="campaign-detail"),
+    path("campaigns/<id:pk>/edit/", campaign_views.campaign_edit_view, name="campaign-edit"),
+    path(
+        "campaigns/<id:pk>/progress/",
+        campaign_views.campaign_progress_view,
+        name="campaign-progress",
+    ),
+    path(
+        "campaigns/<id:pk>/members/add/",
+        campaign_views.campaign_members_add,
+        name="campaign-members-add",
+    ),
+    path(
+        "campaigns/<id:pk>/posts/<id:post_id>/reopen/",
+        campaign_views.campaign_post_reopen,
+        name="campaign-post-reopen",
+    ),
 ]

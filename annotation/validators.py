@@ -54,6 +54,21 @@ def validate_question_name(value: str) -> None:
         )
 
 
+# Batches whose items a campaign may rate: finished, with every post tried (done with failures is
+# still done). Queued, running and paused batches are unfinished; failed and cancelled ones stop.
+RATEABLE_BATCH_STATUSES = frozenset({"done"})
+
+
+def validate_batch_rateable(batch) -> None:
+    """A campaign rates finished batches only: a failed or unfinished one is refused by name."""
+    if batch.status not in RATEABLE_BATCH_STATUSES:
+        raise ValidationError(
+            f"batch {batch.pk} is {batch.status}: only finished (done) batches can be rated",
+            code="batch_not_rateable",
+            params={"value": batch.pk},
+        )
+
+
 def validate_id(value: int) -> None:
     """An id sent in a body (an item, a question): a whole number the database can hold."""
     if not 1 <= value <= MAX_ID:

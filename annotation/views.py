@@ -1,25 +1,20 @@
-"""Pages: the annotator's home and rating page, and the admins' campaign pages.
+"""Pages: the annotator's home and rating page (the admins' campaign pages are in campaign_views).
 
 The rating page works as plain forms; with htmx the form swaps the next post into `#task`.
 """
 
 import re
 
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.permissions import admin_required
-from annotation.forms import CampaignForm
 from annotation.models import Assignment, Campaign
 from annotation.progress_cache import progress_count_finished, progress_shown
 from annotation.rendering import render_markdown
 from annotation.selectors import (
     annotator_done_count,
-    annotator_progress,
-    campaign_progress,
     gold_accuracy,
     previous_assignment,
     task_view,
@@ -31,8 +26,6 @@ from annotation.services import (
     assignment_claim,
     assignment_skip,
     assignment_submit,
-    campaign_create,
-    question_specs,
 )
 
 
@@ -229,72 +222,3 @@ def assignment_skip_view(request: HttpRequest, pk: int, assignment_id: int) -> H
         return _render_task(request, campaign, assignment, confirm_skip=True)
     assignment_skip(assignment=assignment)
     return _after_post(request, campaign)
-
-
-# --- admin pages -------------------------------------------------------------------------------
-
-
-@admin_required
-@require_GET
-def campaign_list(request: HttpRequest) -> HttpResponse:
-    rows = [
-        {"campaign": c, "progress": campaign_progress(campaign=c)}
-        for c in Campaign.objects.select_related("dataset")
-    ]
-    return render(request, "annotation/campaign_list.html", {"rows": rows})
-
-
-@admin_required
-def campaign_create_view(request: HttpRequest) -> HttpResponse:
-    form = CampaignForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            campaign = campaign_create(
-                name=data["name"],
-                dataset=data["dataset"],
-                batches=data["batches"],
-                kinds=data["kinds"],
-                questions=question_specs(names=data["questions"], scale=data["scale"]),
-                overlap=data["overlap"],
-                lease_minutes=data["lease_minutes"],
-                instructions=data["instructions"],
-                gold_rate=data["gold_rate"],
-                members=data["members"],
-                created_by=request.user,
-            )
-        except AnnotationError as error:
-            form.add_error(None, str(error))
-        else:
-            messages.success(request, f"Campaign {campaign.name} created.")
-            return redirect("annotation:campaign-detail", pk=campaign.pk)
-    status = 400 if form.errors else 200
-    return render(request, "annotation/campaign_form.html", {"form": form}, status=status)
-
-
-def _progress_context(campaign: Campaign) -> dict:
-    return {
-        "campaign": campaign,
-        "progress": campaign_progress(campaign=campaign),
-        "annotators": annotator_progress(campaign=campaign),
-    }
-
-
-@admin_required
-@require_GET
-def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
-    context = _progress_context(campaign) | {
-        "instructions": render_markdown(campaign.instructions),
-        "questions": campaign.questions.all(),
-        "members": campaign.members.order_by("username"),
-    }
-    return render(request, "annotation/campaign_detail.html", context)
-
-
-@admin_required
-@require_GET
-def campaign_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """The live part of the campaign page, polled by htmx."""
-    campaign = get_object_or_404(Campaign, pk=pk)
-    return render(request, "annotation/_progress.html", _progress_context(campaign))

@@ -1,7 +1,8 @@
 """Writes of the annotation app, one module per use case:
 
-- `campaigns`: create a campaign (its questions and tasks), add tasks, update its settings;
-- `assignments`: claim the next post, skip it, submit its ratings, expire forgotten leases;
+- `campaigns`: create a campaign (its questions and tasks), add tasks, update it, add members;
+- `assignments`: claim the next post, skip it, submit its ratings, expire forgotten leases,
+  reopen a post for those who skipped it;
 - `gold`: gold answers, which make their posts gold tasks;
 - `ratings_import`: ratings from a file, all or nothing.
 
@@ -16,10 +17,12 @@ from annotation.services.assignments import (
     assignment_claim,
     assignment_skip,
     assignment_submit,
+    assignments_reopen,
     leases_expire,
 )
 from annotation.services.campaigns import (
     QuestionSpec,
+    campaign_add_members,
     campaign_add_tasks,
     campaign_create,
     campaign_update,
@@ -37,6 +40,8 @@ __all__ = [
     "assignment_claim",
     "assignment_skip",
     "assignment_submit",
+    "assignments_reopen",
+    "campaign_add_members",
     "campaign_add_tasks",
     "campaign_create",
     "campaign_update",

@@ -187,3 +187,24 @@ def assignment_submit(
                 )
             locked.status = Assignment.Status.LEASED
         return hot_path.finish_locked(locked=locked, values=values, seconds=seconds, now=now)
+
+
+def assignments_reopen(*, campaign: Campaign, post_id: int) -> int:
+    """Give a post back to the annotators who skipped it or let their lease on it expire: their
+    assignments go, so the claim may offer them the post again. Returns how many were reopened.
+
+    Skipped and expired assignments hold no ratings and do not count in the task's `taken`, so
+    nothing else changes. Refused when the post has none.
+    """
+    task = Task.objects.filter(campaign=campaign, post_id=post_id).first()
+    if task is None:
+        raise AnnotationError(f"post {post_id} is not in campaign {campaign.name!r}", status=404)
+    _, deleted = Assignment.objects.filter(
+        task=task, status__in=(Assignment.Status.SKIPPED, Assignment.Status.EXPIRED)
+    ).delete()
+    reopened = deleted.get(Assignment._meta.label, 0)
+    if not reopened:
+        raise AnnotationError(
+            f"post {post_id} has no skipped or expired assignment to reopen", status=409
+        )
+    return reopened

@@ -127,7 +127,7 @@ def test_admin_campaign_crud_and_progress(admin_api, dataset, annotator):
     duplicate = admin_api.post(
         reverse("api-campaign-list"), {"name": "api", "dataset": "miko"}, format="json"
     )
-    assert duplicate.status_code == 400 and "already exists" in duplicate.json()["detail"]
+    assert duplicate.status_code == 400 and "already exists" in duplicate.json()["name"][0]
     patched = admin_api.patch(
         reverse("api-campaign-detail", args=[campaign.pk]),
         {"instructions": "*Be quick*", "lease_minutes": 5},

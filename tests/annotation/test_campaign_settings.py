@@ -12,13 +12,16 @@ from annotation.services import AnnotationError, assignment_claim, campaign_upda
 from annotation.validators import MAX_LEASE_MINUTES, MAX_OVERLAP
 
 
-def test_campaign_update_validates_and_writes_only_what_changed(campaign):
+def test_campaign_update_validates_and_writes_only_what_changed(campaign, annotator):
     with pytest.raises(AnnotationError, match="the lease must last at least one minute") as error:
         campaign_update(campaign=campaign, lease_minutes=0)
     assert error.value.field == "lease_minutes"
     with pytest.raises(AnnotationError, match="gold rate must be between 0 and 1"):
         campaign_update(campaign=campaign, gold_rate=1.5)
-    with pytest.raises(AnnotationError, match="cannot change: overlap"):
+    with pytest.raises(AnnotationError, match="has no field taken"):
+        campaign_update(campaign=campaign, taken=5)
+    assignment_claim(campaign=campaign, annotator=annotator)
+    with pytest.raises(AnnotationError, match="k cannot change once annotators have started"):
         campaign_update(campaign=campaign, overlap=5)
     with CaptureQueriesContext(connection) as queries:
         campaign_update(campaign=campaign, lease_minutes=5, instructions=campaign.instructions)

@@ -24,7 +24,7 @@ def _form_data(dataset, **changes) -> dict:
     data = {
         "name": "crafted",
         "dataset": dataset.pk,
-        "questions": "plausibility",
+        "questions": ["plausibility"],
         "scale": "1-5",
         "overlap": 2,
         "lease_minutes": 15,
@@ -94,9 +94,12 @@ def test_a_huge_lease_is_refused_everywhere_and_claims_keep_working(
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_question_names_follow_one_rule_on_form_api_and_command(admin_api, dataset, name):
-    form = CampaignForm(data=_form_data(dataset, questions=f"plausibility,{name}"))
+    form = CampaignForm(data=_form_data(dataset, other_questions=f"relevance,{name}"))
     assert not form.is_valid()
-    message = form.errors["questions"]
+    [message] = form.errors["other_questions"]
+    # The form names the question it refuses (stripped of the blanks around it), then the rule.
+    assert message.startswith(f"{name.strip()!r}: a question name is")
+    message = [message.removeprefix(f"{name.strip()!r}: ")]
     answer = admin_api.post(
         reverse("api-campaign-list"),
         {"name": "crafted", "dataset": "miko", "questions": [{"name": name}]},
@@ -122,7 +125,7 @@ def _spec(name):
 
 def test_the_page_form_refuses_a_formula_as_a_question_name(admin_client, dataset):
     page = admin_client.post(
-        reverse("annotation:campaign-create"), _form_data(dataset, questions="=1+1")
+        reverse("annotation:campaign-create"), _form_data(dataset, other_questions="=1+1")
     )
     assert page.status_code == 400 and "a question name is" in page.content.decode()
     assert not Campaign.objects.exists()

@@ -189,8 +189,8 @@ def test_admin_creates_a_campaign_and_watches_progress(admin_client, dataset, an
         {
             "name": "web",
             "dataset": dataset.pk,
-            "kinds": "xWant, oWant",
-            "questions": "plausibility",
+            "kinds": ["xWant", "oWant"],
+            "questions": ["plausibility"],
             "scale": "miko-3",
             "overlap": 2,
             "lease_minutes": 10,
