@@ -78,6 +78,8 @@ class ImportReport:
             f"imported into dataset '{self.dataset_name}' ({self.format}); "
             f"{self.posts_skipped} posts already there"
         )
+        if self.images_missing:
+            text += f"; {self.images_missing} images not found"
         if self.warnings_total:
             text += f"; {self.warnings_total} warnings"
         return text

@@ -33,6 +33,7 @@ def test_miko_pipeline_imports_posts_stages_and_ten_items(tmp_path):
         SAMPLES / "miko/pipeline_outputs_sample.jsonl", format="miko-pipeline", images=images
     )
     assert "40 posts, 400 items, 120 stage results and 1 images" in out
+    assert "; 39 images not found" in out  # the summary counts them (issue 14)
     assert "not found; post imported without it" in err
     assert "100%" in err  # the progress bar
     post = Post.objects.get(external_id=str(first["question_id"]))
