@@ -138,3 +138,10 @@ def test_the_api_takes_json_and_refuses_nul(admin_client, admin_api, campaign) -
     assert admin_client.post("/api/judge-runs/", {"campaign": "\x15\x00x"}).status_code == 415
     answer = admin_api.post("/api/judge-runs/", {"campaign": "\x00x"}, format="json")
     assert answer.status_code == 400 and not JudgeRun.objects.exists()
+
+
+def test_an_endpoint_named_by_a_judge_run_is_kept(admin_api, done_run) -> None:
+    answer = admin_api.delete(f"/api/endpoints/{done_run.endpoint_id}/")
+    assert answer.status_code == 409
+    assert "named by judge runs" in answer.json()["detail"]
+    assert JudgeRun.objects.filter(pk=done_run.pk, endpoint_id=done_run.endpoint_id).exists()
