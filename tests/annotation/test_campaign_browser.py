@@ -187,3 +187,41 @@ def test_add_annotators_when_the_campaign_has_fewer_than_k(page, live_server, ad
     page.wait_for_selector("text=1 annotator added: tess.")
     assert not page.query_selector("#stuck")
     assert set(campaign.members.all()) == {anna, tess}
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (390, 844)])
+def test_the_campaign_pages_pass_axe(browser, live_server, admin_user, dataset, size):
+    """No serious or critical axe-core finding on the form with its choices, the edit page with
+    its fixed fields and the campaign page with stuck posts and the members form."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    anna = user_create_annotator(username="anna", password="correct-horse-battery")
+    user_create_annotator(username="tess", password="correct-horse-battery")
+    done = miko_batch(dataset=dataset, posts=2)
+    BatchFactory(dataset=dataset, status=Batch.Status.FAILED, error="connection refused")
+    campaign = campaign_create(name="axe", dataset=dataset, overlap=2, members=[anna])
+    assignment_skip(assignment=assignment_claim(campaign=campaign, annotator=anna))
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    found = {}
+    try:
+        browser_login(page, live_server, "ada")
+        for path in (
+            f"/campaigns/new/?dataset={dataset.pk}&batch={done.pk}",
+            f"/campaigns/{campaign.pk}/edit/",
+            f"/campaigns/{campaign.pk}/",
+        ):
+            page.goto(live_server.url + path)
+            page.wait_for_load_state("networkidle")
+            blocking = [
+                f"{v['id']}: {[n['target'] for n in v['nodes'][:3]]}"
+                for v in Axe().run(page).response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            if blocking:
+                found[path] = blocking
+        assert page.is_visible("#stuck")
+    finally:
+        context.close()
+    assert not found, found
