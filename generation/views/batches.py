@@ -188,7 +188,9 @@ def batch_action(request: HttpRequest, batch_id: int, action: str) -> HttpRespon
         if request.htmx:
             batch = batch_list().get(pk=batch.pk)
             context = {**_progress_context(batch), "action_error": error.message}
-            return render(request, "generation/_batch_progress.html", context, status=error.status)
+            # 200, not the error's 409: htmx swaps only successful answers, and the refusal must
+            # show (beside the batch as it is now, with the actions it allows).
+            return render(request, "generation/_batch_progress.html", context)
         messages.error(request, error.message)
     else:
         if request.htmx:

@@ -9,11 +9,14 @@ live; the tests that need to see a batch while it runs are PostgreSQL's.
 
 import re
 import socket
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from generation.models import Batch, Endpoint
 from generation.pipelines.base import get_pipeline
+from generation.services.batches import batch_launch
 from tests.factories import fake_endpoint, make_posts
 from tests.helpers import browser_login, wait_for
 
@@ -127,6 +130,30 @@ def test_actions_follow_the_status_and_a_done_batch_offers_the_next_step(
     page.click("button:has-text('Retry failed posts')")
     page.locator("#batch-status").filter(has_text=re.compile(r"^done$")).wait_for(timeout=60_000)
     assert buttons(page) == [] and next_step.count() == 1
+
+
+def test_an_action_no_longer_allowed_is_refused_with_the_reason_in_the_page(
+    page, live_server, admin_user, fake_server
+) -> None:
+    dataset = make_posts("miko", 1)
+    batch = batch_launch(
+        dataset=dataset, pipeline="miko", endpoint=fake_endpoint(fake_server), enqueue=False
+    )
+    Batch.objects.filter(pk=batch.pk).update(status="paused")
+    browser_login(page, live_server, "ada")
+    page.goto(f"{live_server.url}/batches/{batch.pk}/")
+    assert buttons(page) == ["Resume", "Cancel"]
+    # Meanwhile another admin resumed it and a worker took it: the page still offers Resume.
+    Batch.objects.filter(pk=batch.pk).update(
+        status="running", runner="elsewhere", heartbeat_at=timezone.now() + timedelta(minutes=1)
+    )
+    page.click("button:has-text('Resume')")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "is running: its worker reported" in alert.inner_text()
+    assert page.inner_text("#batch-status") == "running"
+    assert buttons(page) == ["Pause", "Cancel"]
+    assert Batch.objects.get(pk=batch.pk).runner == "elsewhere"
 
 
 def stage_selects(page) -> list[str]:

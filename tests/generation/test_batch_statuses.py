@@ -245,7 +245,12 @@ def test_the_page_offers_only_the_allowed_actions(admin_client, batch) -> None:
     # A page that still shows Resume (or a form without JavaScript): the click is refused.
     resume = reverse("generation:batch-action", args=[batch.pk, "resume"])
     response = admin_client.post(resume, headers={"HX-Request": "true"})
-    assert response.status_code == 409 and "is running" in response.content.decode()
+    assert response.status_code == 200 and "is running" in response.content.decode()
+    assert Batch.objects.get(pk=batch.pk).status == "running"
+    response = admin_client.post(resume)  # without JavaScript: back to the page, with a message
+    assert response.status_code == 302
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "is running: its worker reported" in page
     _set(batch, status="done", posts_done=2, posts_failed=1, runner="")
     page = admin_client.get(url).content.decode()
     assert "Retry failed posts</button>" in page and ">Pause</button>" not in page

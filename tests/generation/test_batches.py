@@ -137,7 +137,9 @@ def test_pages_launch_watch_and_control_a_batch(admin_client, fake_server) -> No
     assert partial.status_code == 200 and "paused" in partial.content.decode()
     assert "<html" not in partial.content.decode()
     again = admin_client.post(pause_url, headers={"HX-Request": "true"})
-    assert again.status_code == 409 and "cannot be paused" in again.content.decode()
+    # Refused, and said in the partial htmx swaps in (it swaps 2xx answers only).
+    assert again.status_code == 200 and "cannot be paused" in again.content.decode()
+    assert 'role="alert"' in again.content.decode()
     resume = admin_client.post(reverse("generation:batch-action", args=[batch.pk, "resume"]))
     assert resume.status_code == 302
     batch_execute(batch_id=batch.pk)
