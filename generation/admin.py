@@ -39,9 +39,15 @@ class EndpointAdmin(admin.ModelAdmin):
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
-    list_display = ["id", "dataset", "pipeline", "endpoint", "status", "posts_done", "posts_failed"]
+    list_display = [
+        "id", "dataset", "pipeline", "endpoint", "status_words", "posts_done", "posts_failed"
+    ]  # fmt: skip
     list_filter = ["status", "pipeline"]
     raw_id_fields = ["launched_by"]
+
+    @admin.display(description="status", ordering="status")
+    def status_words(self, batch: Batch) -> str:
+        return batch.status_text
 
 
 @admin.register(StageResult)

@@ -70,7 +70,9 @@ def test_a_batch_whose_every_call_fails_ends_failed_with_the_last_error(
     assert "failed: every post failed (2 of 2)" in listing
 
 
-def test_a_batch_with_some_failed_posts_is_done_with_failures(fake_server, admin_api) -> None:
+def test_a_batch_with_some_failed_posts_is_done_with_failures(
+    fake_server, admin_api, admin_client
+) -> None:
     dataset = make_posts("miko", 3)
     fake_server.fail_next("bad_request", 1)
     batch = batch_execute(batch_id=launch(dataset, fake_endpoint(fake_server)).pk)
@@ -81,6 +83,9 @@ def test_a_batch_with_some_failed_posts_is_done_with_failures(fake_server, admin
     assert body["progress"]["status_text"] == "done with 1 failed post"
     assert body["actions"] == ["retry-failed"]
     assert (body["progress"]["percent_done"], body["progress"]["percent_failed"]) == (67, 33)
+    assert (
+        "done with 1 failed post" in admin_client.get("/admin/generation/batch/").content.decode()
+    )
 
     batch_retry_failed(batch=batch)
     batch = batch_execute(batch_id=batch.pk, retry_failed=True)
