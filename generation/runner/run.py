@@ -49,7 +49,8 @@ class Progress:
 
     Every attempt counts as a call when it is made, a retried one too: `counted` holds the
     attempts of each (post, stage) counted before its outcome came. `waiting` holds the calls
-    waiting to be tried again, latest last: (attempts made, next try as a Unix time, error).
+    waiting to be tried again, latest last: (attempts made, next try as a Unix time, error,
+    whether it is a 429 being waited out).
     """
 
     stages: dict[str, dict[str, int]]
@@ -293,8 +294,9 @@ class BatchRun:
             key = (post_id, stage)
             progress.waiting.pop(key, None)  # re-inserted: the latest retry goes last
             progress.waiting[key] = (attempts, next_try, str(failure), failure.status == 429)
-            progress.calls += attempts - progress.counted.get(key, 0)
-            progress.run_calls += attempts - progress.counted.get(key, 0)
+            made = attempts - progress.counted.get(key, 0)
+            progress.calls += made
+            progress.run_calls += made
             progress.counted[key] = attempts
         else:
             _, _, state, not_reached = event
