@@ -29,6 +29,7 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("annotation.urls")),
     path("", include("evaluation.urls")),
+    path("", include("students.urls")),
     path("", include("judges.urls")),
     path("", include("critics.urls")),
     # Files under MEDIA_ROOT, to whom they belong (config/media.py).

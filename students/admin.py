@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from students.models import PostSplit, SplitAssignment
+from students.models import EvaluationRun, PostSplit, SplitAssignment
 
 
 @admin.register(SplitAssignment)
@@ -15,3 +15,11 @@ class PostSplitAdmin(admin.ModelAdmin):
     list_display = ["post", "dataset", "name", "assignment"]
     list_filter = ["name"]
     raw_id_fields = ["post", "dataset", "assignment"]
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "split", "endpoint_name", "pipeline", "status", "created_at"]
+    list_filter = ["status", "pipeline", "split"]
+    raw_id_fields = ["dataset", "endpoint", "created_by"]
+    readonly_fields = ["scores", "manifest", "answers"]

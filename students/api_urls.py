@@ -1,8 +1,14 @@
 from django.urls import path
 
 import config.converters  # noqa: F401  (registers <id:...>)
-from students.apis import DatasetSplitsApi
+from students.apis import DatasetSplitsApi, EvaluationRunDetailApi, EvaluationRunListApi
 
 urlpatterns: list = [
     path("datasets/<id:dataset_id>/splits/", DatasetSplitsApi.as_view(), name="api-dataset-splits"),
+    path("evaluation-runs/", EvaluationRunListApi.as_view(), name="api-evaluation-run-list"),
+    path(
+        "evaluation-runs/<id:evaluation_run_id>/",
+        EvaluationRunDetailApi.as_view(),
+        name="api-evaluation-run-detail",
+    ),
 ]

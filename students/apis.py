@@ -1,14 +1,18 @@
-"""Splits API (admins only): a dataset's splits, and drawing them from a seed."""
+"""Students API (admins only): a dataset's splits and drawing them from a seed; evaluation runs."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
+from config.converters import MAX_ID, parse_id
+from config.pagination import paginate, paginated
 from generation.models import Dataset
+from students.models import EvaluationRun
 from students.selectors import dataset_splits
 from students.services import splits_draw
 from students.splits import DEFAULT_FRACTIONS, MAX_SEED
@@ -65,3 +69,59 @@ class DatasetSplitsApi(APIView):
             SplitsOutputSerializer(dataset_splits(dataset=dataset)).data,
             status=status.HTTP_201_CREATED,
         )
+
+
+class EvaluationRunOutputSerializer(serializers.ModelSerializer):
+    dataset = serializers.IntegerField(source="dataset_id")
+    endpoint = serializers.IntegerField(source="endpoint_id", allow_null=True)
+    manifest_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationRun
+        fields = [
+            "id", "dataset", "split", "endpoint", "endpoint_name", "pipeline", "status", "scores",
+            "prompt_tokens", "completion_tokens", "cost", "error", "created_at", "finished_at",
+            "manifest", "manifest_url",
+        ]  # fmt: skip
+
+    def get_manifest_url(self, run: EvaluationRun) -> str:
+        return reverse("students:run-manifest", kwargs={"evaluation_run_id": run.pk})
+
+
+class EvaluationRunListApi(APIView):
+    """Evaluation runs, newest first (their answers are in the manifest download)."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("dataset", int, description="only this dataset's runs"),
+            OpenApiParameter("split", str, description="only runs on this split"),
+        ],
+        operation_id="evaluation_runs_list",
+        responses=paginated(EvaluationRunOutputSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        runs = EvaluationRun.objects.defer("answers").order_by("-id")
+        dataset = request.query_params.get("dataset")
+        if dataset is not None:
+            dataset_id = parse_id(dataset)
+            if dataset_id is None:
+                return Response(
+                    {"dataset": [f"A dataset id is a whole number from 0 to {MAX_ID}."]},
+                    status=400,
+                )
+            runs = runs.filter(dataset_id=dataset_id)
+        split = request.query_params.get("split")
+        if split is not None:
+            runs = runs.filter(split=split[:50])
+        return paginate(request, self, runs, EvaluationRunOutputSerializer)
+
+
+class EvaluationRunDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=EvaluationRunOutputSerializer)
+    def get(self, request: Request, evaluation_run_id: int) -> Response:
+        run = get_object_or_404(EvaluationRun.objects.defer("answers"), pk=evaluation_run_id)
+        return Response(EvaluationRunOutputSerializer(run).data)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from generation.models import Dataset, Post
+from generation.models import Dataset, Endpoint, Post
 
 
 class SplitAssignment(models.Model):
@@ -62,3 +62,46 @@ class PostSplit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.post_id}: {self.name}"
+
+
+class EvaluationRun(models.Model):
+    """An endpoint's answers for a split's posts, scored against the human-accepted references."""
+
+    class Pipeline(models.TextChoices):
+        DIRECT = "direct", "the student's single prompt (sft-chat format)"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluation_runs")
+    split = models.CharField(max_length=50)
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, on_delete=models.SET_NULL, related_name="evaluation_runs"
+    )
+    # The endpoint's name when the run was made (the endpoint may be renamed or deleted).
+    endpoint_name = models.CharField(max_length=100)
+    pipeline = models.CharField(max_length=20, choices=Pipeline.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    # {"overall": {metric: value}, "kinds": {kind: {metric: value}}}; see students/scoring.py.
+    scores = models.JSONField(default=dict, blank=True)
+    # How the run was made: references, prompt, parameters, models, versions.
+    manifest = models.JSONField(default=dict, blank=True)
+    # [{"post": external id, "kind", "text", "error"}], one an answer asked for.
+    answers = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_name} on {self.split} ({self.pipeline})"

@@ -137,3 +137,45 @@ def splits_manifest(*, dataset: Dataset, filters) -> dict:
             for a in split_assignments(dataset=dataset)
         ],
     }
+
+
+LEADERBOARD_METRICS = {
+    "rouge_l": "ROUGE-L",
+    "bleu": "BLEU",
+    "bertscore": "BERTScore",
+    "failure_rate": "failures",
+    "distinct_2": "distinct-2",
+}
+
+
+def leaderboard(*, dataset: Dataset, split: str, metric: str) -> dict:
+    """The done evaluation runs of a dataset's split side by side: one row a run (newest first),
+    one column a kind (in MIKO's order) and overall, each cell the run's `metric` for that kind."""
+    from evaluation.relations import KIND_ORDER
+    from students.models import EvaluationRun
+
+    if metric not in LEADERBOARD_METRICS:
+        raise ApplicationError(
+            f"unknown metric {metric!r}; metrics: {', '.join(LEADERBOARD_METRICS)}", field="metric"
+        )
+    runs = list(
+        EvaluationRun.objects.filter(
+            dataset=dataset, split=split, status=EvaluationRun.Status.DONE
+        ).order_by("-id")
+    )
+    kinds = sorted(
+        {kind for run in runs for kind in run.scores.get("kinds", {})},
+        key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k),
+    )
+    rows = [
+        {
+            "run": run,
+            "cells": [run.scores["kinds"].get(kind, {}).get(metric) for kind in kinds],
+            "overall": run.scores.get("overall", {}).get(metric),
+        }
+        for run in runs
+    ]
+    splits = sorted(
+        EvaluationRun.objects.filter(dataset=dataset).values_list("split", flat=True).distinct()
+    )
+    return {"kinds": kinds, "rows": rows, "splits": splits}

@@ -56,11 +56,15 @@ class ExportRow:
         return row
 
     def prompt(self) -> str:
-        """The post as a model reads it: its text, then what its image shows."""
-        parts = [f"Post: {self.post_text}"]
-        if self.image_description:
-            parts.append(f"Image description: {self.image_description}")
-        return "\n".join(parts)
+        return post_prompt(self.post_text, self.image_description)
+
+
+def post_prompt(text: str, image_description: str) -> str:
+    """The post as a model reads it: its text, then what its image shows."""
+    parts = [f"Post: {text}"]
+    if image_description:
+        parts.append(f"Image description: {image_description}")
+    return "\n".join(parts)
 
 
 class Export:

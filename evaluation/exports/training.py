@@ -8,17 +8,22 @@ from evaluation.exports.text import json_line
 from evaluation.relations import SYSTEM_PROMPT, relation_instruction
 
 
+def chat_prompt(post_prompt: str, kind: str) -> list[dict]:
+    """The system and user messages of an `sft-chat` record: what a student trained on the export
+    reads, and what `evaluate --pipeline direct` asks any endpoint."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"{post_prompt}\n\n{relation_instruction(kind)}"},
+    ]
+
+
 def write_sft_chat(export: Export, out: IO[str]) -> None:
     for rows in export.chunks():
         out.writelines(
             json_line(
                 {
                     "messages": [
-                        {"role": "system", "content": SYSTEM_PROMPT},
-                        {
-                            "role": "user",
-                            "content": f"{r.prompt()}\n\n{relation_instruction(r.kind)}",
-                        },
+                        *chat_prompt(r.prompt(), r.kind),
                         {"role": "assistant", "content": r.text},
                     ]
                 }

@@ -9,4 +9,8 @@ register = template.Library()
 @register.inclusion_tag("students/_dataset_splits.html")
 def dataset_splits_summary(dataset: Dataset) -> dict:
     """The splits of a dataset, for its page."""
-    return {**dataset_splits(dataset=dataset), "dataset_name": dataset.name}
+    return {
+        **dataset_splits(dataset=dataset),
+        "dataset_name": dataset.name,
+        "dataset_id": dataset.pk,
+    }

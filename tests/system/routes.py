@@ -7,6 +7,7 @@ from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from students.models import EvaluationRun
 from tests.system.world import World
 
 CONVERTER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<parameter>[^>]+)>")
@@ -52,6 +53,7 @@ def _value(parameter: str, route: str, world: World) -> str:
         "campaign_id": world.campaign.pk,
         "assignment_id": world.assignment.pk,
         "export_id": world.export.pk,
+        "evaluation_run_id": EvaluationRun.objects.values_list("pk", flat=True).first(),
         "pk": world.campaign.pk if campaign_route else world.export.pk,
         "path": world.post.image.name,
         "content_type_id": ContentType.objects.get_for_model(world.post).pk,

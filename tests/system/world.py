@@ -34,6 +34,7 @@ from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
 from judges.models import JudgeRating, JudgeRun
 from judges.services import judge_run_create
+from students.models import EvaluationRun
 from students.services import splits_draw
 from tests.factories import miko_batch
 
@@ -102,6 +103,16 @@ def build_world(
     )
     lease = assignment_claim(campaign=campaign, annotator=annotator)
     splits_draw(dataset=dataset, fractions={"train": 0.5, "test": 0.5}, seed=1, created_by=admin)
+    EvaluationRun.objects.create(
+        dataset=dataset,
+        split="test",
+        endpoint=endpoint,
+        endpoint_name=f"{endpoint.name} {mark}",
+        pipeline="direct",
+        status="done",
+        scores={"overall": {"rouge_l": 0.5}, "kinds": {f"xWant {mark}": {"rouge_l": 0.5}}},
+        answers=[{"post": "p1", "kind": "xWant", "text": f"an answer {mark}"}],
+    )
     export = export_create(
         campaign=campaign, fmt="jsonl", filters=ItemFilters(min_mean={}), created_by=admin
     )

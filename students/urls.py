@@ -1,0 +1,19 @@
+from django.urls import path
+
+import config.converters  # noqa: F401  (registers <id:...>)
+from students import views
+
+app_name = "students"
+
+urlpatterns = [
+    path(
+        "datasets/<id:dataset_id>/leaderboard/",
+        views.dataset_leaderboard,
+        name="dataset-leaderboard",
+    ),
+    path(
+        "evaluation-runs/<id:evaluation_run_id>/manifest.json",
+        views.run_manifest,
+        name="run-manifest",
+    ),
+]
