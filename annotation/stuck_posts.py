@@ -10,7 +10,8 @@ k: the campaign would stay short of 100% for good. The ways out are more members
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, F, Q, Value
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from annotation.models import Assignment, Campaign, Task
 
@@ -51,54 +52,61 @@ def stuck_posts(*, campaign: Campaign, limit: int = 50) -> StuckReport:
     tasks = Task.objects.filter(campaign=campaign, is_gold=False, taken__lt=k)
     if len(members) >= k:
         left = Assignment.objects.filter(campaign=campaign, status__in=LEFT, annotator__in=members)
-        tasks = tasks.filter(pk__in=left.values("task_id"))
-    had = (
-        Count("assignments", filter=Q(assignments__annotator_id__in=members))
-        if members
-        else Value(0)
-    )
-    tasks = (
-        tasks.annotate(had=had)
-        .annotate(available=Value(len(members)) - F("had"))
-        .filter(taken__lt=Value(k) - F("available"))
+        # Read apart: as a subquery the planner scans every task of the campaign to join them.
+        candidates = list(left.values_list("task_id", flat=True).order_by().distinct())
+        if not candidates:
+            return StuckReport(k=k, members=len(members), total=0)
+        tasks = tasks.filter(pk__in=candidates)
+    if not members:
+        had = Value(0)
+    elif len(members) >= k:
+        # Members who had each of the few candidates, through the (task, annotator) index.
+        had = Coalesce(
+            Subquery(
+                Assignment.objects.filter(task=OuterRef("pk"), annotator_id__in=members)
+                .order_by()
+                .values("task")
+                .annotate(n=Count("pk"))
+                .values("n")
+            ),
+            0,
+        )
+    else:
+        # Every unfinished post is a candidate: one pass over the campaign's assignments.
+        had = Count("assignments", filter=Q(assignments__annotator_id__in=members))
+    tasks = tasks.annotate(available=Value(len(members)) - had).filter(
+        taken__lt=Value(k) - F("available")
     )
     report = StuckReport(k=k, members=len(members), total=tasks.count())
-    rows = (
-        tasks.annotate(
-            done=_status_count(Assignment.Status.DONE),
-            leased=_status_count(Assignment.Status.LEASED),
-            skipped=_status_count(Assignment.Status.SKIPPED),
-            expired=_status_count(Assignment.Status.EXPIRED),
-        )
-        .values(
+    rows = list(
+        tasks.values(
+            "pk",
             "post_id",
             "taken",
             "available",
-            "done",
-            "leased",
-            "skipped",
-            "expired",
             external_id=F("post__external_id"),
             text=F("post__text"),
-        )
-        .order_by("pk")[:limit]
+        ).order_by("pk")[:limit]
     )
+    counts: dict[tuple[int, str], int] = {
+        (task_id, status): n
+        for task_id, status, n in Assignment.objects.filter(task_id__in=[r["pk"] for r in rows])
+        .values_list("task_id", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    }
     for row in rows:
         report.posts.append(
             StuckPost(
                 post_id=row["post_id"],
                 external_id=row["external_id"],
                 text=row["text"],
-                done=row["done"],
-                leased=row["leased"],
-                skipped=row["skipped"],
-                expired=row["expired"],
+                done=counts.get((row["pk"], Assignment.Status.DONE), 0),
+                leased=counts.get((row["pk"], Assignment.Status.LEASED), 0),
+                skipped=counts.get((row["pk"], Assignment.Status.SKIPPED), 0),
+                expired=counts.get((row["pk"], Assignment.Status.EXPIRED), 0),
                 available=row["available"],
                 missing=k - row["taken"] - row["available"],
             )
         )
     return report
-
-
-def _status_count(status: str) -> Count:
-    return Count("assignments", filter=Q(assignments__status=status))
