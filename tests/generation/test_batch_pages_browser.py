@@ -37,6 +37,14 @@ def launch_from_the_form(page, live_server, endpoint: str, *, pipeline: str = "m
     return Batch.objects.latest("id")
 
 
+def serious_violations(page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [f"{v['id']}: {v['help']}" for v in found if v["impact"] in ("serious", "critical")]
+
+
 def buttons(page) -> list[str]:
     return page.locator("#batch-progress .actions button").all_inner_texts()
 
@@ -69,6 +77,7 @@ def test_a_batch_on_a_closed_port_ends_failed_with_the_reason(
     assert rows["key_info"][-2:] == ["1", "0"]  # not reached 1, pending 0
     assert buttons(page) == ["Retry failed posts"]
     assert "Create a campaign" not in page.inner_text("main")
+    assert serious_violations(page) == []
 
     page.goto(f"{live_server.url}/batches/")
     row = page.locator("tr", has=page.locator(f"a[href='/batches/{batch.pk}/']"))
@@ -98,6 +107,7 @@ def test_retries_show_while_they_wait_and_failures_as_they_happen(
     assert re.search(r"Next try at \d\d:\d\d:\d\d \(in \d s\)", text), text
     assert page.inner_text("#batch-status") == "running, retrying 1 call"
     assert int(page.inner_text("#batch-calls")) >= 1  # attempts count as they are made
+    assert serious_violations(page) == []
 
     page.locator("#batch-status").filter(has_text="failed").wait_for(timeout=30_000)
     assert "last error: describe_image: HTTP 429" in page.inner_text("#batch-status")
@@ -126,6 +136,7 @@ def test_actions_follow_the_status_and_a_done_batch_offers_the_next_step(
     next_step = page.get_by_role("link", name="Create a campaign from this batch")
     href = next_step.get_attribute("href")
     assert href == f"/campaigns/new/?dataset={dataset.pk}&batch={batch.pk}"
+    assert serious_violations(page) == []
 
     page.click("button:has-text('Retry failed posts')")
     page.locator("#batch-status").filter(has_text=re.compile(r"^done$")).wait_for(timeout=60_000)
@@ -185,6 +196,7 @@ def test_the_form_shows_miko_and_only_the_chosen_pipelines_stages(
     page.keyboard.type("cotpd")
     assert page.input_value("#id_pipeline") == "cotpd"
     assert stage_selects(page) == expected("cotpd")
+    assert serious_violations(page) == []
     focused = []
     for _ in range(12):
         page.keyboard.press("Tab")
