@@ -52,7 +52,7 @@ class CriticListApi(APIView):
 
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses=paginated(CriticOutputSerializer))
+    @extend_schema(operation_id="critics_list", responses=paginated(CriticOutputSerializer))
     def get(self, request: Request) -> Response:
         critics = Critic.objects.select_related("question").order_by("-id")
         return paginate(request, self, critics, CriticOutputSerializer)

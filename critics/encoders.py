@@ -20,20 +20,27 @@ MAX_TOKENS = 256
 
 def check_encoder(path: str) -> None:
     """Refuse what is neither a local model folder nor a model in the Hugging Face cache."""
-    folder = Path(path)
-    if folder.is_dir():
-        if (folder / "config.json").exists() or (folder / "modules.json").exists():
-            return
-    elif "/" in path and not folder.is_absolute():
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(path, "config.json"), str):
-            return
+    if _is_local_model(path):
+        return
     raise ApplicationError(
         f"{path!r} is not a local model folder (with config.json or modules.json) nor a model in "
         "the Hugging Face cache; nothing is downloaded",
         field="encoder",
     )
+
+
+def _is_local_model(path: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = Path(path)
+    try:
+        if folder.is_dir():
+            return (folder / "config.json").exists() or (folder / "modules.json").exists()
+        if "/" in path and not folder.is_absolute():
+            return isinstance(try_to_load_from_cache(path, "config.json"), str)
+    except (OSError, ValueError):  # a NUL in the path, a name that is no repository id
+        return False
+    return False
 
 
 def item_prompt(row: ItemText) -> str:

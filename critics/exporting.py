@@ -35,6 +35,8 @@ class CriticSelection:
             threshold=self.threshold,
             kinds=kinds,
             exclusions=export.exclusions,
+            splits=export.filters.splits,
+            held_out=export.filters.held_out,
         ):
             yield {**row, **empty}
 

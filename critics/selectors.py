@@ -19,6 +19,7 @@ from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores, score_summaries
 from generation.models import KnowledgeItem, Post
 from generation.selectors.items import result_descriptions
+from students.selectors import split_conditions
 
 SCORE_CHUNK = 20_000
 
@@ -139,12 +140,15 @@ def critic_export_rows(
     threshold: float,
     kinds: tuple[str, ...],
     exclusions,
+    splits: tuple[str, ...] = (),
+    held_out: tuple[str, ...] = (),
     chunk_size: int = 2000,
 ) -> Iterator[dict]:
     """The items an export takes from the critic, by id: scored at or above `threshold`, of the
     export's kinds, and with no rating the export counts (people's scores win where they exist:
     those items pass or fail on the human filters). Gold items stay out unless the export
-    includes them. Rows are shaped as `item_scores` rows (no packed counts) plus `critic_score`.
+    includes them; only posts of `splits` (when any) and none of `held_out`, as in the export.
+    Rows are shaped as `item_scores` rows (no packed counts) plus `critic_score`.
     """
     item_table = KnowledgeItem._meta.db_table
     where = ["s.critic_id = %s", "s.score >= %s"]
@@ -165,7 +169,12 @@ def critic_export_rows(
     if exclusions.excludes_gold:
         where.append(f"s.item_id NOT IN ({gold_items_sql()})")
         params.append(campaign.pk)
-    join = f" JOIN {item_table} i ON i.id = s.item_id" if kinds else ""
+    in_split, split_params = split_conditions(
+        post_column="i.post_id", splits=splits, held_out=held_out
+    )
+    where += in_split
+    params += split_params
+    join = f" JOIN {item_table} i ON i.id = s.item_id" if kinds or in_split else ""
     sql = (
         f"SELECT s.item_id, s.score FROM {CriticScore._meta.db_table} s{join} "
         f"WHERE {' AND '.join(where)} ORDER BY s.item_id"

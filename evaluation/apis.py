@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsAdmin
 from annotation.models import Campaign
 from config.converters import MAX_ID, parse_id
+from config.errors import ApplicationError
 from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
 from evaluation.exports.formats import FORMATS
@@ -134,6 +135,17 @@ class ExportInputSerializer(serializers.Serializer):
         required=False, default=False,
         help_text="let test posts into a training format (refused otherwise)",
     )  # fmt: skip
+    critic = serializers.CharField(
+        max_length=120, required=False, default="",
+        help_text="export by critic: also the unrated items this critic (NAME or NAME:vN) keeps",
+    )  # fmt: skip
+    min_precision = serializers.FloatField(
+        required=False, allow_null=True, default=None,
+        help_text="with critic: the score threshold whose held-out precision reaches this",
+    )  # fmt: skip
+    critic_threshold = serializers.FloatField(
+        required=False, allow_null=True, default=None, help_text="with critic: a score threshold"
+    )
 
     def filters(self) -> ItemFilters:
         values = self.validated_data
@@ -198,9 +210,27 @@ class ExportListApi(APIView):
         filters = data.filters()
         job = export_create(
             campaign=values["campaign"], fmt=values["format"], filters=filters,
-            created_by=request.user,
+            created_by=request.user, critic=_critic(values),
         )  # fmt: skip
         return Response(ExportOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+def _critic(values: dict):
+    """The export's critic (`critic` with `min_precision` or `critic_threshold`), or None."""
+    if not values["critic"]:
+        if values["min_precision"] is not None or values["critic_threshold"] is not None:
+            raise ApplicationError(
+                "min_precision and critic_threshold go with critic", field="critic"
+            )
+        return None
+    from critics.exporting import critic_selection
+
+    return critic_selection(
+        name=values["critic"],
+        campaign=values["campaign"],
+        min_precision=values["min_precision"],
+        threshold=values["critic_threshold"],
+    )
 
 
 class ExportDetailApi(APIView):

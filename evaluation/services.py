@@ -193,18 +193,24 @@ def export_to_path(
 
 
 def export_create(
-    *, campaign: Campaign, fmt: str, filters: ItemFilters, created_by=None
+    *, campaign: Campaign, fmt: str, filters: ItemFilters, created_by=None, critic=None
 ) -> ExportJob:
-    """Record an export job and queue it for a worker after commit."""
+    """Record an export job and queue it for a worker after commit. `critic`
+    (`critics.exporting.CriticSelection`) is stored with the filters, as `critic`."""
     from evaluation.tasks import export_run_task
 
     check_format(fmt)
+    if critic is not None and fmt == "cotpd":
+        raise ApplicationError("an export by critic writes items: choose a format other than cotpd")
     filters.check_questions([q.name for q in campaign_questions(campaign=campaign)])
     filters = export_split_filters(
         dataset=campaign.dataset, training=fmt in TRAINING_FORMATS, filters=filters
     )
+    stored = filters.as_dict()
+    if critic is not None:
+        stored["critic"] = critic.as_options()
     job = ExportJob.objects.create(
-        campaign=campaign, format=fmt, filters=filters.as_dict(), created_by=created_by
+        campaign=campaign, format=fmt, filters=stored, created_by=created_by
     )
     transaction.on_commit(lambda: export_run_task.delay(job.pk))
     return job
@@ -225,6 +231,7 @@ def export_retry(*, job: ExportJob, created_by=None) -> ExportJob:
         fmt=job.format,
         filters=ItemFilters.from_dict(job.filters),
         created_by=created_by or job.created_by,
+        critic=_job_critic(job),
     )
     ExportJob.objects.filter(
         pk=job.pk, status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING]
@@ -258,8 +265,9 @@ def export_run(*, job_id: int) -> ExportJob:
 
     try:
         filters = ItemFilters.from_dict(job.filters)
+        critic = _job_critic(job)
         if job.format == "hf":
-            manifest = _export_hf_archive(job, filters, folder, name, progress)
+            manifest = _export_hf_archive(job, filters, folder, name, progress, critic)
             filename = f"{name}.zip"
         else:
             filename = name + EXTENSIONS[job.format]
@@ -269,6 +277,7 @@ def export_run(*, job_id: int) -> ExportJob:
                 filters=filters,
                 output=folder / filename,
                 progress=progress,
+                critic=critic,
             )
     except Exception as error:  # recorded on the job for the page; the worker must not crash
         logger.exception("export %s failed", job.pk)
@@ -290,8 +299,18 @@ def export_run(*, job_id: int) -> ExportJob:
     return job
 
 
+def _job_critic(job: ExportJob):
+    """The critic an export job stored (an export by critic), picked again; None without."""
+    options = job.filters.get("critic")
+    if not options:
+        return None
+    from critics.exporting import critic_selection_from_options
+
+    return critic_selection_from_options(options=options, campaign=job.campaign)
+
+
 def _export_hf_archive(
-    job: ExportJob, filters: ItemFilters, folder: Path, name: str, progress: Progress
+    job: ExportJob, filters: ItemFilters, folder: Path, name: str, progress: Progress, critic
 ) -> dict:
     """The `hf` folder, zipped for download (the zip too appears only once complete)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,6 +321,7 @@ def _export_hf_archive(
             filters=filters,
             output=Path(scratch) / name,
             progress=progress,
+            critic=critic,
         )
         with atomic_path(folder / f"{name}.zip") as partial:
             archive = shutil.make_archive(str(Path(scratch) / name), "zip", scratch, name)

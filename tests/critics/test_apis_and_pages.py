@@ -3,8 +3,11 @@ metrics and progress, resume scoring, order the next round; refusals and permiss
 
 import pytest
 
+from annotation.models import Rating
 from critics.models import Critic, CriticScore
+from critics.services import critic_create
 from critics.tasks import critic_score_task, critic_train_task
+from evaluation.tasks import export_run_task
 from tests.factories import signal_campaign
 
 
@@ -111,3 +114,34 @@ def test_the_pages_train_show_and_act(admin_client, campaign, django_capture_on_
     assert "v1" in page and "v2 (this)" in page
     follow = admin_client.post(f"/critics/{second.pk}/order-tasks/", follow=True)
     assert "unclaimed posts of signal ordered by uncertainty" in follow.content.decode()
+
+
+def test_an_export_job_by_critic_through_the_api(
+    admin_api, campaign, django_capture_on_commit_callbacks
+):
+    critic = critic_create(campaign=campaign, question="plausibility", threshold=3.5, name="e")
+    critic_train_task(critic.pk)
+    body = {"campaign": campaign.pk, "format": "jsonl", "min_mean": {"plausibility": 4}}
+    for extra, message in [
+        ({"critic": "nope", "critic_threshold": 0.5}, "no trained critic named 'nope'"),
+        ({"critic": "e"}, "either a minimum precision or a score threshold"),
+        ({"min_precision": 0.9}, "go with critic"),
+        ({"critic": "e", "critic_threshold": 0.5, "format": "cotpd"}, "other than cotpd"),
+    ]:
+        refused = admin_api.post("/api/exports/", {**body, **extra}, format="json")
+        assert refused.status_code == 400 and message in str(refused.json()), refused.json()
+    with django_capture_on_commit_callbacks():
+        response = admin_api.post(
+            "/api/exports/", {**body, "critic": "e", "critic_threshold": 0.5}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    job = response.json()
+    assert job["filters"]["critic"] == {"name": "e:v1", "min_precision": None, "threshold": 0.5}
+    export_run_task(job["id"])  # what the worker runs
+    done = admin_api.get(f"/api/exports/{job['id']}/").json()
+    assert done["status"] == "done", done["error"]
+    chosen = done["manifest"]["critic"]
+    rated = set(Rating.objects.filter(campaign=campaign).values_list("item_id", flat=True))
+    kept = CriticScore.objects.filter(critic=critic, score__gte=0.5).exclude(item_id__in=rated)
+    assert chosen["items_from_critic"] == kept.count() > 0
+    assert done["items_written"] == chosen["items_from_people"] + chosen["items_from_critic"]

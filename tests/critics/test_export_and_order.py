@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Rating, Task
 from critics.models import Critic, CriticScore
+from students.models import PostSplit
+from students.services import splits_draw
 from tests.factories import gold, signal_campaign
 
 
@@ -143,3 +145,22 @@ def test_ordering_needs_a_scored_critic(campaign):
         call_command("order_tasks", "--critic", "sunny")
     with pytest.raises(CommandError, match="no trained critic named 'other'"):
         call_command("order_tasks", "--critic", "other")
+
+
+def test_the_critic_s_items_keep_to_the_export_s_split(campaign, tmp_path):
+    splits_draw(dataset=campaign.dataset, fractions={"train": 0.5, "test": 0.5}, seed=1)
+    records, manifest = export(tmp_path, "--critic", "sunny", "--critic-threshold", "0.5",
+                               "--split", "train")  # fmt: skip
+    train = set(PostSplit.objects.filter(name="train").values_list("post_id", flat=True))
+    items = {item.id: item.post_id for item in campaign.items}
+    critic = Critic.objects.get(name="sunny")
+    rated = set(Rating.objects.filter(campaign=campaign).values_list("item_id", flat=True))
+    kept = {
+        item_id
+        for item_id in CriticScore.objects.filter(critic=critic, score__gte=0.5)
+        .exclude(item_id__in=rated)
+        .values_list("item_id", flat=True)
+        if items[item_id] in train
+    }
+    assert kept and manifest["critic"]["items_from_critic"] == len(kept)
+    assert all(items[r["item_id"]] in train for r in records)

@@ -60,6 +60,8 @@ def _value(parameter: str, route: str, world: World) -> str:
         "app_label": "generation",
         "url": "no-such-page/",
     }
+    if route.startswith(("critics/", "api/critics/")) and parameter in ("pk", "critic_id"):
+        return str(world.critic.pk)
     if parameter in ("object_id", "id"):
         return str(world.post.pk) if route.startswith("admin/r/") else _admin_object_id(route)
     if parameter not in values:

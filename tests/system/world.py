@@ -10,6 +10,7 @@ hostile markup everywhere with the same world.
 import io
 from dataclasses import dataclass
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -26,6 +27,8 @@ from annotation.services import (
     assignment_submit,
     campaign_create,
 )
+from critics.learning import held_out_metrics
+from critics.models import Critic
 from evaluation.models import ExportJob
 from evaluation.selectors.filters import ItemFilters
 from evaluation.services import export_create, export_run
@@ -53,6 +56,7 @@ class World:
     export: ExportJob
     import_job: ImportJob
     judge_run: JudgeRun  # queued, on campaign A: one rating, one failure with a raw answer
+    critic: Critic  # trained and scored (no scores stored), on campaign A
 
 
 def png(color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
@@ -137,6 +141,22 @@ def build_world(
         export=export,
         import_job=import_job,
         judge_run=judge_run,
+        critic=_critic(campaign),
+    )
+
+
+def _critic(campaign) -> Critic:
+    """A trained critic with the metrics of a small made-up cross-validation."""
+    labels = np.array([0, 1] * 10)
+    metrics = held_out_metrics(labels, np.linspace(0.05, 0.95, 20), np.arange(20) // 2)
+    return Critic.objects.create(
+        name=f"critic-{campaign.pk}",
+        campaign=campaign,
+        question=campaign.questions.order_by("position")[0],
+        threshold=4,
+        status="done",
+        scoring_status="done",
+        metrics=metrics,
     )
 
 
