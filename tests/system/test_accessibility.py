@@ -1,7 +1,7 @@
 """axe-core on the main pages, as admin and annotator, at a desktop and a phone size.
 
-No "serious" or "critical" violation is allowed; the lesser ones are printed, so they are seen
-(run with `-s`) without failing the suite. axe-core comes from the `axe-playwright-python`
+No "serious" or "critical" violation is allowed, nor a page wider than the window (reflow); the
+lesser violations are printed, so they are seen (run with `-s`) without failing the suite. axe-core comes from the `axe-playwright-python`
 package (its own copy of `axe.min.js`), never from a CDN.
 """
 
@@ -62,7 +62,12 @@ def check(page, url: str, name: str) -> list[str]:
     if minor:
         print(f"\n{name}: minor accessibility findings\n{describe(minor)}")
     blocking = [v for v in found if v["impact"] in BLOCKING]
-    return [f"{name}:\n{describe(blocking)}"] if blocking else []
+    failures = [f"{name}:\n{describe(blocking)}"] if blocking else []
+    # Reflow (WCAG 1.4.10): the page never scrolls sideways.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    if width > page.viewport_size["width"]:
+        failures.append(f"{name}: the page is {width} px wide: it scrolls sideways")
+    return failures
 
 
 @pytest.mark.parametrize("size", SIZES)
