@@ -11,7 +11,8 @@ from django.contrib import admin
 from annotation.models import Assignment, Campaign, GoldAnswer, Question, Rating, Task
 from annotation.selectors import tasks_with_done
 from annotation.services import campaign_add_tasks, gold_answers_set
-from annotation.validators import CAMPAIGN_VALIDATORS
+from annotation.validators import CAMPAIGN_VALIDATORS, RATEABLE_BATCH_STATUSES
+from generation.models import Batch
 
 
 class QuestionInline(admin.TabularInline):
@@ -29,6 +30,12 @@ class CampaignAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The overlap is chosen when the campaign is made, never changed afterwards (as the API).
         return ["overlap"] if obj is not None else []
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Only finished batches can be rated, as on the form, the API and the services.
+        if db_field.name == "batches":
+            kwargs["queryset"] = Batch.objects.filter(status__in=RATEABLE_BATCH_STATUSES)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -10,6 +10,8 @@ from annotation.forms import CampaignForm
 from annotation.models import Assignment
 from annotation.services import AnnotationError, assignment_claim, campaign_update
 from annotation.validators import MAX_LEASE_MINUTES, MAX_OVERLAP
+from generation.models import Batch
+from tests.factories import BatchFactory
 
 
 def test_campaign_update_validates_and_writes_only_what_changed(campaign, annotator):
@@ -95,3 +97,11 @@ def test_the_admin_checks_settings_with_the_shared_validators(admin_client, camp
     assert "the lease must last at least one minute" in response.content.decode()
     campaign.refresh_from_db()
     assert campaign.lease_minutes == 15
+
+
+def test_the_admin_offers_only_finished_batches(admin_client, campaign, dataset):
+    failed = BatchFactory(dataset=dataset, status=Batch.Status.FAILED)
+    done = campaign.batches.get()
+    page = admin_client.get("/admin/annotation/campaign/add/").content.decode()
+    assert f'<option value="{done.pk}">' in page
+    assert f'<option value="{failed.pk}">' not in page
