@@ -282,7 +282,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"generation.tasks.gpu_*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "generation.tasks.gpu_*": {"queue": "gpu"},
+    "students.tasks.gpu_*": {"queue": "gpu"},
+}
 CELERY_TIMEZONE = TIME_ZONE
 # annotation: expired leases go back to the pool every minute (claims also expire them lazily).
 CELERY_BEAT_SCHEDULE = {

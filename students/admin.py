@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from students.models import EvaluationRun, PostSplit, SplitAssignment
+from students.models import EvaluationRun, PostSplit, SplitAssignment, StudentTraining
 
 
 @admin.register(SplitAssignment)
@@ -23,3 +23,11 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "pipeline", "split"]
     raw_id_fields = ["dataset", "endpoint", "created_by"]
     readonly_fields = ["scores", "manifest", "answers"]
+
+
+@admin.register(StudentTraining)
+class StudentTrainingAdmin(admin.ModelAdmin):
+    list_display = ["id", "export", "base_model", "method", "status", "endpoint", "created_at"]
+    list_filter = ["status", "method"]
+    raw_id_fields = ["export", "endpoint", "created_by"]
+    readonly_fields = ["losses"]

@@ -58,7 +58,7 @@ class DatasetSplitsApi(APIView):
     @extend_schema(
         operation_id="datasets_splits_create",
         request=SplitsInputSerializer,
-        responses={201: SplitsOutputSerializer},
+        responses={201: SplitsOutputSerializer, 409: None},
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         dataset = get_object_or_404(Dataset, pk=dataset_id)

@@ -105,3 +105,48 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint_name} on {self.split} ({self.pipeline})"
+
+
+class StudentTraining(models.Model):
+    """A student fine-tuned from an `sft-chat` export (LoRA through TRL and PEFT, on the `gpu`
+    queue), registered as a `transformers` endpoint once trained."""
+
+    class Method(models.TextChoices):
+        LORA = "lora", "LoRA adapter"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    # Null once the export is deleted (with its campaign): the student and its losses stay.
+    export = models.ForeignKey(
+        "evaluation.ExportJob",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="student_trainings",
+    )
+    base_model = models.CharField(max_length=500)
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.LORA)
+    max_steps = models.PositiveIntegerField(default=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # [[step, loss], ...] as the trainer logs them.
+    losses = models.JSONField(default=list, blank=True)
+    adapter_path = models.CharField(max_length=500, blank=True)
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Student {self.pk} from export {self.export_id}"

@@ -7,6 +7,11 @@ app_name = "students"
 
 urlpatterns = [
     path(
+        "student-trainings/<id:training_id>/",
+        views.student_training_detail,
+        name="training-detail",
+    ),
+    path(
         "datasets/<id:dataset_id>/leaderboard/",
         views.dataset_leaderboard,
         name="dataset-leaderboard",

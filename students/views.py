@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.permissions import admin_required
 from generation.models import Dataset
-from students.models import EvaluationRun
+from students.models import EvaluationRun, StudentTraining
 from students.selectors import LEADERBOARD_METRICS, leaderboard
 
 
@@ -51,3 +51,35 @@ def run_manifest(request: HttpRequest, evaluation_run_id: int) -> HttpResponse:
         "answers": run.answers,
     }
     return JsonResponse(body, json_dumps_params={"indent": 2, "ensure_ascii": False})
+
+
+def _loss_points(losses: list, width: int = 480, height: int = 160) -> str:
+    """The loss curve as SVG polyline points: steps across, losses from the top (highest) down."""
+    if not losses:
+        return ""
+    steps = [step for step, _ in losses]
+    values = [loss for _, loss in losses]
+    low, high = min(values), max(values)
+    first, last = min(steps), max(steps)
+    points = []
+    for step, loss in losses:
+        x = 0 if last == first else (step - first) / (last - first) * width
+        y = height / 2 if high == low else (high - loss) / (high - low) * height
+        points.append(f"{x:.1f},{y:.1f}")
+    return " ".join(points)
+
+
+@admin_required
+@require_GET
+def student_training_detail(request: HttpRequest, training_id: int) -> HttpResponse:
+    training = get_object_or_404(
+        StudentTraining.objects.select_related("export", "endpoint"), pk=training_id
+    )
+    context = {
+        "training": training,
+        "points": _loss_points(training.losses),
+        "last_loss": training.losses[-1][1] if training.losses else None,
+        "live": training.status in (StudentTraining.Status.QUEUED, StudentTraining.Status.RUNNING),
+    }
+    template = "students/_training_status.html" if request.htmx else "students/training.html"
+    return render(request, template, context)

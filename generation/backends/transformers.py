@@ -7,8 +7,9 @@ bf16 on a GPU when there is one and float32 on the CPU otherwise. Each model is 
 worker process (`_LOADED`, keyed by path, device and dtype).
 
 Endpoint parameters besides sampling: `batch_size` (default 8), `device` ("cuda", "cpu", ...),
-`dtype` ("bfloat16", "float16", "float32") and `allow_download` (default false: a hub id must
-already be in the local Hugging Face cache; a path always works).
+`dtype` ("bfloat16", "float16", "float32"), `allow_download` (default false: a hub id must
+already be in the local Hugging Face cache; a path always works) and `adapter` (a PEFT adapter
+folder, e.g. a student trained by `train_student`, applied to the model at `model_path`).
 """
 
 import io
@@ -54,7 +55,7 @@ class LoadedModel:
         return self.processor is not None
 
 
-_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, str, str], LoadedModel] = {}
 _LOADING = threading.Lock()
 
 
@@ -64,9 +65,12 @@ def _device_and_dtype(parameters: dict[str, Any]) -> tuple[str, torch.dtype]:
     return device, getattr(torch, parameters.get("dtype") or default)
 
 
-def load_model(path: str, *, device: str, dtype: torch.dtype, allow_download: bool) -> LoadedModel:
-    """The model at `path` (a folder or a hub id), loaded once per process."""
-    key = (path, device, str(dtype))
+def load_model(
+    path: str, *, device: str, dtype: torch.dtype, allow_download: bool, adapter: str = ""
+) -> LoadedModel:
+    """The model at `path` (a folder or a hub id), with the PEFT adapter at `adapter` when given,
+    loaded once per process."""
+    key = (path, device, str(dtype), adapter)
     with _LOADING:
         if key not in _LOADED:
             options = {"local_files_only": not allow_download}
@@ -79,6 +83,11 @@ def load_model(path: str, *, device: str, dtype: torch.dtype, allow_download: bo
             else:
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
                 tokenizer = AutoTokenizer.from_pretrained(path, **options)
+            if adapter:
+                from peft import PeftModel
+
+                # Merged: generation runs at the base model's speed.
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             # Decoder-only generation continues each row's last token: pad on the left.
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
@@ -142,6 +151,7 @@ class TransformersBackend(Backend):
             device=self.device,
             dtype=self.dtype,
             allow_download=bool(self.parameters.get("allow_download")),
+            adapter=str(self.parameters.get("adapter") or ""),
         )
 
     def complete_batch(self, requests: list[ChatRequest]) -> list[Completion | BackendError]:

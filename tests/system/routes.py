@@ -7,7 +7,7 @@ from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from students.models import EvaluationRun
+from students.models import EvaluationRun, StudentTraining
 from tests.system.world import World
 
 CONVERTER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<parameter>[^>]+)>")
@@ -54,6 +54,7 @@ def _value(parameter: str, route: str, world: World) -> str:
         "assignment_id": world.assignment.pk,
         "export_id": world.export.pk,
         "evaluation_run_id": EvaluationRun.objects.values_list("pk", flat=True).first(),
+        "training_id": StudentTraining.objects.values_list("pk", flat=True).first(),
         "pk": world.campaign.pk if campaign_route else world.export.pk,
         "path": world.post.image.name,
         "content_type_id": ContentType.objects.get_for_model(world.post).pk,

@@ -104,6 +104,7 @@ PAGES = {
     "evaluation:export-retry": "admin",
     "students:dataset-leaderboard": "admin",
     "students:run-manifest": "admin",
+    "students:training-detail": "admin",
     "judges:run-list": "admin",
     "judges:run-detail": "admin",
     "judges:run-progress": "admin",

@@ -37,7 +37,7 @@ from generation.services.endpoints import endpoint_create
 from generation.services.import_jobs import import_job_create
 from judges.models import JudgeRating, JudgeRun
 from judges.services import judge_run_create
-from students.models import EvaluationRun
+from students.models import EvaluationRun, StudentTraining
 from students.services import splits_draw
 from tests.factories import miko_batch
 
@@ -121,6 +121,9 @@ def build_world(
         campaign=campaign, fmt="jsonl", filters=ItemFilters(min_mean={}), created_by=admin
     )
     export = export_run(job_id=export.pk)
+    StudentTraining.objects.create(
+        export=export, base_model=f"/models/base {mark}", status="failed", error=f"no GPU {mark}"
+    )
     import_job = import_job_create(
         file=SimpleUploadedFile("posts.jsonl", b'{"id": "x", "text": "y"}\n'),
         dataset_name=f"upload {mark}".strip(),
