@@ -54,6 +54,16 @@ class ExportForm(forms.Form):
         help_text=f"default {MIN_GOLD_ACCURACY}; only annotators who rated a gold item can fall "
         "below it",
     )
+    # Export by critic (docs/critics.md): the unrated items a critic keeps join the rated ones.
+    critic = forms.CharField(
+        max_length=120, required=False, label="Critic", help_text="NAME or NAME:vN; empty: none"
+    )
+    min_precision = forms.FloatField(
+        min_value=0, max_value=1, required=False, label="Minimum held-out precision (0–1)"
+    )
+    critic_threshold = forms.FloatField(
+        min_value=0, max_value=1, required=False, label="or a critic score threshold (0–1)"
+    )
 
     def __init__(self, *args, campaign: Campaign, kinds: list[str], **kwargs):
         super().__init__(*args, **kwargs)

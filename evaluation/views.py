@@ -130,13 +130,34 @@ def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
     form = ExportForm(request.POST, campaign=campaign, kinds=_campaign_kinds(context))
     if not form.is_valid():
         return _dashboard(request, campaign, context, form, status=400)
-    job = export_create(
-        campaign=campaign,
-        fmt=form.cleaned_data["format"],
-        filters=form.filters(),
-        created_by=request.user,
-    )
+    try:
+        job = export_create(
+            campaign=campaign,
+            fmt=form.cleaned_data["format"],
+            filters=form.filters(),
+            created_by=request.user,
+            critic=_critic(form.cleaned_data, campaign),
+        )
+    except ApplicationError as error:
+        form.add_error(error.field if error.field in form.fields else None, error.message)
+        return _dashboard(request, campaign, context, form, status=400)
     return redirect("evaluation:export-detail", pk=job.pk)
+
+
+def _critic(data: dict, campaign: Campaign):
+    """The export form's critic (docs/critics.md), or None when it names none."""
+    if not data["critic"]:
+        if data["min_precision"] is not None or data["critic_threshold"] is not None:
+            raise ApplicationError("name the critic these apply to", field="critic")
+        return None
+    from critics.exporting import critic_selection
+
+    return critic_selection(
+        name=data["critic"],
+        campaign=campaign,
+        min_precision=data["min_precision"],
+        threshold=data["critic_threshold"],
+    )
 
 
 @admin_required

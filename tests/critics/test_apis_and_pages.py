@@ -7,6 +7,7 @@ from annotation.models import Rating
 from critics.models import Critic, CriticScore
 from critics.services import critic_create
 from critics.tasks import critic_score_task, critic_train_task
+from evaluation.models import ExportJob
 from evaluation.tasks import export_run_task
 from tests.factories import signal_campaign
 
@@ -145,3 +146,25 @@ def test_an_export_job_by_critic_through_the_api(
     kept = CriticScore.objects.filter(critic=critic, score__gte=0.5).exclude(item_id__in=rated)
     assert chosen["items_from_critic"] == kept.count() > 0
     assert done["items_written"] == chosen["items_from_people"] + chosen["items_from_critic"]
+
+
+def test_the_export_form_takes_a_critic(admin_client, campaign):
+    critic = critic_create(campaign=campaign, question="plausibility", threshold=3.5, name="f")
+    critic_train_task(critic.pk)
+    url = f"/campaigns/{campaign.pk}/exports/new/"
+    form = {"format": "jsonl", "min_ratings": 1, "min_gold_accuracy": 0.5}
+    for extra, message in [
+        ({"critic": "nope", "critic_threshold": 0.5}, "no trained critic named"),
+        ({"min_precision": 0.9}, "name the critic these apply to"),
+        ({"critic": "f", "min_precision": 1.2}, "less than or equal to 1"),
+        ({"critic": "f", "min_precision": 0.9, "critic_threshold": 0.5}, "either a minimum"),
+    ]:
+        refused = admin_client.post(url, {**form, **extra})
+        assert refused.status_code == 400 and message in refused.content.decode(), extra
+    assert not ExportJob.objects.exists()
+    response = admin_client.post(url, {**form, "critic": "f", "critic_threshold": 0.5})
+    assert response.status_code == 302
+    job = ExportJob.objects.get()
+    assert job.filters["critic"] == {"name": "f:v1", "min_precision": None, "threshold": 0.5}
+    page = admin_client.get(f"/campaigns/{campaign.pk}/evaluation/").content.decode()
+    assert "Export by critic" in page
