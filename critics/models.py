@@ -33,7 +33,7 @@ class Critic(models.Model):
     Status = JobStatus
 
     class Kind(models.TextChoices):
-        HASHED = "hashed", "TF-IDF-style hashed n-grams + logistic regression"
+        HASHED = "hashed", "Hashed word and character n-grams + logistic regression"
         ENCODER = "encoder", "Local encoder embeddings + logistic regression"
 
     name = models.SlugField(max_length=100)
