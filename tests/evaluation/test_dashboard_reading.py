@@ -162,6 +162,8 @@ def test_dashboard_in_the_browser(page, live_server, admin_user, agreeing, oppos
     page.click("text=agreement and exports")
     page.click("text=Campaign page")
     assert page.url.endswith(f"/campaigns/{agreeing.pk}/")
+    page.get_by_role("link", name="Agreement and scores").click()
+    page.wait_for_url(f"{live_server.url}/campaigns/{agreeing.pk}/evaluation/")
 
 
 def test_export_detail_links_to_campaign_and_agreement(admin_client, agreeing):
