@@ -51,6 +51,26 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_in_page(page, expression: str, arg=None, timeout: float = 10, what: str = "") -> None:
+    """Poll a JavaScript function in the page until it returns something true.
+
+    Playwright's `wait_for_function` evaluates its predicate repeatedly from a string, which a
+    page's Content-Security-Policy (no 'unsafe-eval') refuses now and then; `page.evaluate` runs
+    it once per call. A navigation under way (its context destroyed) counts as not yet.
+    """
+    from playwright.sync_api import Error
+
+    def holds() -> bool:
+        try:
+            return bool(page.evaluate(expression, arg))
+        except Error as error:
+            if "context was destroyed" in str(error) or "navigation" in str(error).lower():
+                return False
+            raise
+
+    wait_for(holds, timeout, what or expression)
+
+
 # --- Celery workers on Redis ---------------------------------------------------------------------
 
 

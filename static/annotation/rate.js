@@ -303,6 +303,8 @@
     updatePostHeight();
     const error = byId("rate-error");
     if (error) { error.focus(); return; }
+    // S pressed between the swap and now: the skip question keeps the focus.
+    if (byId("skip-confirm") && !byId("skip-confirm").hidden) return;
     // Focus without scrolling: the post stays in view.
     focusGroup(missingGroups()[0] || groups()[0], false);
   }

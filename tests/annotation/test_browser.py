@@ -5,7 +5,7 @@ import pytest
 from annotation.models import Assignment, Rating
 from annotation.services import campaign_create
 from tests.factories import miko_batch
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,7 +16,7 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     browser_login(page, live_server, "anna")
     page.goto(f"{live_server.url}/annotate/{campaign.pk}/")
     first = Assignment.objects.get(annotator=annotator, status="leased")
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     assert first.post.text in page.inner_text("article.post")
     # Three items × two questions: a digit rates the focused question and moves on.
     for digit in "453215":
@@ -25,7 +25,8 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     page.keyboard.press("ArrowUp")
     page.keyboard.press("2")  # the first item's typicality, the question that kept focus
     page.keyboard.press("Enter")
-    page.wait_for_function(
+    wait_in_page(
+        page,
         "id => document.querySelector('article.post') &&"
         " document.querySelector('article.post').dataset.assignment !== String(id)",
         arg=first.pk,
@@ -52,11 +53,13 @@ def test_rate_a_post_with_keys_alone(page, live_server, annotator, dataset):
     # U goes back to the previous post, its answers shown; change one and save with Enter.
     page.keyboard.press("u")
     page.wait_for_selector("text=Changing your answers")
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     page.keyboard.press("5")  # focus starts on the first question of the first item
     page.keyboard.press("Enter")
-    page.wait_for_function(
-        "id => document.querySelector('article.post').dataset.assignment === String(id)",
+    wait_in_page(
+        page,
+        "id => document.querySelector('article.post').dataset.assignment === String(id)"
+        " && document.activeElement && document.activeElement.type === 'radio'",
         arg=second.pk,
     )
     assert (

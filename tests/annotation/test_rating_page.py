@@ -8,7 +8,7 @@ from django.core.files.base import ContentFile
 from annotation.models import Assignment, Rating
 from annotation.services import QuestionSpec, campaign_create
 from generation.models import Post
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +30,7 @@ CHECKED = (
 def _open(page, live_server, campaign) -> int:
     """Open the rating page; the id of the assignment it shows, once the first radio has focus."""
     page.goto(f"{live_server.url}/annotate/{campaign.pk}/")
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     return int(page.get_attribute("article.post", "data-assignment"))
 
 
@@ -41,7 +41,8 @@ def _rate(page, digits: str) -> None:
 
 def _wait_for_next(page, shown) -> int:
     """Wait until another post is shown and the page's script has started on it; its assignment."""
-    page.wait_for_function(
+    wait_in_page(
+        page,
         "id => { const l = document.querySelector('article.post');"
         " return l && l.dataset.assignment !== id"
         " && document.activeElement && document.activeElement.type === 'radio'; }",
@@ -207,7 +208,7 @@ def test_answers_survive_reload_and_back_and_leaving_warns(page, live_server, ca
     page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
 
     page.reload()
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     assert dialogs == ["beforeunload"]
     assert page.evaluate(CHECKED) == ["4", "5", "2"]
     assert page.inner_text("#answered") == "3 of 20 answered"
@@ -216,7 +217,7 @@ def test_answers_survive_reload_and_back_and_leaving_warns(page, live_server, ca
     page.goto(f"{live_server.url}/annotate/")
     assert dialogs == ["beforeunload", "beforeunload"]
     page.go_back()
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     assert page.evaluate(CHECKED) == ["4", "5", "2"]
 
     # Submitted, the draft is gone, and a fresh post warns of nothing.
@@ -281,5 +282,5 @@ def test_instructions_open_on_the_first_visit_then_as_left(page, live_server, ca
     # Opened by hand, they stay open on this campaign's later posts.
     page.click("details.instructions > summary")
     page.reload()
-    page.wait_for_function("document.activeElement && document.activeElement.type === 'radio'")
+    wait_in_page(page, "document.activeElement && document.activeElement.type === 'radio'")
     assert page.evaluate("document.querySelector('details.instructions').open")
