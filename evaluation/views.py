@@ -103,6 +103,8 @@ def export_preview(request: HttpRequest, pk: int) -> HttpResponse:
     preview = {"campaign": campaign, "count": None}
     if form.is_valid():
         preview["count"] = item_count(campaign=campaign, filters=form.filters())
+        # A critic's unrated items are chosen when the export runs: the count is of rated items.
+        preview["critic"] = form.cleaned_data.get("critic")
     if request.htmx:
         # htmx swaps 200 answers only: the form's errors are shown in the part itself.
         context = {"preview": preview, "form": form}

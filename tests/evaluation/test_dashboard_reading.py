@@ -95,6 +95,11 @@ def test_preview_counts_what_the_export_keeps(admin_client, agreeing):
     assert "keeps <strong>1</strong> item." in part
     part = admin_client.get(url, {"min_ratings": "4"}, HTTP_HX_REQUEST="true").content.decode()
     assert "keeps <strong>no item</strong>" in part
+    # A critic adds unrated items when the export runs: the count says it is of rated items.
+    with_critic = {**strict, "critic": "some-critic"}
+    part = admin_client.get(url, with_critic, HTTP_HX_REQUEST="true").content.decode()
+    assert "keeps <strong>1</strong> rated item." in part
+    assert "The critic some-critic adds the unrated items it keeps" in part
     # With nothing to count, the form; without htmx: the dashboard, with the form as filled in
     # and the count.
     assert admin_client.get(url).url == f"/campaigns/{agreeing.pk}/evaluation/#export"
