@@ -1,8 +1,8 @@
 """axe-core on the main pages, as admin and annotator, at a desktop and a phone size.
 
 No "serious" or "critical" violation is allowed, nor a page wider than the window (reflow); the
-lesser violations are printed, so they are seen (run with `-s`) without failing the suite. axe-core comes from the `axe-playwright-python`
-package (its own copy of `axe.min.js`), never from a CDN.
+lesser violations are printed, so they are seen (run with `-s`) without failing the suite. axe-core
+comes from the `axe-playwright-python` package (its own copy of `axe.min.js`), never from a CDN.
 """
 
 import pytest
