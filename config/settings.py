@@ -255,6 +255,7 @@ SPECTACULAR_SETTINGS = {
         "StageResultStatusEnum": "generation.models.StageResult.Status",
         "JobStatusEnum": "generation.models.JobStatus",
         "AssignmentStatusEnum": "annotation.models.Assignment.Status",
+        "BackendEnum": "generation.models.Endpoint.Backend",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

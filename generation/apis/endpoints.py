@@ -81,7 +81,7 @@ def _saved(save: Callable[..., Endpoint], data: dict[str, Any]) -> Endpoint:
 
 class EndpointInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    backend = serializers.ChoiceField(choices=Endpoint.Backend.values)
+    backend = serializers.ChoiceField(choices=Endpoint.Backend.choices)
     base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
     model_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
     model = serializers.CharField(max_length=200)
