@@ -24,6 +24,20 @@ def parse_id(value: object) -> int | None:
     return number if number <= MAX_ID else None
 
 
+def query_id(request, name: str) -> int | None:
+    """The id in query parameter `name` of a DRF request: None when absent; a 400 naming the
+    parameter when it is not an id."""
+    from rest_framework.exceptions import ValidationError
+
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    number = parse_id(value)
+    if number is None:
+        raise ValidationError({name: [f"A {name} id is a whole number from 0 to {MAX_ID}."]})
+    return number
+
+
 class IdConverter:
     regex = "[0-9]{1,19}"
 

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from annotation.models import Campaign
-from config.converters import MAX_ID, parse_id
+from config.converters import query_id
 from config.errors import ApplicationError
 from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
@@ -191,14 +191,8 @@ class ExportListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         jobs = ExportJob.objects.all()
-        campaign = request.query_params.get("campaign")
-        if campaign is not None:
-            campaign_id = parse_id(campaign)
-            if campaign_id is None:
-                return Response(
-                    {"campaign": [f"A campaign id is a whole number from 0 to {MAX_ID}."]},
-                    status=400,
-                )
+        campaign_id = query_id(request, "campaign")
+        if campaign_id is not None:
             jobs = jobs.filter(campaign_id=campaign_id)
         return paginate(request, self, jobs, ExportOutputSerializer)
 

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
-from config.converters import MAX_ID, parse_id
+from config.converters import query_id
 from config.pagination import paginate, paginated
 from generation.models import Dataset
 from students.models import EvaluationRun
@@ -103,14 +103,8 @@ class EvaluationRunListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         runs = EvaluationRun.objects.defer("answers").order_by("-id")
-        dataset = request.query_params.get("dataset")
-        if dataset is not None:
-            dataset_id = parse_id(dataset)
-            if dataset_id is None:
-                return Response(
-                    {"dataset": [f"A dataset id is a whole number from 0 to {MAX_ID}."]},
-                    status=400,
-                )
+        dataset_id = query_id(request, "dataset")
+        if dataset_id is not None:
             runs = runs.filter(dataset_id=dataset_id)
         split = request.query_params.get("split")
         if split is not None:
