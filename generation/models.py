@@ -122,6 +122,9 @@ class Batch(models.Model):
     stage_endpoints = models.JSONField(default=dict, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)
+    # The ids of the posts the batch runs on, when not every post of the dataset (an evaluation
+    # run's split): null for all of them. `limit` applies within them.
+    post_ids = models.JSONField(null=True, blank=True)
     token_budget = models.PositiveBigIntegerField(null=True, blank=True)
     imported = models.BooleanField(default=False)
     source = models.CharField(max_length=500, blank=True)

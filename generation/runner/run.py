@@ -118,6 +118,8 @@ def _prepare(
 ) -> tuple[list[PostWork], Progress, ResultIds, list[KnowledgeItem]]:
     """What is left to do, from the results already stored under this batch's keys."""
     posts = Post.objects.filter(dataset_id=batch.dataset_id).only("id", "text", "image", "metadata")
+    if batch.post_ids is not None:
+        posts = posts.filter(pk__in=batch.post_ids)
     posts = list(posts.order_by("id")[: batch.limit] if batch.limit else posts.order_by("id"))
     stored = _stored_results(batch, plans, {post.pk for post in posts})
     raw_of_partial: dict[int, str] = {}

@@ -91,11 +91,13 @@ def batch_launch(
     limit: int | None = None,
     parameters: dict[str, Any] | None = None,
     token_budget: int | None = None,
+    post_ids: list[int] | None = None,
     enqueue: bool = True,
 ) -> Batch:
     """Create a queued batch and hand it to a worker once the transaction commits.
 
-    With `enqueue=False` the caller runs it itself (`generate --wait`).
+    `post_ids` restricts it to those posts of the dataset (an evaluation run's split), None to
+    every post. With `enqueue=False` the caller runs it itself (`generate --wait`).
     """
     stages = pipeline_stage_names(pipeline)
     stage_endpoints = stage_endpoints or {}
@@ -109,10 +111,22 @@ def batch_launch(
         )
     number_check(limit=limit, token_budget=token_budget)
     parameters = batch_parameters_clean(pipeline=pipeline, parameters=parameters)
-    total = dataset.posts.count()
+    posts = dataset.posts.all()
+    if post_ids is not None:
+        post_ids = sorted(set(post_ids))
+        posts = posts.filter(pk__in=post_ids)
+    total = posts.count()
+    if post_ids is not None and total != len(post_ids):
+        raise ValidationError(
+            {"post_ids": f"{len(post_ids) - total} of the posts are not in dataset {dataset.name}."}
+        )
     if limit is not None:
         total = min(total, limit)
     if total == 0:
+        if post_ids is not None:
+            raise ValidationError(
+                {"post_ids": "No posts chosen: a batch runs on one post or more."}
+            )
         raise ValidationError({"dataset": f"Dataset {dataset.name} has no posts."})
     batch = Batch.objects.create(
         dataset=dataset,
@@ -123,6 +137,7 @@ def batch_launch(
         },
         parameters=parameters,
         limit=limit,
+        post_ids=post_ids,
         token_budget=token_budget,
         launched_by=launched_by,
         posts_total=total,
