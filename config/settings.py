@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "judges",
     "critics",
     "students",
+    "comparisons",
     "demo",
 ]
 

@@ -14,6 +14,7 @@ api_patterns = [
     path("", include("judges.api_urls")),
     path("", include("critics.api_urls")),
     path("", include("students.api_urls")),
+    path("", include("comparisons.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's settings as a script file: the CSP refuses inline scripts.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
@@ -30,6 +31,7 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("evaluation.urls")),
     path("", include("students.urls")),
+    path("", include("comparisons.urls")),
     path("", include("judges.urls")),
     path("", include("critics.urls")),
     # Files under MEDIA_ROOT, to whom they belong (config/media.py).

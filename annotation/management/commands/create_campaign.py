@@ -1,5 +1,5 @@
 """`create_campaign NAME --dataset NAME [--batch ID ...] [--kinds K,K] [--questions Q,Q]
-[--scale 1-5] [--overlap 3] [--annotators A,B]`."""
+[--scale 1-5] [--overlap 3] [--annotators A,B] [--compare-runs 3,4]`."""
 
 import re
 
@@ -36,6 +36,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--annotators", type=_names, default=[], help="usernames, comma-separated"
         )
+        parser.add_argument(
+            "--compare-runs",
+            default="",
+            help="evaluation run ids, e.g. 3,4: rate their answers blind (docs/students.md)",
+        )
 
     def handle(self, *args, **options) -> None:
         # call_command(..., name=value) skips argparse's `type`: normalise here too.
@@ -44,6 +49,10 @@ class Command(BaseCommand):
         if not all(re.fullmatch(r"[0-9]+", str(b).strip()) for b in options["batch"]):
             raise CommandError(f"batch ids must be numbers: {options['batch']}")
         options["batch"] = [int(b) for b in options["batch"]]
+        if options["compare_runs"] and (options["batch"] or options["kinds"]):
+            raise CommandError(
+                "--compare-runs takes no --batch or --kinds: it rates the runs' answers"
+            )
         try:
             dataset = Dataset.objects.get(name=options["dataset"])
         except Dataset.DoesNotExist:
@@ -56,6 +65,22 @@ class Command(BaseCommand):
         unknown = set(options["annotators"]) - {u.username for u in users}
         if unknown:
             raise CommandError(f"unknown annotator(s): {', '.join(sorted(unknown))}")
+        if options["compare_runs"]:
+            from comparisons.cli import compare_runs_create
+
+            line = compare_runs_create(
+                run_ids=options["compare_runs"],
+                dataset=dataset,
+                name=options["name"],
+                questions=options["questions"],
+                scale=options["scale"],
+                overlap=options["overlap"],
+                lease_minutes=options["lease_minutes"],
+                instructions=options["instructions"],
+                members=users,
+            )
+            self.stdout.write(self.style.SUCCESS(line))
+            return
         try:
             campaign = campaign_create(
                 name=options["name"],
