@@ -1,7 +1,13 @@
 from django.urls import path
 
 import config.converters  # noqa: F401  (registers <id:...>)
-from students.apis import DatasetSplitsApi, EvaluationRunDetailApi, EvaluationRunListApi
+from students.apis import (
+    DatasetSplitsApi,
+    EvaluationRunDetailApi,
+    EvaluationRunListApi,
+    StudentTrainingDetailApi,
+    StudentTrainingListApi,
+)
 
 urlpatterns: list = [
     path("datasets/<id:dataset_id>/splits/", DatasetSplitsApi.as_view(), name="api-dataset-splits"),
@@ -10,5 +16,11 @@ urlpatterns: list = [
         "evaluation-runs/<id:evaluation_run_id>/",
         EvaluationRunDetailApi.as_view(),
         name="api-evaluation-run-detail",
+    ),
+    path("student-trainings/", StudentTrainingListApi.as_view(), name="api-student-training-list"),
+    path(
+        "student-trainings/<id:training_id>/",
+        StudentTrainingDetailApi.as_view(),
+        name="api-student-training-detail",
     ),
 ]

@@ -1,4 +1,5 @@
-"""Students API (admins only): a dataset's splits and drawing them from a seed; evaluation runs."""
+"""Students API (admins only): a dataset's splits and drawing them from a seed; evaluation runs
+(listed, read, launched); student trainings (listed, read, launched)."""
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -11,11 +12,14 @@ from rest_framework.views import APIView
 from accounts.permissions import IsAdmin
 from config.converters import query_id
 from config.pagination import paginate, paginated
-from generation.models import Dataset
-from students.models import EvaluationRun
+from evaluation.models import ExportJob
+from generation.models import Dataset, Endpoint
+from students.evaluating import DEFAULT_ACCEPT, evaluation_campaign, evaluation_run_create
+from students.models import EvaluationRun, StudentTraining
 from students.selectors import dataset_splits
 from students.services import splits_draw
 from students.splits import DEFAULT_FRACTIONS, MAX_SEED
+from students.training import MAX_STEPS, student_training_create
 
 
 class SplitAssignmentSerializer(serializers.Serializer):
@@ -74,18 +78,52 @@ class DatasetSplitsApi(APIView):
 class EvaluationRunOutputSerializer(serializers.ModelSerializer):
     dataset = serializers.IntegerField(source="dataset_id")
     endpoint = serializers.IntegerField(source="endpoint_id", allow_null=True)
+    campaign = serializers.CharField(source="campaign.name", allow_null=True, default=None)
+    batch = serializers.IntegerField(
+        source="batch_id", allow_null=True, help_text="the teacher's batch (pipeline miko)"
+    )
+    done = serializers.IntegerField(help_text="answers done (posts, for pipeline miko)")
+    total = serializers.IntegerField(help_text="answers to ask (posts, for pipeline miko)")
+    page_url = serializers.SerializerMethodField()
     manifest_url = serializers.SerializerMethodField()
 
     class Meta:
         model = EvaluationRun
         fields = [
-            "id", "dataset", "split", "endpoint", "endpoint_name", "pipeline", "status", "scores",
-            "prompt_tokens", "completion_tokens", "cost", "error", "created_at", "finished_at",
-            "manifest", "manifest_url",
+            "id", "dataset", "split", "endpoint", "endpoint_name", "pipeline", "campaign",
+            "accept", "price_per_million", "status", "done", "total", "batch", "scores",
+            "prompt_tokens", "completion_tokens", "cost", "error", "created_at", "started_at",
+            "finished_at", "manifest", "page_url", "manifest_url",
         ]  # fmt: skip
+
+    def get_page_url(self, run: EvaluationRun) -> str:
+        return reverse("students:run-detail", kwargs={"evaluation_run_id": run.pk})
 
     def get_manifest_url(self, run: EvaluationRun) -> str:
         return reverse("students:run-manifest", kwargs={"evaluation_run_id": run.pk})
+
+
+class PriceSerializer(serializers.Serializer):
+    prompt = serializers.FloatField(min_value=0, help_text="per million prompt tokens")
+    completion = serializers.FloatField(min_value=0, help_text="per million completion tokens")
+
+
+class EvaluationRunInputSerializer(serializers.Serializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    split = serializers.CharField(max_length=50)
+    endpoint = serializers.SlugRelatedField(slug_field="name", queryset=Endpoint.objects.all())
+    pipeline = serializers.ChoiceField(
+        choices=EvaluationRun.Pipeline.choices, default=EvaluationRun.Pipeline.DIRECT
+    )
+    campaign = serializers.CharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True,
+        help_text="whose ratings accept the references (default: the dataset's only campaign)",
+    )  # fmt: skip
+    accept = serializers.DictField(
+        child=serializers.FloatField(), required=False, default=lambda: dict(DEFAULT_ACCEPT),
+        help_text='a reference\'s minimum mean rating per question, e.g. {"plausibility": 4}',
+    )  # fmt: skip
+    price = PriceSerializer(required=False, allow_null=True, help_text="for the run's cost")
 
 
 class EvaluationRunListApi(APIView):
@@ -111,6 +149,29 @@ class EvaluationRunListApi(APIView):
             runs = runs.filter(split=split[:50])
         return paginate(request, self, runs, EvaluationRunOutputSerializer)
 
+    @extend_schema(
+        operation_id="evaluation_runs_create",
+        request=EvaluationRunInputSerializer,
+        responses={201: EvaluationRunOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """Queue a run (a worker asks the endpoint and scores the answers): 201 with it queued;
+        follow it at its `page_url` or here."""
+        data = EvaluationRunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        price = values.get("price")
+        run = evaluation_run_create(
+            campaign=evaluation_campaign(dataset=values["dataset"], name=values.get("campaign")),
+            split=values["split"],
+            endpoint=values["endpoint"],
+            pipeline=values["pipeline"],
+            accept=values["accept"],
+            price_per_million=(price["prompt"], price["completion"]) if price else None,
+            created_by=request.user,
+        )
+        return Response(EvaluationRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
 
 class EvaluationRunDetailApi(APIView):
     permission_classes = [IsAdmin]
@@ -119,3 +180,77 @@ class EvaluationRunDetailApi(APIView):
     def get(self, request: Request, evaluation_run_id: int) -> Response:
         run = get_object_or_404(EvaluationRun.objects.defer("answers"), pk=evaluation_run_id)
         return Response(EvaluationRunOutputSerializer(run).data)
+
+
+class StudentTrainingOutputSerializer(serializers.ModelSerializer):
+    export = serializers.IntegerField(source="export_id", allow_null=True)
+    endpoint = serializers.CharField(
+        source="endpoint.name", allow_null=True, default=None,
+        help_text="the transformers endpoint the student is registered as, once done",
+    )  # fmt: skip
+    losses = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="[step, loss] as the trainer logged them",
+    )
+    page_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StudentTraining
+        fields = [
+            "id", "export", "base_model", "method", "max_steps", "status", "losses",
+            "adapter_path", "endpoint", "error", "created_at", "started_at", "finished_at",
+            "page_url",
+        ]  # fmt: skip
+
+    def get_page_url(self, training: StudentTraining) -> str:
+        return reverse("students:training-detail", kwargs={"training_id": training.pk})
+
+
+class StudentTrainingInputSerializer(serializers.Serializer):
+    export = serializers.PrimaryKeyRelatedField(
+        queryset=ExportJob.objects.all(), help_text="a done sft-chat export"
+    )
+    base_model = serializers.CharField(max_length=500, help_text="the base model's folder")
+    method = serializers.ChoiceField(
+        choices=StudentTraining.Method.choices, default=StudentTraining.Method.LORA
+    )
+    max_steps = serializers.IntegerField(min_value=1, max_value=MAX_STEPS, default=100)
+
+
+class StudentTrainingListApi(APIView):
+    """Student trainings, newest first."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="student_trainings_list",
+        responses=paginated(StudentTrainingOutputSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        trainings = StudentTraining.objects.select_related("endpoint").order_by("-id")
+        return paginate(request, self, trainings, StudentTrainingOutputSerializer)
+
+    @extend_schema(
+        operation_id="student_trainings_create",
+        request=StudentTrainingInputSerializer,
+        responses={201: StudentTrainingOutputSerializer, 409: None},
+    )
+    def post(self, request: Request) -> Response:
+        """Queue a training on the `gpu` queue: 201 with it queued; 409 for an export not done."""
+        data = StudentTrainingInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        training = student_training_create(created_by=request.user, **data.validated_data)
+        return Response(
+            StudentTrainingOutputSerializer(training).data, status=status.HTTP_201_CREATED
+        )
+
+
+class StudentTrainingDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses=StudentTrainingOutputSerializer)
+    def get(self, request: Request, training_id: int) -> Response:
+        training = get_object_or_404(
+            StudentTraining.objects.select_related("endpoint"), pk=training_id
+        )
+        return Response(StudentTrainingOutputSerializer(training).data)

@@ -1,50 +1,90 @@
 """`evaluate`: an endpoint answers a split's posts, scored against the human-accepted references.
 
 References are the items of a campaign whose ratings pass the acceptance bounds (mean
-plausibility ≥ 4 by default), on the split's posts. Each (post, kind) with references is asked
-once, with the student's single prompt: exactly the system and user messages of the `sft-chat`
-export (`evaluation.exports.training.chat_prompt`), so a model trained on that export is evaluated
-as it was trained. The post reads with the image description its references were made with.
+plausibility ≥ 4 by default), on the split's posts. The answers come from one of two pipelines
+(`students.answering`): `direct` asks each (post, kind) with references once, with the student's
+single prompt: exactly the system and user messages of the `sft-chat` export
+(`evaluation.exports.training.chat_prompt`), so a model trained on that export is evaluated as it
+was trained; the post reads with the image description its references were made with. `miko` runs
+the teacher's staged pipeline on those posts as a batch and takes the items it produced.
+
+A run is recorded queued (`evaluation_run_create`, which refuses broken input before anything is
+stored), then runs on a worker (`students.tasks`: the `gpu` queue for a `transformers` endpoint,
+the default queue otherwise) or in the caller (`evaluation_run_execute`): queued → running (its
+progress written as it goes) → done with its scores, or failed with the error.
 """
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from annotation.models import Campaign
-from config.errors import ApplicationError
+from config.errors import ApplicationError, NotFound
 from evaluation.exports.export import post_prompt
 from evaluation.exports.manifest import distillery_version
 from evaluation.exports.training import chat_prompt
 from evaluation.selectors.campaigns import campaign_questions, item_details
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores
-from generation.backends import BackendError, ChatRequest, Completion, backend_for
-from generation.models import Endpoint
+from generation.models import Dataset, Endpoint
 from generation.selectors.items import result_descriptions
+from students.answering import Answers, Progress, Prompt, direct_answers, miko_answers
 from students.models import EvaluationRun
 from students.scoring import BertScoreModel, ScoredAnswer, scores_of
 from students.selectors import posts_in_split
 
-Progress = Callable[[int, int], None]  # (answers done, answers to ask)
+logger = logging.getLogger(__name__)
 
+P = EvaluationRun.Pipeline
 DEFAULT_ACCEPT = {"plausibility": 4.0}
-# Sampling of the answers: deterministic and one sentence long, unless the run says otherwise.
-DEFAULT_PARAMETERS = {"temperature": 0.0, "max_tokens": 96}
-GPU_CHUNK = 16
+# Sampling of the answers. direct: deterministic and one sentence long. miko: the pipeline's own
+# (each stage's defaults, then the endpoint's), as the teacher ran.
+DEFAULT_PARAMETERS = {P.DIRECT: {"temperature": 0.0, "max_tokens": 96}, P.MIKO: {}}
+PROGRESS_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Prompt:
-    """One (post, kind) to answer, with its prompt and references."""
+def accept_parse(specs: list[str]) -> dict[str, float]:
+    """Acceptance bounds from `QUESTION=X` texts; none gives the default (plausibility ≥ 4)."""
+    if not specs:
+        return dict(DEFAULT_ACCEPT)
+    accept = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        try:
+            number = float(value)
+            if not sep or not name.strip() or not math.isfinite(number):
+                raise ValueError(spec)
+        except ValueError:
+            raise ApplicationError(
+                f"acceptance bounds are QUESTION=NUMBER, not {spec!r}", field="accept"
+            ) from None
+        accept[name.strip()] = number
+    return accept
 
-    post: str  # external id
-    kind: str
-    messages: list[dict]
-    references: tuple[str, ...]
+
+def evaluation_campaign(*, dataset: Dataset, name: str | None) -> Campaign:
+    """The campaign named (of the dataset), or the dataset's only campaign when none is named."""
+    campaigns = Campaign.objects.filter(dataset=dataset)
+    if name:
+        found = campaigns.filter(name=name).first()
+        if found is None:
+            raise ApplicationError(
+                f"dataset {dataset.name!r} has no campaign {name!r}", field="campaign"
+            )
+        return found
+    found = list(campaigns[:2])
+    if len(found) != 1:
+        raise ApplicationError(
+            f"dataset {dataset.name!r} has {'no' if not found else 'several'} campaigns: name "
+            "the one whose ratings accept the references",
+            field="campaign",
+        )
+    return found[0]
 
 
 def evaluation_questions(
@@ -59,7 +99,10 @@ def evaluation_questions(
             f"its questions: {', '.join(names) or 'none'}",
             field="accept",
         )
-    posts_in_split(dataset=campaign.dataset, split=split)  # refuses an unknown split
+    try:
+        posts_in_split(dataset=campaign.dataset, split=split)  # refuses an unknown split
+    except NotFound as error:
+        raise ApplicationError(error.message, field="split") from None
     # Only the accepting questions must be rated (min_ratings=0: no bound on the others).
     filters = ItemFilters(min_mean=dict(accept), min_ratings=0, splits=(split,))
     item_ids = [row["item_id"] for row in item_scores(campaign=campaign, filters=filters)]
@@ -73,6 +116,7 @@ def evaluation_questions(
         entry = grouped.setdefault(
             key,
             {
+                "post_id": item["post_id"],
                 "prompt": post_prompt(
                     item["post_text"], descriptions.get(item["description_result_id"], "")
                 ),
@@ -84,6 +128,7 @@ def evaluation_questions(
     return [
         Prompt(
             post=post,
+            post_id=entry["post_id"],
             kind=kind,
             messages=chat_prompt(entry["prompt"], kind),
             references=tuple(entry["references"]),
@@ -92,70 +137,38 @@ def evaluation_questions(
     ]
 
 
-def answers_generate(
-    *, endpoint: Endpoint, questions: list[Prompt], parameters: dict, progress: Progress | None
-) -> list[Completion | BackendError]:
-    """One answer (or the error) per question: in chunks on a local model, concurrently (at most
-    the endpoint's concurrency at once) on an API."""
-    backend = backend_for(endpoint)
-    requests = [ChatRequest(messages=q.messages, parameters=dict(parameters)) for q in questions]
-    if backend.batched:
-        answers: list[Completion | BackendError] = []
-        for start in range(0, len(requests), GPU_CHUNK):
-            answers += backend.complete_batch(requests[start : start + GPU_CHUNK])
-            if progress:
-                progress(len(answers), len(requests))
-        return answers
-    return asyncio.run(_ask_all(backend, requests, endpoint.concurrency, progress))
-
-
-async def _ask_all(backend, requests, concurrency: int, progress) -> list:
-    gate = asyncio.Semaphore(max(1, concurrency))
-    done = 0
-
-    async def ask(request: ChatRequest) -> Completion | BackendError:
-        nonlocal done
-        async with gate:
-            try:
-                return await backend.acomplete(request)
-            except BackendError as error:
-                return error
-            finally:
-                done += 1
-                if progress:
-                    progress(done, len(requests))
-
-    try:
-        return await asyncio.gather(*(ask(r) for r in requests))
-    finally:
-        await backend.aclose()
-
-
-def evaluation_run(
+def evaluation_run_create(
     *,
     campaign: Campaign,
     split: str,
     endpoint: Endpoint,
-    pipeline: str = EvaluationRun.Pipeline.DIRECT,
+    pipeline: str = P.DIRECT,
     accept: dict[str, float] | None = None,
     parameters: dict | None = None,
     bertscore: BertScoreModel | None = None,
     price_per_million: tuple[float, float] | None = None,
     created_by=None,
-    progress: Progress | None = None,
+    enqueue: bool = True,
 ) -> EvaluationRun:
-    """Ask, score and store one evaluation run (see the module docstring); returns it done.
-
-    `price_per_million` is (prompt, completion) in any currency per million tokens, for the cost.
-    A run that fails after it started is stored as failed with the error, and the error raised.
-    """
-    if pipeline not in EvaluationRun.Pipeline.values:
+    """Check the request and record the run, queued; with `enqueue`, send it to a worker once
+    the transaction commits. `price_per_million` is (prompt, completion), in any currency per
+    million tokens, for the cost."""
+    if pipeline not in P.values:
         raise ApplicationError(
-            f"unknown pipeline {pipeline!r}; pipelines: {', '.join(EvaluationRun.Pipeline.values)}",
-            field="pipeline",
+            f"unknown pipeline {pipeline!r}; pipelines: {', '.join(P.values)}", field="pipeline"
         )
     accept = dict(DEFAULT_ACCEPT if accept is None else accept)
-    parameters = {**DEFAULT_PARAMETERS, **(parameters or {})}
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in accept.values()):
+        raise ApplicationError("acceptance bounds are numbers", field="accept")
+    if price_per_million is not None:
+        price_per_million = tuple(price_per_million)
+        if len(price_per_million) != 2 or not all(
+            isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in price_per_million
+        ):
+            raise ApplicationError(
+                "a price is two numbers ≥ 0: per million prompt and completion tokens",
+                field="price",
+            )
     questions = evaluation_questions(campaign=campaign, split=split, accept=accept)
     if not questions:
         raise ApplicationError(
@@ -169,64 +182,171 @@ def evaluation_run(
         endpoint=endpoint,
         endpoint_name=endpoint.name,
         pipeline=pipeline,
+        campaign=campaign,
+        accept=accept,
+        parameters={**DEFAULT_PARAMETERS[pipeline], **(parameters or {})},
+        price_per_million=list(price_per_million) if price_per_million else None,
+        bertscore=None
+        if bertscore is None
+        else {"model_path": bertscore.path, "num_layers": bertscore.num_layers},
+        total=len({q.post for q in questions}) if pipeline == P.MIKO else len(questions),
         created_by=created_by,
     )
+    if enqueue:
+        from students import tasks
+
+        task = (
+            tasks.gpu_evaluation_run_execute
+            if endpoint.backend == Endpoint.Backend.TRANSFORMERS
+            else tasks.evaluation_run_execute_task
+        )
+        transaction.on_commit(lambda: task.delay(run.pk))
+    return run
+
+
+def evaluation_run(**request) -> EvaluationRun:
+    """Record a run and run it here (`evaluate` without `--queue`); `progress` hears of it."""
+    progress = request.pop("progress", None)
+    run = evaluation_run_create(**request, enqueue=False)
+    return evaluation_run_execute(run_id=run.pk, progress=progress)
+
+
+def evaluation_run_execute(*, run_id: int, progress: Progress | None = None) -> EvaluationRun:
+    """Run a queued run once: queued → running → done, or failed with the error (never raised,
+    so a worker goes on). A run that is not queued (another worker has it) is left alone."""
+    claimed = EvaluationRun.objects.filter(pk=run_id, status=EvaluationRun.Status.QUEUED).update(
+        status=EvaluationRun.Status.RUNNING, started_at=timezone.now()
+    )
+    run = EvaluationRun.objects.select_related("campaign", "endpoint", "dataset").get(pk=run_id)
+    if not claimed:
+        return run
+    writer = _ProgressWriter(run.pk, progress)
     try:
-        answers = answers_generate(
-            endpoint=endpoint, questions=questions, parameters=parameters, progress=progress
-        )
-        scored, stored = [], []
-        prompt_tokens = completion_tokens = 0
-        for question, answer in zip(questions, answers, strict=True):
-            failed = isinstance(answer, BackendError) or not answer.text.strip()
-            text = "" if isinstance(answer, BackendError) else answer.text.strip()
-            if not isinstance(answer, BackendError):
-                prompt_tokens += answer.prompt_tokens
-                completion_tokens += answer.completion_tokens
-            scored.append(ScoredAnswer(question.kind, text, question.references, failed))
-            stored.append(
-                {
-                    "post": question.post,
-                    "kind": question.kind,
-                    "text": text,
-                    "error": str(answer) if isinstance(answer, BackendError) else "",
-                }
-            )
+        questions, answers = _answers(run, writer)
+        scored = [
+            ScoredAnswer(a.question.kind, a.text, a.question.references, a.failed)
+            for a in answers.answers
+        ]
+        bertscore = BertScoreModel(
+            path=run.bertscore["model_path"], num_layers=run.bertscore["num_layers"]
+        ) if run.bertscore else None  # fmt: skip
         scores = scores_of(scored, bertscore=bertscore)
-    except Exception as error:  # recorded on the run for its page, then raised
+    except Exception as error:  # recorded on the run for its page; the worker must not crash
+        if not isinstance(error, ApplicationError):
+            logger.exception("evaluation run %s failed", run_id)
+        message = error.message if isinstance(error, ApplicationError) else str(error)
         EvaluationRun.objects.filter(pk=run.pk).update(
-            status=EvaluationRun.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
-        )
-        raise
-    cost = None
-    if price_per_million is not None:
-        cost = (
-            prompt_tokens * price_per_million[0] + completion_tokens * price_per_million[1]
-        ) / 1e6
-    with transaction.atomic():
-        EvaluationRun.objects.filter(pk=run.pk).update(
-            status=EvaluationRun.Status.DONE,
-            scores=scores,
-            answers=stored,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-            manifest=_manifest(
-                campaign, split, endpoint, pipeline, accept, parameters, bertscore, questions
-            ),
+            status=EvaluationRun.Status.FAILED,
+            error=(message or type(error).__name__)[:2000],
             finished_at=timezone.now(),
         )
+        run.refresh_from_db()
+        return run
+    finally:
+        writer.close()
+    cost = None
+    if run.price_per_million:
+        prompt_price, completion_price = run.price_per_million
+        cost = (
+            answers.prompt_tokens * prompt_price + answers.completion_tokens * completion_price
+        ) / 1e6
+    EvaluationRun.objects.filter(pk=run.pk).update(
+        status=EvaluationRun.Status.DONE,
+        scores=scores,
+        answers=[
+            {"post": a.question.post, "kind": a.question.kind, "text": a.text, "error": a.error}
+            for a in answers.answers
+        ],
+        prompt_tokens=answers.prompt_tokens,
+        completion_tokens=answers.completion_tokens,
+        cost=cost,
+        done=run.total,
+        manifest=_manifest(run, questions, answers),
+        finished_at=timezone.now(),
+    )
     run.refresh_from_db()
     return run
 
 
-def _manifest(campaign, split, endpoint, pipeline, accept, parameters, bertscore, questions):
+def _answers(run: EvaluationRun, progress: Progress) -> tuple[list[Prompt], Answers]:
+    if run.campaign is None or run.endpoint is None:
+        missing = "campaign" if run.campaign is None else "endpoint"
+        raise ApplicationError(f"its {missing} was deleted before it ran")
+    questions = evaluation_questions(campaign=run.campaign, split=run.split, accept=run.accept)
+    if not questions:
+        raise ApplicationError(
+            f"no accepted items of campaign {run.campaign.name!r} on the {run.split!r} posts "
+            "any more: nothing to compare answers with"
+        )
+    if run.pipeline == P.MIKO:
+        return questions, miko_answers(
+            dataset=run.dataset,
+            endpoint=run.endpoint,
+            questions=questions,
+            parameters=run.parameters,
+            launched_by=run.created_by,
+            progress=progress,
+            on_batch=lambda batch: EvaluationRun.objects.filter(pk=run.pk).update(batch=batch),
+        )
+    return questions, direct_answers(
+        endpoint=run.endpoint, questions=questions, parameters=run.parameters, progress=progress
+    )
+
+
+class _ProgressWriter:
+    """Writes a run's progress (done, to do) as it goes, at most every PROGRESS_SECONDS, and
+    passes it on to `progress`. From inside an event loop (an API endpoint's answers come in one)
+    the write goes to a thread of its own: Django's ORM does not run inside a loop."""
+
+    def __init__(self, run_id: int, progress: Progress | None) -> None:
+        self.run_id = run_id
+        self.progress = progress
+        self.written = 0.0
+        self.pool: ThreadPoolExecutor | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(done, total)
+        now = time.monotonic()
+        if done < total and now - self.written < PROGRESS_SECONDS:
+            return
+        self.written = now
+        try:
+            asyncio_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio_loop = None
+        if asyncio_loop is None:
+            self._write(done, total)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-progress")
+        self.pool.submit(self._write, done, total)
+
+    def _write(self, done: int, total: int) -> None:
+        # Progress is for the page: a write that fails is not worth failing the run for.
+        try:
+            EvaluationRun.objects.filter(pk=self.run_id).update(done=done, total=total)
+        except Exception:
+            logger.warning("evaluation run %s: progress not written", self.run_id, exc_info=True)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.submit(connections.close_all)  # the thread's own connection
+            self.pool.shutdown(wait=True)
+
+
+def _manifest(run: EvaluationRun, questions: list[Prompt], answers: Answers) -> dict:
+    endpoint = run.endpoint
+    if run.pipeline == P.MIKO:
+        prompt = "the miko pipeline's stages (generation/prompts/miko), as the batch records them"
+    else:
+        prompt = "sft-chat: evaluation.exports.training.chat_prompt"
     return {
-        "dataset": {"id": campaign.dataset_id, "name": campaign.dataset.name},
-        "split": split,
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "split": run.split,
         "references": {
-            "campaign": campaign.name,
-            "accept_min_mean": accept,
+            "campaign": run.campaign.name,
+            "accept_min_mean": run.accept,
             "posts": len({q.post for q in questions}),
             "questions": len(questions),
             "items": sum(len(q.references) for q in questions),
@@ -239,15 +359,15 @@ def _manifest(campaign, split, endpoint, pipeline, accept, parameters, bertscore
             "model_path": endpoint.model_path or None,
             "adapter": endpoint.parameters.get("adapter") or None,
         },
-        "pipeline": pipeline,
-        "prompt": "sft-chat: evaluation.exports.training.chat_prompt",
-        "parameters": parameters,
+        "pipeline": run.pipeline,
+        "batch": answers.batch.pk if answers.batch else None,
+        "prompt": prompt,
+        "parameters": run.parameters,
+        "answers": len(answers.answers),
         "metrics": {
             "rouge_l": "rouge-score rougeL F-measure, stemmed, closest reference",
             "bleu": "sacrebleu corpus BLEU, references as streams",
-            "bertscore": None
-            if bertscore is None
-            else {"model_path": bertscore.path, "num_layers": bertscore.num_layers},
+            "bertscore": run.bertscore,
         },
         "distillery": distillery_version(),
     }

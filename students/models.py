@@ -69,8 +69,10 @@ class EvaluationRun(models.Model):
 
     class Pipeline(models.TextChoices):
         DIRECT = "direct", "the student's single prompt (sft-chat format)"
+        MIKO = "miko", "the teacher's staged pipeline (miko)"
 
     class Status(models.TextChoices):
+        QUEUED = "queued"
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
@@ -83,7 +85,24 @@ class EvaluationRun(models.Model):
     # The endpoint's name when the run was made (the endpoint may be renamed or deleted).
     endpoint_name = models.CharField(max_length=100)
     pipeline = models.CharField(max_length=20, choices=Pipeline.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # What the run was asked, kept for the worker that runs it (and shown in the manifest): the
+    # campaign whose accepted items are the references, their acceptance bounds, the sampling
+    # parameters, [prompt, completion] price per million tokens, BERTScore's model.
+    campaign = models.ForeignKey(
+        "annotation.Campaign", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accept = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    price_per_million = models.JSONField(null=True, blank=True)
+    bertscore = models.JSONField(null=True, blank=True)
+    # The teacher's batch that answered (pipeline miko).
+    batch = models.ForeignKey(
+        "generation.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Progress while it runs: answers done of those to ask (posts, for a staged pipeline).
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
     # {"overall": {metric: value}, "kinds": {kind: {metric: value}}}; see students/scoring.py.
     scores = models.JSONField(default=dict, blank=True)
     # How the run was made: references, prompt, parameters, models, versions.
@@ -98,6 +117,7 @@ class EvaluationRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -105,6 +125,10 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint_name} on {self.split} ({self.pipeline})"
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
 
 
 class StudentTraining(models.Model):

@@ -6,6 +6,7 @@ from students import views
 app_name = "students"
 
 urlpatterns = [
+    path("student-trainings/", views.student_training_list, name="training-list"),
     path(
         "student-trainings/<id:training_id>/",
         views.student_training_detail,
@@ -15,6 +16,16 @@ urlpatterns = [
         "datasets/<id:dataset_id>/leaderboard/",
         views.dataset_leaderboard,
         name="dataset-leaderboard",
+    ),
+    path(
+        "datasets/<id:dataset_id>/evaluation-runs/new/",
+        views.evaluation_run_new,
+        name="run-new",
+    ),
+    path(
+        "evaluation-runs/<id:evaluation_run_id>/",
+        views.evaluation_run_detail,
+        name="run-detail",
     ),
     path(
         "evaluation-runs/<id:evaluation_run_id>/manifest.json",

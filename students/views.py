@@ -1,13 +1,20 @@
-"""Pages (admins only): the leaderboard of a dataset's evaluation runs, and a run's manifest."""
+"""Pages (admins only): the leaderboard of a dataset's evaluation runs, a run (live while it
+runs) and its manifest, the new-evaluation form; student trainings (the list with the form that
+launches one, and a training's page, live while it trains)."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.permissions import admin_required
+from evaluation.relations import KIND_ORDER
 from generation.models import Dataset
+from students.forms import EvaluationRunForm, StudentTrainingForm
 from students.models import EvaluationRun, StudentTraining
+from students.scoring import OVERALL
 from students.selectors import LEADERBOARD_METRICS, leaderboard
+
+LIVE = (EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING)
 
 
 @admin_required
@@ -19,6 +26,9 @@ def dataset_leaderboard(request: HttpRequest, dataset_id: int) -> HttpResponse:
         metric = "rouge_l"
     split = request.GET.get("split", "test")[:50]
     board = leaderboard(dataset=dataset, split=split, metric=metric)
+    unfinished = EvaluationRun.objects.filter(dataset=dataset, split=split).exclude(
+        status=EvaluationRun.Status.DONE
+    )
     return render(
         request,
         "students/leaderboard.html",
@@ -28,9 +38,52 @@ def dataset_leaderboard(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "metric": metric,
             "metric_label": LEADERBOARD_METRICS[metric],
             "metrics": LEADERBOARD_METRICS,
+            "unfinished": unfinished.defer("answers", "manifest")[:20],
+            "form": EvaluationRunForm(dataset=dataset, initial={"split": split}),
             **board,
         },
     )
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def evaluation_run_new(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The new-evaluation form (also on the leaderboard): queues the run and shows its page."""
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    initial = {key: request.GET[key] for key in ("split", "endpoint") if key in request.GET}
+    form = EvaluationRunForm(request.POST or None, dataset=dataset, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        run = form.launch(created_by=request.user)
+        if run is not None:
+            return redirect("students:run-detail", evaluation_run_id=run.pk)
+    status = 400 if request.method == "POST" else 200
+    context = {"dataset": dataset, "form": form}
+    return render(request, "students/evaluation_run_form.html", context, status=status)
+
+
+def _score_rows(run: EvaluationRun) -> list[tuple[str, dict]]:
+    """(kind, figures) in MIKO's order, then overall."""
+    kinds = run.scores.get("kinds", {})
+    order = sorted(
+        kinds, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k)
+    )
+    rows = [(kind, kinds[kind]) for kind in order]
+    if OVERALL in run.scores:
+        rows.append((OVERALL, run.scores[OVERALL]))
+    return rows
+
+
+@admin_required
+@require_GET
+def evaluation_run_detail(request: HttpRequest, evaluation_run_id: int) -> HttpResponse:
+    """A run: its progress, polled every 2 s while it is queued or running; its scores."""
+    run = get_object_or_404(
+        EvaluationRun.objects.select_related("dataset", "campaign", "endpoint").defer("answers"),
+        pk=evaluation_run_id,
+    )
+    context = {"run": run, "rows": _score_rows(run), "live": run.status in LIVE}
+    template = "students/_run_status.html" if request.htmx else "students/evaluation_run.html"
+    return render(request, template, context)
 
 
 @admin_required
@@ -83,3 +136,20 @@ def student_training_detail(request: HttpRequest, training_id: int) -> HttpRespo
     }
     template = "students/_training_status.html" if request.htmx else "students/training.html"
     return render(request, template, context)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def student_training_list(request: HttpRequest) -> HttpResponse:
+    """The trainings, and the form that trains a student from a done sft-chat export
+    (`?export=ID` picks one, as the export's page links here)."""
+    initial = {"export": request.GET["export"]} if "export" in request.GET else {}
+    form = StudentTrainingForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        training = form.launch(created_by=request.user)
+        if training is not None:
+            return redirect("students:training-detail", training_id=training.pk)
+    trainings = StudentTraining.objects.select_related("endpoint").order_by("-id")[:100]
+    status = 400 if request.method == "POST" else 200
+    context = {"form": form, "trainings": trainings}
+    return render(request, "students/trainings.html", context, status=status)

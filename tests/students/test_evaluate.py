@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from evaluation.exports.training import chat_prompt
-from generation.fake_openai import FakeOpenAIServer
-from students.models import EvaluationRun, SplitAssignment
-from students.services import splits_keep
-from tests.factories import annotators, campaign_create, fake_endpoint, posts_with_items, rate
-
-# What the fake model answers, per kind; the open answer of every post is empty (a failure).
-ANSWERS = {
-    "xWant": "after posting this tweet the user wants to go home",
-    "xIntent": "the user posts this because the user is happy",
-    "open": "",
-}
+from students.models import EvaluationRun
+from tests.factories import fake_endpoint
+from tests.students.data import ANSWERS
 
 
 def lcs(a: list[str], b: list[str]) -> int:
@@ -65,46 +56,6 @@ def bleu(predictions: list[str], references: list[list[str]]) -> float:
     log_precision = sum(math.log(m / t) for m, t in zip(matches, totals, strict=True)) / 4
     penalty = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     return 100 * penalty * math.exp(log_precision)
-
-
-@pytest.fixture
-def server():
-    def answer(stage, body):
-        user = body["messages"][-1]["content"]
-        kind = next(k for k in ANSWERS if chat_prompt("", k)[1]["content"].strip() in user)
-        return ANSWERS[kind]
-
-    with FakeOpenAIServer(latency=0.0, answers=answer) as server:
-        yield server
-
-
-@pytest.fixture
-def campaign(db):
-    """Four posts with xWant, xIntent and open items; posts 2 and 3 in test. In test, the xWant
-    items are accepted (mean plausibility 4.5), the xIntent item of post 2 is (4), of post 3 not
-    (2.5); every open item is accepted."""
-    campaign = campaign_create(name="c")
-    items = posts_with_items(campaign, posts=4, kinds=["xWant", "xIntent", "open"])
-    texts = {
-        6: "after posting this tweet the user wants to go home now",
-        7: "the user posts this because the user is sad",
-        9: "after posting this tweet the user wants to sleep",
-        10: "the user posts this because the user is happy",
-    }
-    for index, text in texts.items():
-        items[index].text = text
-        items[index].save(update_fields=["text"])
-    low = {10: [2, 3]}
-    matrix = [[low.get(u, [4, 5])[c] for u in range(len(items))] for c in range(2)]
-    rate(campaign, items, "plausibility", annotators(2), matrix)
-    kept = SplitAssignment.objects.create(dataset=campaign.dataset, source="import")
-    posts = sorted({i.post.external_id for i in items[6:]})
-    splits_keep(assignment=kept, name="test", external_ids=posts)
-    splits_keep(
-        assignment=kept, name="train", external_ids=sorted({i.post.external_id for i in items[:6]})
-    )
-    campaign.items = items
-    return campaign
 
 
 def evaluate(*args: str) -> str:
@@ -249,7 +200,7 @@ TEST_WORDS = [
         ),
         (
             ["--dataset", "c-data", "--split", "test", "--endpoint", "teacher", "--accept", "p"],
-            "--accept wants QUESTION=NUMBER",
+            "--accept: acceptance bounds are QUESTION=NUMBER",
         ),
         (
             ["--dataset", "c-data", "--split", "test", "--endpoint", "teacher", "--accept",

@@ -42,9 +42,12 @@ def test_the_leaderboard_compares_endpoints_per_kind(admin_client, runs):
     # Kinds in MIKO's order (xWant before open), newest run first, failed runs and other splits out.
     assert page.index(">xWant</th>") < page.index(">open</th>")
     assert page.index("student &lt;b&gt;") < page.index("teacher")
-    assert "broken" not in page and "on dev" not in page
+    board, _, unfinished = page.partition("<h2>Not finished</h2>")
+    assert "broken" not in board and "on dev" not in page
+    assert "broken (direct): failed" in unfinished  # listed apart, linked to its page
     assert "<td>0.500</td>" in page and "<strong>0.500</strong>" in page
     assert f'href="/evaluation-runs/{runs[0].pk}/manifest.json"' in page
+    assert f'href="/evaluation-runs/{runs[0].pk}/"' in page
     bleu = admin_client.get(f"/datasets/{dataset.pk}/leaderboard/?metric=bleu").content.decode()
     assert "<strong>5.000</strong>" in bleu
     dev = admin_client.get(f"/datasets/{dataset.pk}/leaderboard/?split=dev").content.decode()

@@ -1,4 +1,4 @@
-"""`evaluate --dataset D --split test --endpoint E --campaign C [--pipeline direct] ...`"""
+"""`evaluate --dataset D --split test --endpoint E --campaign C [--pipeline direct|miko] ...`"""
 
 import json
 import math
@@ -6,18 +6,23 @@ import math
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation.models import Campaign
 from config.errors import ApplicationError
 from generation.models import Dataset, Endpoint
-from students.evaluating import DEFAULT_ACCEPT, evaluation_run
+from students.evaluating import (
+    accept_parse,
+    evaluation_campaign,
+    evaluation_run,
+    evaluation_run_create,
+)
 from students.models import EvaluationRun
 from students.scoring import OVERALL, BertScoreModel
 
 
 class Command(BaseCommand):
     help = (
-        "Ask an endpoint the split's posts with the student's prompt and score the answers "
-        "against the campaign's accepted items (ROUGE-L, BLEU, BERTScore, failures, distinct-n)."
+        "Ask an endpoint the split's posts (with the student's prompt, or through the teacher's "
+        "staged pipeline) and score the answers against the campaign's accepted items "
+        "(ROUGE-L, BLEU, BERTScore, failures, distinct-n)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -47,13 +52,46 @@ class Command(BaseCommand):
             "--price", metavar="IN,OUT", help="price per million prompt and completion tokens"
         )
         parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="record the run and leave it to a worker (the gpu queue for a transformers "
+            "endpoint) instead of running it here",
+        )
 
     def handle(self, *args, **options) -> None:
-        campaign = self._campaign(options)
+        dataset = Dataset.objects.filter(name=options["dataset"]).first()
+        if dataset is None:
+            raise CommandError(f"no dataset named {options['dataset']!r}")
+        try:
+            campaign = evaluation_campaign(dataset=dataset, name=options["campaign"])
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
         try:
             endpoint = Endpoint.objects.get(name=options["endpoint"])
         except Endpoint.DoesNotExist:
             raise CommandError(f"no endpoint named {options['endpoint']!r}") from None
+        try:
+            accept = accept_parse(options["accept"])
+        except ApplicationError as error:
+            raise CommandError(f"--accept: {error.message}") from None
+        request = {
+            "campaign": campaign,
+            "split": options["split"],
+            "endpoint": endpoint,
+            "pipeline": options["pipeline"],
+            "accept": accept,
+            "bertscore": _bertscore(options),
+            "price_per_million": _price(options["price"]),
+        }
+        if options["queue"]:
+            try:
+                run = evaluation_run_create(**request)
+            except ApplicationError as error:
+                raise CommandError(error.message) from None
+            queue = "gpu" if endpoint.backend == Endpoint.Backend.TRANSFORMERS else "default"
+            self.stdout.write(f"Evaluation run {run.pk} queued on the {queue} queue")
+            return
         bar = tqdm(
             unit="answer", desc="evaluate", file=self.stderr._out, disable=options["verbosity"] == 0
         )
@@ -63,20 +101,13 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         try:
-            run = evaluation_run(
-                campaign=campaign,
-                split=options["split"],
-                endpoint=endpoint,
-                pipeline=options["pipeline"],
-                accept=_accept(options["accept"]),
-                bertscore=_bertscore(options),
-                price_per_million=_price(options["price"]),
-                progress=progress,
-            )
+            run = evaluation_run(**request, progress=progress)
         except ApplicationError as error:
             raise CommandError(error.message) from None
         finally:
             bar.close()
+        if run.status != EvaluationRun.Status.DONE:
+            raise CommandError(f"evaluation run {run.pk} failed: {run.error}")
         if options["json"]:
             self.stdout.write(json.dumps({"run": run.pk, "scores": run.scores}, indent=2))
             return
@@ -89,41 +120,6 @@ class Command(BaseCommand):
             + f", failures {overall['failure_rate']:.1%}, distinct-2 {overall['distinct_2']:.3f}, "
             f"tokens {run.prompt_tokens}+{run.completion_tokens}"
         )
-
-    def _campaign(self, options: dict) -> Campaign:
-        if not Dataset.objects.filter(name=options["dataset"]).exists():
-            raise CommandError(f"no dataset named {options['dataset']!r}")
-        campaigns = Campaign.objects.filter(dataset__name=options["dataset"])
-        if options["campaign"]:
-            try:
-                return campaigns.get(name=options["campaign"])
-            except Campaign.DoesNotExist:
-                raise CommandError(
-                    f"dataset {options['dataset']!r} has no campaign {options['campaign']!r}"
-                ) from None
-        found = list(campaigns[:2])
-        if len(found) != 1:
-            raise CommandError(
-                f"dataset {options['dataset']!r} has {'no' if not found else 'several'} "
-                f"campaigns: name the one whose ratings accept the references with --campaign"
-            )
-        return found[0]
-
-
-def _accept(specs: list[str]) -> dict[str, float]:
-    if not specs:
-        return dict(DEFAULT_ACCEPT)
-    accept = {}
-    for spec in specs:
-        name, sep, value = spec.partition("=")
-        try:
-            number = float(value)
-            if not sep or not name.strip() or not math.isfinite(number):
-                raise ValueError(spec)
-        except ValueError:
-            raise CommandError(f"--accept wants QUESTION=NUMBER, not {spec!r}") from None
-        accept[name.strip()] = number
-    return accept
 
 
 def _bertscore(options: dict) -> BertScoreModel | None:
