@@ -69,11 +69,12 @@ def distances(domain: np.ndarray, level: str, n_v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown level {level!r}; known levels: {', '.join(LEVELS)}")
 
 
-def _alpha_weighted(profiles: np.ndarray, weights: np.ndarray, domain, level: str) -> np.ndarray:
-    """Alpha for one or many weightings of the same pairable profiles.
+def alpha_weighted(profiles: np.ndarray, weights: np.ndarray, domain, level: str) -> np.ndarray:
+    """Alpha for one or many weightings of the same pairable profiles: the bootstrap's (here and
+    in `judges.agreement`, which resamples posts), and large inputs' point value.
 
-    `weights` has shape (P,) or (B, P); the result has shape () or (B,). Same formula as the
-    package: 1 - (n - 1) Σ_u n_uᵀ δ n_u / (m_u - 1) / n_vᵀ δ n_v.
+    `weights` has shape (P,) or (B, P); the result has shape () or (B,), NaN where alpha is
+    undefined. Same formula as the package: 1 - (n - 1) Σ_u n_uᵀ δ n_u / (m_u - 1) / n_vᵀ δ n_v.
     """
     counts = profiles.astype(float)
     pair_norm = counts.sum(axis=1) - 1
@@ -142,13 +143,13 @@ def alpha_from_profiles(
             )
         )
     else:
-        point = float(_alpha_weighted(profiles, weights, domain, level))
+        point = float(alpha_weighted(profiles, weights, domain, level))
 
     ci_low = ci_high = None
     if bootstrap_samples:
         rng = np.random.default_rng(seed)
         resampled = rng.multinomial(n_pairable, weights / n_pairable, size=bootstrap_samples)
-        samples = _alpha_weighted(profiles, resampled.astype(float), domain, level)
+        samples = alpha_weighted(profiles, resampled.astype(float), domain, level)
         samples = samples[np.isfinite(samples)]
         if samples.size:
             ci_low, ci_high = (float(x) for x in np.percentile(samples, [2.5, 97.5]))

@@ -19,7 +19,12 @@ from scipy import stats
 
 from annotation.models import Rating
 from annotation.scales import get_scale
-from evaluation.alpha import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, _alpha_weighted, alpha_from_profiles
+from evaluation.alpha import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    alpha_from_profiles,
+    alpha_weighted,
+)
 from evaluation.selectors.campaigns import question_domain
 from evaluation.selectors.exclusions import rating_exclusions
 from generation.models import KnowledgeItem
@@ -90,8 +95,8 @@ def _figures(
     pairable = people.sum(axis=1) >= 2
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {
-            "alpha_people": _alpha_weighted(people[pairable], weights[:, pairable], domain, level),
-            "alpha_with_judge": _alpha_weighted(
+            "alpha_people": alpha_weighted(people[pairable], weights[:, pairable], domain, level),
+            "alpha_with_judge": alpha_weighted(
                 with_judge[pairable], weights[:, pairable], domain, level
             ),
             "spearman": _weighted_pearson(
