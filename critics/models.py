@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Campaign, Question
-from generation.models import JobStatus, KnowledgeItem
+from generation.models import JobState, JobStatus, KnowledgeItem
 
 
 class RealField(models.FloatField):
@@ -22,15 +22,13 @@ def critic_file_path(critic: "Critic", filename: str) -> str:
     return f"critics/{critic.campaign_id}/{filename}"
 
 
-class Critic(models.Model):
+class Critic(JobState):
     """One trained version of a named critic; training again under the same name adds a version.
 
-    `status` is the training's; `scoring_status` the scoring of the dataset's items, which stores
-    its scores chunk by chunk in id order and records the last item id stored (`scored_through`),
-    so a scoring that stopped resumes after it.
+    `status` and `error` (a `JobState`'s) are the training's; `scoring_status` the scoring of the
+    dataset's items, which stores its scores chunk by chunk in id order and records the last item
+    id stored (`scored_through`), so a scoring that stopped resumes after it.
     """
-
-    Status = JobStatus
 
     class Kind(models.TextChoices):
         HASHED = "hashed", "Hashed word and character n-grams + logistic regression"
@@ -48,14 +46,12 @@ class Critic(models.Model):
     # Put the campaign's unclaimed posts in order of this critic's uncertainty once it has scored.
     order_tasks = models.BooleanField(default=False)
 
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    error = models.TextField(blank=True)
     metrics = models.JSONField(null=True, blank=True)
     model_file = models.FileField(upload_to=critic_file_path, blank=True, max_length=500)
     sklearn_version = models.CharField(max_length=20, blank=True)
     seconds = models.FloatField(null=True, blank=True)
 
-    scoring_status = models.CharField(max_length=10, choices=Status.choices, blank=True)
+    scoring_status = models.CharField(max_length=10, choices=JobStatus.choices, blank=True)
     scoring_error = models.TextField(blank=True)
     scored_through = models.BigIntegerField(default=0)
     scored = models.PositiveIntegerField(default=0)
@@ -96,11 +92,16 @@ class CriticScore(models.Model):
 
     pk = models.CompositePrimaryKey("critic_id", "item_id")
     critic = models.ForeignKey(Critic, on_delete=models.CASCADE, related_name="+")
-    # No index of its own: the primary key starts with the critic, and items are read by critic.
+    # Reads go by critic (the primary key starts with it); the index below serves deleting items
+    # (a dataset's or a batch's): the cascade and PostgreSQL's foreign-key check find an item's
+    # scores by it, where they would scan every critic's scores once per chunk or item.
     item = models.ForeignKey(
         KnowledgeItem, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     score = RealField()
+
+    class Meta:
+        indexes = [models.Index(fields=["item"], name="critic_score_item")]
 
     def __str__(self) -> str:
         return f"{self.critic_id}:{self.item_id} {self.score:.3f}"

@@ -1,9 +1,8 @@
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from annotation.models import Campaign
-from generation.models import JobStatus
+from generation.models import Job, JobStatus
 
 
 class AgreementResult(models.Model):
@@ -45,27 +44,18 @@ def export_file_path(job: "ExportJob", filename: str) -> str:
     return f"exports/{job.campaign_id}/{filename}"
 
 
-class ExportJob(models.Model):
-    """An export run in the background; its file is offered only once it is complete."""
-
-    Status = JobStatus
+class ExportJob(Job):
+    """An export run in the background; its file is offered only once it is complete (status,
+    error, who asked and when: a `Job`'s)."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
     format = models.CharField(max_length=20)
     filters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     percent = models.PositiveSmallIntegerField(default=0)
     items_written = models.PositiveIntegerField(default=0)
     file = models.FileField(upload_to=export_file_path, blank=True, max_length=500)
     sha256 = models.CharField(max_length=64, blank=True)
     manifest = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -103,7 +103,39 @@ SHARED_CACHE_KEY = "shared"
 IMPORTED_KEY = "imported"
 
 
-class Batch(models.Model):
+class RunnerJob(models.Model):
+    """What a run the runner executes holds (`generation.runner.lease` and `loop`): batches, and
+    judge runs in `judges`. Each model adds its `status`, a `Status` with queued, running,
+    cancelled, done and failed among its values (a `max_length=20` CharField).
+
+    `runner` and `heartbeat_at` are the lease: one runner at a time, by its token; a heartbeat
+    older than a lease lets another take the run over. Tokens and calls are rewritten by the
+    runner at every flush; a run stops (failed) once `token_budget` tokens are spent.
+    """
+
+    token_budget = models.PositiveBigIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    runner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class Batch(RunnerJob):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -125,22 +157,17 @@ class Batch(models.Model):
     # The ids of the posts the batch runs on, when not every post of the dataset (an evaluation
     # run's split): null for all of them. `limit` applies within them.
     post_ids = models.JSONField(null=True, blank=True)
-    token_budget = models.PositiveBigIntegerField(null=True, blank=True)
     imported = models.BooleanField(default=False)
     source = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     posts_total = models.PositiveIntegerField(default=0)
     posts_done = models.PositiveIntegerField(default=0)
     posts_failed = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.PositiveBigIntegerField(default=0)
-    completion_tokens = models.PositiveBigIntegerField(default=0)
-    error = models.TextField(blank=True)
     # {stage: {"done", "failed", "skipped", "cached", "partial", "not_reached": n}}, rewritten by
     # the runner (`generation.runner.run.stage_counters`).
     stage_progress = models.JSONField(default=dict, blank=True)
-    # Model calls paid for by this batch (cache hits are not calls), each attempt counted as it
-    # is made.
-    calls = models.PositiveIntegerField(default=0)
+    # `calls`: model calls paid for by this batch (cache hits are not calls), each attempt
+    # counted as it is made.
     # While calls wait to be tried again, rewritten by the runner at every heartbeat: {"calls": n,
     # "attempt": n, "max_attempts": n, "next_try_at": ISO time, "error": "..."} of the latest
     # retry; {} when no call is waiting.
@@ -149,15 +176,6 @@ class Batch(models.Model):
     run_started_at = models.DateTimeField(null=True, blank=True)
     run_calls = models.PositiveIntegerField(default=0)
     run_posts_finished = models.PositiveIntegerField(default=0)
-    # The runner's lease: one runner per batch; a stale heartbeat lets another take over.
-    runner = models.CharField(max_length=64, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -169,10 +187,6 @@ class Batch(models.Model):
     @property
     def posts_pending(self) -> int:
         return max(0, self.posts_total - self.posts_done - self.posts_failed)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED}
 
     @property
     def status_text(self) -> str:
@@ -188,7 +202,26 @@ class Batch(models.Model):
         return self.status
 
 
-class StageResult(models.Model):
+class ModelCall(models.Model):
+    """One model call as stored: the request, the raw answer, the error, tokens, latency and
+    attempts (`generation.runner.outcomes.Outcome.call_fields`). Stage results, and judge ratings
+    in `judges`."""
+
+    request = models.JSONField(default=dict, blank=True)
+    raw_answer = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class StageResult(ModelCall):
     """One model call for one post and stage. Unique on its key, so it doubles as the cache."""
 
     class Status(models.TextChoices):
@@ -214,16 +247,7 @@ class StageResult(models.Model):
         Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices)
-    request = models.JSONField(default=dict, blank=True)
-    raw_answer = models.TextField(blank=True)
     parsed = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    latency_ms = models.PositiveIntegerField(default=0)
-    attempts = models.PositiveSmallIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
@@ -298,6 +322,33 @@ class JobStatus(models.TextChoices):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class JobState(models.Model):
+    """A background job's status (`JobStatus`) and, when it failed, why: critics' training."""
+
+    Status = JobStatus
+
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Job(JobState):
+    """A background job with who asked for it and when it was asked, started and finished:
+    exports (`evaluation.ExportJob`)."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
 
 
 def import_file_path(job: "ImportJob", filename: str) -> str:

@@ -5,20 +5,13 @@ import logging
 from celery import bootsteps, shared_task
 
 from generation.runner import gpu, run
-from generation.runner.lease import ConnectionLost
+from generation.runner.lease import RUNNER_TASK_OPTIONS
 from generation.services.import_jobs import import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(ConnectionLost,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=10,
-)
+@shared_task(**RUNNER_TASK_OPTIONS)
 def batch_execute(*, batch_id: int, retry_failed: bool = False) -> None:
     """Retried when the database is out of reach longer than a lease: the runner has given the
     lease up with the batch still running, and the retry takes it over at once."""
@@ -35,7 +28,8 @@ def gpu_chunk_send(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
 class OrphanedWorkRecover(bootsteps.StartStopStep):
     """Whenever the worker connects to the broker, at start and again after losing it, re-send
     the batches whose worker died or whose message the broker lost (`batches_resume_orphaned`),
-    and fail the import jobs whose worker died (`import_jobs_recover`).
+    fail the import jobs whose worker died (`import_jobs_recover`), and run what the apps above
+    generation registered for their own runs (`generation.runner.recovery`: judge runs).
 
     A consumer step rather than `worker_ready`, which Celery sends once per start: a Redis that
     restarts without persistence loses the queued messages while the worker only reconnects.
@@ -47,11 +41,12 @@ class OrphanedWorkRecover(bootsteps.StartStopStep):
     def start(self, consumer) -> None:
         from django.db import connections
 
+        from generation.runner.recovery import recoveries
         from generation.services.batches import batches_resume_orphaned
 
         # The worker must go on consuming whatever fails here; the next connection tries again.
         try:
-            for recover in (batches_resume_orphaned, import_jobs_recover):
+            for recover in (batches_resume_orphaned, import_jobs_recover, *recoveries()):
                 try:
                     recover()
                 except Exception:

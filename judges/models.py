@@ -4,15 +4,16 @@ A judge's ratings live here, never in `annotation.Rating`: human alpha, item sco
 read people only unless they are asked to add a judge (docs/judges.md).
 """
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from annotation.models import Campaign, Question
-from generation.models import Batch, Endpoint, KnowledgeItem
+from generation.models import Batch, Endpoint, KnowledgeItem, ModelCall, RunnerJob
 
 
-class JudgeRun(models.Model):
+class JudgeRun(RunnerJob):
+    """A judge run: its lease, tokens, calls, budget and times are a `RunnerJob`'s."""
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -35,26 +36,12 @@ class JudgeRun(models.Model):
     # asked for a JSON-schema answer.
     parameters = models.JSONField(default=dict, blank=True)
     structured_output = models.BooleanField(default=False)
-    token_budget = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    error = models.TextField(blank=True)
     # Counters over (item, question) pairs, rewritten by the runner at every flush.
     ratings_total = models.PositiveIntegerField(default=0)
     ratings_done = models.PositiveIntegerField(default=0)
     ratings_failed = models.PositiveIntegerField(default=0)
     ratings_cached = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.PositiveBigIntegerField(default=0)
-    completion_tokens = models.PositiveBigIntegerField(default=0)
-    calls = models.PositiveIntegerField(default=0)
-    # One runner at a time: its token and heartbeat (as a batch's lease, docs/runner.md).
-    runner = models.CharField(max_length=64, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -73,13 +60,10 @@ class JudgeRun(models.Model):
         finished = self.ratings_done + self.ratings_failed
         return min(100, round(100 * finished / self.ratings_total))
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED}
 
-
-class JudgeRating(models.Model):
-    """One (item, question) the judge was asked: its value, or the raw answer and the error.
+class JudgeRating(ModelCall):
+    """One (item, question) the judge was asked: its value, or the raw answer and the error (the
+    call as a `ModelCall` stores it).
 
     `call_key` is the sha256 of the call (endpoint, model, request): a rating of another run
     under the same key is copied (`cached`), never asked again.
@@ -95,16 +79,7 @@ class JudgeRating(models.Model):
     call_key = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=10, choices=Status.choices)
     value = models.IntegerField(null=True, blank=True)
-    raw_answer = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    request = models.JSONField(default=dict, blank=True)
     cached = models.BooleanField(default=False)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    latency_ms = models.PositiveIntegerField(default=0)
-    attempts = models.PositiveSmallIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]

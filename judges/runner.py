@@ -1,25 +1,21 @@
-"""A judge run on the generation runner's executor: the rolling window, retries and rate limits.
+"""A judge run on the generation runner: its executor, its lease and its caller's loop.
 
 `judges.prompt.JudgePipeline` makes each question a stage and each item a unit of work, so the
 executor (`generation.runner.executor.Executor`, the loop thread of every batch) asks the calls
 with the endpoint's concurrency, backoff and Retry-After, and reports outcomes through a queue.
-This module is the caller's thread, as `generation.runner.run` is a batch's: it claims the run,
-reads what is already answered (this run's ratings, and other runs' under the same call key,
-copied as `cached`), then wakes every `DISTILLERY_FLUSH_SECONDS` to store ratings, write the
-counters and act on a cancel or the token budget. Nothing is asked twice.
+`JudgeRunner` is the caller's thread, a `generation.runner.loop.LeasedRun` as a batch's is: it
+claims the run (`generation.runner.lease`), reads what is already answered (this run's ratings,
+and other runs' under the same call key, copied as `cached`), then wakes every
+`DISTILLERY_FLUSH_SECONDS` to store ratings, write the counters and act on a cancel or the token
+budget, riding out a lost database connection (`reconnecting`). Nothing is asked twice.
 """
 
-import queue
-import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.scales import get_scale
@@ -27,7 +23,9 @@ from annotation.selectors import campaign_items
 from generation.pipelines.base import StageInput
 from generation.runner.executor import Executor, PostWork
 from generation.runner.keys import StagePlan, params_hash
-from generation.runner.outcomes import Outcome
+from generation.runner.lease import SYSTEM_CLOCK, Clock, lease_claim, reconnecting
+from generation.runner.loop import LeasedRun, budget_error, leased_execute
+from generation.runner.outcomes import CALL_FIELDS, Outcome
 from generation.selectors.items import result_descriptions
 from judges.models import JudgeRating, JudgeRun
 from judges.prompt import JudgePipeline, QuestionPrompt, call_key, judge_pipeline
@@ -35,20 +33,8 @@ from judges.prompt import JudgePipeline, QuestionPrompt, call_key, judge_pipelin
 S = JudgeRun.Status
 # Ratings written per transaction at most.
 WRITE_CHUNK = 500
-RATING_FIELDS = [
-    "call_key",
-    "status",
-    "value",
-    "raw_answer",
-    "error",
-    "request",
-    "cached",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms",
-    "attempts",
-    "updated_at",
-]
+# What a rating asked again updates: the call's fields and its own.
+RATING_FIELDS = ["call_key", "status", "value", "cached", *CALL_FIELDS, "updated_at"]
 
 
 @dataclass
@@ -135,8 +121,9 @@ def run_subjects(run: JudgeRun) -> list[ItemSubject]:
     ]
 
 
-class JudgeRunner:
-    """One run of a judge run in the caller's thread; see the module docstring."""
+class JudgeRunner(LeasedRun):
+    """One run of a judge run in the caller's thread; see the module docstring. It stops early
+    (`stop_reason`) on "cancelled", "budget" or "lease"."""
 
     def __init__(
         self,
@@ -145,28 +132,27 @@ class JudgeRunner:
         token: str,
         retry_failed: bool,
         on_progress: Callable[[JudgeRun], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        super().__init__(model=JudgeRun, pk=run.pk, token=token, clock=clock)
         self.run_row = run
-        self.token = token
         self.retry_failed = retry_failed
         self.on_progress = on_progress
         self.pipeline = run_pipeline(run)
         self.plans = run_plans(run, self.pipeline)
         self.question_ids = {q.name: q.pk for q in run.questions.all()}
-        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self.pending: list[Outcome] = []
         self.keys: dict[tuple[int, str], str] = {}
+
+    def _prepare(self) -> list[PostWork]:
+        """What is left to ask; copies other runs' answers to the same calls. Safe to run again
+        after a lost connection: the counters start afresh and the copies commit together."""
+        run = self.run_row
         self.counters = Counters(
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
             calls=run.calls,
         )
-        self.stop_reason = ""  # "", "cancelled", "budget", "lease"
-        self.executor: Executor | None = None
-
-    def _prepare(self) -> list[PostWork]:
-        """What is left to ask; copies other runs' answers to the same calls."""
-        run = self.run_row
         subjects = run_subjects(run)
         endpoint = run.endpoint
         for subject in subjects:
@@ -196,8 +182,9 @@ class JudgeRunner:
                 )
                 mine[(item_id, name)] = JudgeRating.Status.OK
                 self.counters.cached += 1
-        for start in range(0, len(copies), WRITE_CHUNK):
-            JudgeRating.objects.bulk_create(copies[start : start + WRITE_CHUNK])
+        with transaction.atomic():
+            for start in range(0, len(copies), WRITE_CHUNK):
+                JudgeRating.objects.bulk_create(copies[start : start + WRITE_CHUNK])
         work = []
         for subject in subjects:
             todo = set()
@@ -216,56 +203,26 @@ class JudgeRunner:
         return work
 
     def run(self) -> None:
-        work = self._prepare()
-        self._heartbeat()
-        executor = self.executor = Executor(
-            pipeline=self.pipeline, plans=self.plans, work=work, events=self.events
-        )
-        finished = threading.Event()
-        loop_errors: list[BaseException] = []
+        work = reconnecting(self._prepare, clock=self.clock)
+        reconnecting(self._heartbeat, clock=self.clock)
+        executor = Executor(pipeline=self.pipeline, plans=self.plans, work=work, events=self.events)
+        self.execute(executor, name=f"judge-run-{self.run_row.pk}")
+        reconnecting(self._finish, clock=self.clock)
 
-        def run_loop() -> None:
-            try:
-                executor.run()
-            except BaseException as error:  # re-raised below, in the caller's thread
-                loop_errors.append(error)
-            finally:
-                finished.set()
+    def handle(self, event: tuple) -> None:
+        if event[0] == "result":
+            outcome: Outcome = event[1]
+            self.pending.append(outcome)
+            if outcome.ok:
+                self.counters.done += 1
+            else:
+                self.counters.failed += 1
+            self.counters.prompt_tokens += outcome.prompt_tokens
+            self.counters.completion_tokens += outcome.completion_tokens
+            self.counters.calls += outcome.attempts
 
-        thread = threading.Thread(target=run_loop, name=f"judge-run-{self.run_row.pk}")
-        thread.start()
-        try:
-            while True:
-                done = finished.wait(settings.DISTILLERY_FLUSH_SECONDS)
-                self._drain_events()
-                self._flush()
-                if done and self.events.empty():
-                    break
-        except BaseException:
-            executor.stop(cancel=True)
-            thread.join(timeout=30)
-            raise
-        thread.join()
-        if loop_errors:
-            raise loop_errors[0]
-        self._finish()
-
-    def _drain_events(self) -> None:
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-            if event[0] == "result":
-                outcome: Outcome = event[1]
-                self.pending.append(outcome)
-                if outcome.ok:
-                    self.counters.done += 1
-                else:
-                    self.counters.failed += 1
-                self.counters.prompt_tokens += outcome.prompt_tokens
-                self.counters.completion_tokens += outcome.completion_tokens
-                self.counters.calls += outcome.attempts
+    def wake(self, *, done: bool) -> None:
+        reconnecting(self._flush, clock=self.clock)
 
     def _flush(self) -> None:
         # An outcome leaves `pending` once its transaction has committed.
@@ -291,55 +248,33 @@ class JudgeRunner:
             call_key=self.keys[(outcome.post_id, outcome.stage)],
             status=JudgeRating.Status.OK if outcome.ok else JudgeRating.Status.FAILED,
             value=outcome.parsed["value"] if outcome.ok and outcome.parsed else None,
-            raw_answer=outcome.raw,
-            error=outcome.error,
-            request=outcome.request,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            latency_ms=outcome.latency_ms,
-            attempts=outcome.attempts,
+            **outcome.call_fields(),
             created_at=now,
             updated_at=now,
         )
 
     def _heartbeat(self) -> None:
-        fields = {**self.counters.fields(), "heartbeat_at": timezone.now()}
-        mine = JudgeRun.objects.filter(pk=self.run_row.pk, runner=self.token)
-        updated = mine.filter(status=S.RUNNING).update(**fields)
+        why_not = self.renewed(self.counters.fields())
         if self.on_progress:
             self.on_progress(JudgeRun.objects.get(pk=self.run_row.pk))
         if self.stop_reason:
             return
-        if not updated:
+        if why_not:
             # Cancelled, or (rarely) the lease went to another runner: abandon the calls.
-            self.stop_reason = "cancelled" if mine.exists() else "lease"
-            mine.update(**fields)
-            self._stop(cancel=True)
+            self.stop("lease" if why_not == "lease" else "cancelled", cancel=True)
             return
-        budget = self.run_row.token_budget
         used = self.counters.prompt_tokens + self.counters.completion_tokens
-        if budget and used >= budget:
-            self.stop_reason = "budget"
-            self._stop(cancel=False)
-
-    def _stop(self, *, cancel: bool) -> None:
-        if self.executor is not None:
-            self.executor.stop(cancel=cancel)
+        self.budget_spent(used=used, budget=self.run_row.token_budget)
 
     def _finish(self) -> None:
-        now = timezone.now()
-        fields = {**self.counters.fields(), "heartbeat_at": now, "runner": ""}
-        mine = JudgeRun.objects.filter(pk=self.run_row.pk, runner=self.token)
+        ending = None
         if self.stop_reason == "budget":
             used = self.counters.prompt_tokens + self.counters.completion_tokens
-            mine.filter(status=S.RUNNING).update(
-                status=S.FAILED,
-                finished_at=now,
-                error=f"Token budget exceeded: {used} of {self.run_row.token_budget} tokens used.",
-            )
+            error = budget_error(used=used, budget=self.run_row.token_budget)
+            ending = {"status": S.FAILED, "error": error}
         elif not self.stop_reason:
-            mine.filter(status=S.RUNNING).update(status=S.DONE, finished_at=now)
-        mine.update(**fields)
+            ending = {"status": S.DONE}
+        self.end(fields=self.counters.fields(), ending=ending)
         if self.on_progress:
             self.on_progress(JudgeRun.objects.get(pk=self.run_row.pk))
 
@@ -376,14 +311,18 @@ def _copy_of(rating: JudgeRating, *, run: JudgeRun, item_id: int, question_id: i
     )
 
 
-def judge_run_claim(*, run_id: int, token: str) -> bool:
-    """Take the run: queued, or running with no runner or a heartbeat older than a lease."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=float(settings.DISTILLERY_BATCH_LEASE_SECONDS))
-    return bool(
-        JudgeRun.objects.filter(pk=run_id, status__in=[S.QUEUED, S.RUNNING])
-        .filter(Q(runner="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
-        .update(status=S.RUNNING, runner=token, heartbeat_at=now, error="")
+def judge_run_claim(
+    *, run_id: int, token: str, wait: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> bool:
+    """Take the run: queued, or running with no runner or a heartbeat older than a lease; with
+    `wait`, a live-looking runner's lease is waited out, as a batch's (`lease_claim`)."""
+    return lease_claim(
+        model=JudgeRun,
+        pk=run_id,
+        token=token,
+        wait=wait,
+        clock=clock,
+        fields=lambda now: {"started_at": Coalesce("started_at", now), "error": ""},
     )
 
 
@@ -392,27 +331,32 @@ def judge_run_execute(
     run_id: int,
     retry_failed: bool = False,
     on_progress: Callable[[JudgeRun], None] | None = None,
+    wait_for_lease: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> JudgeRun | None:
     """Run (or resume) a judge run to its end or a cancel; a run with a live runner is left to it
     (and a run deleted since it was queued is None).
 
-    Any error fails the run with its message and is raised again.
+    `wait_for_lease` (the Celery task, which may be a dead worker's run sent again) first waits
+    out a lease that looks live, as a batch's claim does. A database connection lost for longer
+    than a lease gives the lease up and raises `ConnectionLost` (the task retries it); any other
+    error fails the run with its message and is raised again.
     """
-    token = uuid.uuid4().hex
-    if not judge_run_claim(run_id=run_id, token=token):
-        # Finished, cancelled, held by a live runner, or deleted since it was queued.
-        return JudgeRun.objects.filter(pk=run_id).first()
-    try:
-        run = JudgeRun.objects.select_related("campaign", "endpoint").get(pk=run_id)
-        if run.started_at is None:
-            JudgeRun.objects.filter(pk=run_id).update(started_at=timezone.now())
-        JudgeRunner(run, token=token, retry_failed=retry_failed, on_progress=on_progress).run()
-    except Exception as error:
-        JudgeRun.objects.filter(pk=run_id, runner=token).update(
-            status=S.FAILED,
-            error=f"{type(error).__name__}: {error}",
-            finished_at=timezone.now(),
-            runner="",
-        )
-        raise
-    return JudgeRun.objects.get(pk=run_id)
+
+    def run(token: str) -> None:
+        row = JudgeRun.objects.select_related("campaign", "endpoint").get(pk=run_id)
+        JudgeRunner(
+            row, token=token, retry_failed=retry_failed, on_progress=on_progress, clock=clock
+        ).run()
+
+    leased_execute(
+        model=JudgeRun,
+        pk=run_id,
+        label=f"Judge run {run_id}",
+        claim=lambda token: judge_run_claim(
+            run_id=run_id, token=token, wait=wait_for_lease, clock=clock
+        ),
+        run=run,
+    )
+    # Finished, cancelled, held by a live runner, or deleted since it was queued (None).
+    return JudgeRun.objects.filter(pk=run_id).first()

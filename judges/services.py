@@ -1,4 +1,5 @@
-"""Judge runs: create (and hand to a worker), cancel, retry the failed ratings.
+"""Judge runs: create (and hand to a worker), cancel, retry the failed ratings, send again the
+runs a dead worker left.
 
 Bad input is an `ApplicationError` naming its field (400 in the API, a message on the page, a
 CommandError in `judge`); a transition the run's status refuses is a `Conflict` (409). Status
@@ -136,3 +137,19 @@ def judge_run_retry(*, run: JudgeRun) -> JudgeRun:
         raise Conflict(f"A {run.status} judge run cannot be retried.")
     _enqueue(run.pk, retry_failed=True)
     return run
+
+
+def judge_runs_resume_orphaned() -> list[int]:
+    """Send every queued or running judge run to the workers again; returns their ids.
+
+    Registered with `generation.runner.recovery` (`JudgesConfig.ready`): called when a worker
+    (re)connects to the broker, so a run whose worker was killed or whose message the broker lost
+    finishes without anyone pressing retry. A run whose runner is alive keeps it: the extra task
+    waits its lease out, finds it renewed and ends.
+    """
+    ids = list(
+        JudgeRun.objects.filter(status__in=[S.QUEUED, S.RUNNING]).values_list("pk", flat=True)
+    )
+    for run_id in ids:
+        _enqueue(run_id)
+    return ids

@@ -1,8 +1,9 @@
-"""One runner per batch: the lease, its heartbeat's clock, and riding out a lost connection.
+"""One runner per run: the lease, its heartbeat's clock, and riding out a lost connection.
 
-A runner holds a batch by writing its token in `Batch.runner` and renewing `heartbeat_at` at
-every flush. A heartbeat older than `DISTILLERY_BATCH_LEASE_SECONDS` is a dead runner's: another
-may take the batch over. Time is read from a `Clock`, so tests drive it (`ManualClock`) instead of
+A runner holds a run's row (a batch, or a judge run in `judges`: any model with `status`,
+`runner` and `heartbeat_at`) by writing its token in `runner` and renewing `heartbeat_at` at every
+flush. A heartbeat older than `DISTILLERY_BATCH_LEASE_SECONDS` is a dead runner's: another may
+take the run over. Time is read from a `Clock`, so tests drive it (`ManualClock`) instead of
 waiting for it.
 """
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -67,54 +68,77 @@ def lease_seconds() -> float:
     return float(settings.DISTILLERY_BATCH_LEASE_SECONDS)
 
 
-def batch_claim(*, batch_id: int, token: str, clock: Clock = SYSTEM_CLOCK) -> bool:
-    """Take the batch's lease, waiting out a dead runner's; False if it is live or not runnable.
+#: The statuses a runner may claim a run in (a batch's and a judge run's alike).
+RUNNABLE = ("queued", "running")
 
-    A dead runner's last heartbeat is at most one lease old when the wait starts, so it has run
-    out before the wait ends (one lease, the clocks' skew and a poll).
+
+def lease_claim(
+    *,
+    model: type[models.Model],
+    pk: int,
+    token: str,
+    fields: Callable[[datetime], dict[str, Any]],
+    wait: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
+) -> bool:
+    """Take the lease of `model`'s row `pk`, queued or running, for the runner `token`: the row
+    becomes running and takes `fields(now)` too. False if its lease is live or it is not runnable.
+
+    With `wait`, a live-looking lease is waited out: a dead runner's last heartbeat is at most one
+    lease old when the wait starts, so it has run out before the wait ends (one lease, the clocks'
+    skew and a poll).
     """
     lease = lease_seconds()
     deadline = clock.monotonic() + lease + CLOCK_SKEW_SECONDS + CLAIM_POLL_SECONDS
     while True:
         now = clock.now()
         claimed = (
-            Batch.objects.filter(
-                pk=batch_id, status__in=[Batch.Status.QUEUED, Batch.Status.RUNNING]
-            )
+            model.objects.filter(pk=pk, status__in=RUNNABLE)
             .filter(
                 Q(runner="")
                 | Q(heartbeat_at__isnull=True)
                 | Q(heartbeat_at__lt=now - timedelta(seconds=lease))
             )
-            .update(
-                runner=token,
-                heartbeat_at=now,
-                status=Batch.Status.RUNNING,
-                started_at=Coalesce("started_at", now),
-                finished_at=None,
-                run_started_at=now,
-                run_calls=0,
-                run_posts_finished=0,
-                error="",
-                retrying={},
-            )
+            .update(runner=token, heartbeat_at=now, status="running", **fields(now))
         )
         if claimed:
             return True
-        status = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
-        if status not in (Batch.Status.QUEUED, Batch.Status.RUNNING):
+        if not wait:
+            return False
+        status = model.objects.filter(pk=pk).values_list("status", flat=True).first()
+        if status not in RUNNABLE:
             return False
         if clock.monotonic() > deadline:
             return False
         clock.sleep(CLAIM_POLL_SECONDS)
 
 
-def batch_release_after_loss(*, batch_id: int, token: str) -> None:
-    """After a lost connection: give the lease up, the batch still running, for the next runner
+def batch_claim(*, batch_id: int, token: str, clock: Clock = SYSTEM_CLOCK) -> bool:
+    """Take the batch's lease, waiting out a dead runner's; False if it is live or not runnable.
+    A claim starts a new run of the batch (its calls per second and time left start again)."""
+    return lease_claim(
+        model=Batch,
+        pk=batch_id,
+        token=token,
+        clock=clock,
+        fields=lambda now: {
+            "started_at": Coalesce("started_at", now),
+            "finished_at": None,
+            "run_started_at": now,
+            "run_calls": 0,
+            "run_posts_finished": 0,
+            "error": "",
+            "retrying": {},
+        },
+    )
+
+
+def lease_release_after_loss(*, model: type[models.Model], pk: int, token: str) -> None:
+    """After a lost connection: give the lease up, the run still running, for the next runner
     to take at once. Where the database is still out of reach, the lease runs out by itself."""
     connection.close()
     try:
-        Batch.objects.filter(pk=batch_id, runner=token).update(runner="")
+        model.objects.filter(pk=pk, runner=token).update(runner="")
     except Exception as error:
         if not connection_lost(error):
             raise
@@ -122,9 +146,21 @@ def batch_release_after_loss(*, batch_id: int, token: str) -> None:
 
 
 class ConnectionLost(Exception):
-    """The database was out of reach for longer than a lease: the runner gave the batch's lease
-    up, the batch still running, for a retry of the task to take it over."""
+    """The database was out of reach for longer than a lease: the runner gave the run's lease
+    up, the run still running, for a retry of the task to take it over."""
 
+
+#: The Celery options of a task that runs a leased run (`generation.tasks.batch_execute`,
+#: `judges.tasks.judge_run_execute`): delivered again when its worker dies, and retried, with
+#: backoff, when the database stayed out of reach longer than a lease.
+RUNNER_TASK_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (ConnectionLost,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "max_retries": 10,
+}
 
 #: SQLSTATEs of a connection the server ended: class 08 (connection exception), and the server
 #: shutting down or terminating the backend (57P01-57P03).

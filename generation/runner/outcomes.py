@@ -15,6 +15,18 @@ OK, PARTIAL, FAILED = (StageResult.Status.OK, StageResult.Status.PARTIAL, StageR
 DONE_STATUSES = (OK, PARTIAL)
 
 
+#: The fields of a `generation.models.ModelCall` that `Outcome.call_fields` fills.
+CALL_FIELDS = (
+    "request",
+    "raw_answer",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "attempts",
+)
+
+
 @dataclass
 class Outcome:
     post_id: int
@@ -37,6 +49,13 @@ class Outcome:
         if not self.ok:
             return FAILED
         return PARTIAL if self.missing else OK
+
+    def call_fields(self) -> dict[str, Any]:
+        """What a row of a `generation.models.ModelCall` model stores of the call, by field
+        (`CALL_FIELDS`): judge ratings; the writer copies stage results column by column."""
+        values = (self.request, self.raw, self.error, self.prompt_tokens,
+                  self.completion_tokens, self.latency_ms, self.attempts)  # fmt: skip
+        return dict(zip(CALL_FIELDS, values, strict=True))
 
 
 def merge_retry(stage: Stage, earlier: dict[str, Any], outcome: Outcome) -> Outcome:

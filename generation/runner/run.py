@@ -1,14 +1,12 @@
-"""The caller's thread of a run: claim, what is left to do, writes, counters, and the end.
+"""A batch's run in the caller's thread: claim, what is left to do, writes, counters, the end.
 
 `batch_execute` claims the batch (`lease`), reads what is already stored under its keys, starts
-the loop thread (`executor`) and, a few times a second, writes the results it reported (`writer`),
-renews the heartbeat with the counters, and acts on pause, cancel and the token budget. A lost
-database connection is ridden out (`lease.reconnecting`); the outcomes not yet written wait.
+the loop thread (`executor`, through `loop.LeasedRun`) and, a few times a second, writes the
+results it reported (`writer`), renews the heartbeat with the counters, and acts on pause, cancel
+and the token budget. A lost database connection is ridden out (`lease.reconnecting`); the
+outcomes not yet written wait.
 """
 
-import queue
-import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,15 +21,8 @@ from generation.pipelines.base import Pipeline, get_pipeline
 from generation.runner.executor import Executor, PostWork
 from generation.runner.gpu import DispatchChunk, GpuChunks
 from generation.runner.keys import StagePlan, stage_plans
-from generation.runner.lease import (
-    SYSTEM_CLOCK,
-    Clock,
-    ConnectionLost,
-    batch_claim,
-    batch_release_after_loss,
-    connection_lost,
-    reconnecting,
-)
+from generation.runner.lease import SYSTEM_CLOCK, Clock, batch_claim, reconnecting
+from generation.runner.loop import LeasedRun, budget_error, leased_execute
 from generation.runner.outcomes import DONE_STATUSES, PARTIAL, Outcome, plain_error
 from generation.runner.writer import ResultIds, persist_outcomes, result_items
 from generation.services.items import items_store
@@ -184,7 +175,7 @@ def _prepare(
     return work, progress, known_ids, items
 
 
-class BatchRun:
+class BatchRun(LeasedRun):
     """One run of a batch in the caller's thread; see the module docstring."""
 
     def __init__(
@@ -198,22 +189,17 @@ class BatchRun:
         dispatch_gpu_chunk: DispatchChunk | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        super().__init__(model=Batch, pk=batch.pk, token=token, clock=clock)
         self.batch = batch
         self.pipeline = pipeline
-        self.token = token
         self.retry_failed = retry_failed
         self.on_progress = on_progress
         self.dispatch_gpu_chunk = dispatch_gpu_chunk
-        self.clock = clock
         self.plan_list = stage_plans(batch, pipeline)
         self.plans = {plan.name: plan for plan in self.plan_list}
-        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self.pending: list[Outcome] = []
-        self.stop_reason = ""  # "", "paused", "cancelled", "budget", "lease"
-        self.executor: Executor | None = None
 
     def run(self) -> None:
-        flush_seconds = settings.DISTILLERY_FLUSH_SECONDS
         work, self.progress, self.known_ids, cached_items = reconnecting(
             lambda: _prepare(self.batch, self.plan_list, retry_failed=self.retry_failed),
             clock=self.clock,
@@ -228,40 +214,16 @@ class BatchRun:
         # Cached answers reuse their items: the batch is linked to them, nothing is copied.
         reconnecting(lambda: self._link_cached(cached_items), clock=self.clock)
         reconnecting(self._flush, clock=self.clock)
-        executor = self.executor = Executor(
+        executor = Executor(
             pipeline=self.pipeline, plans=self.plan_list, work=work, events=self.events
         )
-        finished = threading.Event()
-        loop_errors: list[BaseException] = []
-
-        def run_loop() -> None:
-            try:
-                executor.run()
-            except BaseException as error:  # re-raised below, in the caller's thread
-                loop_errors.append(error)
-            finally:
-                finished.set()
-
-        thread = threading.Thread(target=run_loop, name=f"batch-{self.batch.pk}")
-        thread.start()
-        try:
-            # Wake a few times a second, not once a result: each wake takes the GIL from the
-            # loop thread, and thousands a second would slow the window down.
-            while True:
-                done = finished.wait(flush_seconds)
-                self._drain_events()
-                self.gpu.collect(executor, stopping=bool(self.stop_reason))
-                reconnecting(lambda done=done: self._write(force=done), clock=self.clock)
-                if done and self.events.empty():
-                    break
-        except BaseException:
-            executor.stop(cancel=True)
-            thread.join(timeout=30)
-            raise
-        thread.join()
-        if loop_errors:
-            raise loop_errors[0]
+        self.execute(executor, name=f"batch-{self.batch.pk}")
         reconnecting(self._finish, clock=self.clock)
+
+    def wake(self, *, done: bool) -> None:
+        assert self.executor is not None
+        self.gpu.collect(self.executor, stopping=bool(self.stop_reason))
+        reconnecting(lambda: self._write(force=done), clock=self.clock)
 
     def _link_cached(self, items: list[KnowledgeItem]) -> None:
         for start in range(0, len(items), 2000):
@@ -277,15 +239,7 @@ class BatchRun:
         assert self.executor is not None
         self.gpu.poll(self.executor)
 
-    def _drain_events(self) -> None:
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(event)
-
-    def _handle(self, event: tuple) -> None:
+    def handle(self, event: tuple) -> None:
         progress = self.progress
         if event[0] == "result":
             outcome: Outcome = event[1]
@@ -342,58 +296,35 @@ class BatchRun:
         self._heartbeat()
 
     def _heartbeat(self) -> None:
-        fields = {**self.progress.fields(), "heartbeat_at": timezone.now()}
         if self.on_progress:
             self.on_progress(self.progress)
-        mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
-        if mine.filter(status=Batch.Status.RUNNING).update(**fields):
-            budget = self.batch.token_budget
+        why_not = self.renewed(self.progress.fields())
+        if not why_not:
             used = self.progress.prompt_tokens + self.progress.completion_tokens
-            if budget and used >= budget and not self.stop_reason:
-                self.stop_reason = "budget"
-                self.executor_stop(cancel=False)
-            return
-        # Paused, cancelled, or (rarely) the lease went to another runner: stop starting calls.
-        mine.update(**fields)
-        status = Batch.objects.filter(pk=self.batch.pk).values_list("status", "runner").get()
-        if self.stop_reason:
-            return
-        if status[1] != self.token:
-            self.stop_reason = "lease"
-            self.executor_stop(cancel=True)
-        elif status[0] == Batch.Status.CANCELLED:
-            self.stop_reason = "cancelled"
-            self.executor_stop(cancel=True)
-        else:
-            self.stop_reason = "paused"
-            self.executor_stop(cancel=False)
+            self.budget_spent(used=used, budget=self.batch.token_budget)
+        elif not self.stop_reason:
+            # Paused, cancelled, or (rarely) the lease went to another runner: stop starting
+            # calls; a pause lets the calls in flight finish.
+            paused = why_not not in ("lease", Batch.Status.CANCELLED)
+            self.stop("paused" if paused else why_not, cancel=not paused)
 
-    def executor_stop(self, *, cancel: bool) -> None:
+    def stop(self, reason: str, *, cancel: bool) -> None:
+        super().stop(reason, cancel=cancel)
         if self.executor is not None:
-            self.executor.stop(cancel=cancel)
             self.gpu.abandon(self.executor)
 
     def _finish(self) -> None:
-        now = timezone.now()
         self.progress.waiting.clear()
-        fields = {**self.progress.fields(), "heartbeat_at": now, "runner": ""}
-        mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
+        ending = None
         if not self.stop_reason and self.progress.posts_failed and not self.progress.posts_done:
-            mine.filter(status=Batch.Status.RUNNING).update(
-                status=Batch.Status.FAILED, finished_at=now, error=self._every_post_failed()
-            )
+            ending = {"status": Batch.Status.FAILED, "error": self._every_post_failed()}
         elif self.stop_reason == "budget":
             used = self.progress.prompt_tokens + self.progress.completion_tokens
-            mine.filter(status=Batch.Status.RUNNING).update(
-                status=Batch.Status.FAILED,
-                finished_at=now,
-                error=f"Token budget exceeded: {used} of {self.batch.token_budget} tokens used.",
-            )
+            error = budget_error(used=used, budget=self.batch.token_budget)
+            ending = {"status": Batch.Status.FAILED, "error": error}
         elif not self.stop_reason:
-            mine.filter(status=Batch.Status.RUNNING).update(
-                status=Batch.Status.DONE, finished_at=now
-            )
-        mine.update(**fields)
+            ending = {"status": Batch.Status.DONE}
+        self.end(fields=self.progress.fields(), ending=ending)
         if self.on_progress:
             self.on_progress(self.progress)
 
@@ -428,10 +359,8 @@ def batch_execute(
     longer than a lease gives the lease up, the batch still running, and raises `ConnectionLost`:
     the Celery task retries it. Any other error fails the batch.
     """
-    token = uuid.uuid4().hex
-    try:
-        if not batch_claim(batch_id=batch_id, token=token, clock=clock):
-            return Batch.objects.get(pk=batch_id)
+
+    def run(token: str) -> None:
         batch = Batch.objects.select_related("dataset", "endpoint").get(pk=batch_id)
         BatchRun(
             batch,
@@ -442,20 +371,13 @@ def batch_execute(
             dispatch_gpu_chunk=dispatch_gpu_chunk,
             clock=clock,
         ).run()
-        return Batch.objects.get(pk=batch_id)
-    except Exception as error:
-        if connection_lost(error):
-            batch_release_after_loss(batch_id=batch_id, token=token)
-            raise ConnectionLost(f"Batch {batch_id}: the database was out of reach.") from error
-        _fail(batch_id, token, error)
-        raise
 
-
-def _fail(batch_id: int, token: str, error: Exception) -> None:
-    Batch.objects.filter(pk=batch_id, runner=token).update(
-        status=Batch.Status.FAILED,
-        error=f"{type(error).__name__}: {error}",
-        finished_at=timezone.now(),
-        runner="",
-        retrying={},
+    leased_execute(
+        model=Batch,
+        pk=batch_id,
+        label=f"Batch {batch_id}",
+        claim=lambda token: batch_claim(batch_id=batch_id, token=token, clock=clock),
+        run=run,
+        failed={"retrying": {}},
     )
+    return Batch.objects.get(pk=batch_id)
