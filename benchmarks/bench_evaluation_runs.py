@@ -11,6 +11,14 @@ rate and distinct-n; no BERTScore, which needs a model) and prints the time. No 
 Target: ≤ 60 s on 2 cores. Run:
 
     .venv/bin/python benchmarks/bench_evaluation_runs.py [--items 10000] [--references 3]
+
+`--generation` measures instead the student's generation as `evaluate` asks a `transformers`
+endpoint (`students.answering.answers_generate`: `sft-chat` prompts, greedy, 96 new tokens), with
+the tiny random Llama of `tests/generation/tiny_models.py` built in a temporary folder: tokens per
+second batched (16 a generate call) and one at a time. It measures the batching, not a real
+model's speed; `--model PATH` measures a real model folder instead, `--device cuda` on a GPU.
+
+    .venv/bin/python benchmarks/bench_evaluation_runs.py --generation [--prompts 64]
 """
 
 import argparse
@@ -70,13 +78,77 @@ def build(items: int, references: int, seed: int):
     return answers
 
 
+def generation(prompts: int, model_path: str | None, device: str) -> None:
+    """Tokens per second of the student's answers through the transformers backend."""
+    import tempfile
+
+    import django
+
+    django.setup()
+    from evaluation.exports.export import post_prompt
+    from evaluation.exports.training import chat_prompt
+    from generation.models import Endpoint
+    from students.answering import Prompt, answers_generate
+    from students.evaluating import DEFAULT_PARAMETERS
+
+    texts = [
+        json.loads(line)["text"]
+        for line in (ROOT / "sample_data/miko/pipeline_outputs_sample.jsonl")
+        .read_text()
+        .split("\n")
+        if line
+    ]
+    kinds = list(STARTS)
+    questions = [
+        Prompt(str(n), n, kinds[n % len(kinds)],
+               chat_prompt(post_prompt(texts[n % len(texts)], ""), kinds[n % len(kinds)]), ())
+        for n in range(prompts)
+    ]  # fmt: skip
+    parameters = DEFAULT_PARAMETERS["direct"]
+    with tempfile.TemporaryDirectory() as folder:
+        if model_path is None:
+            from tests.generation.tiny_models import build_tiny_models
+
+            model_path = str(build_tiny_models(Path(folder)) / "llama")
+        for batch_size in (16, 1):
+            endpoint = Endpoint(
+                name="bench", backend=Endpoint.Backend.TRANSFORMERS, model="bench",
+                model_path=model_path, parameters={"batch_size": batch_size, "device": device},
+            )  # fmt: skip
+            answers_generate(  # loads the model once, outside the timing
+                endpoint=endpoint, questions=questions[:1], parameters=parameters, progress=None
+            )
+            wall = time.perf_counter()
+            answers = answers_generate(
+                endpoint=endpoint, questions=questions, parameters=parameters, progress=None
+            )
+            wall = time.perf_counter() - wall
+            failed = [a for a in answers if not hasattr(a, "completion_tokens")]
+            tokens = sum(a.completion_tokens for a in answers if a not in failed)
+            print(
+                f"batch size {batch_size:>2}: {len(answers)} answers, {tokens:,} tokens in "
+                f"{wall:.1f} s: {tokens / wall:,.0f} tokens/s"
+                + (f" ({len(failed)} failed: {failed[0]})" if failed else "")
+            )
+    print(f"device {device}, load {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--references", type=int, default=3)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument(
+        "--generation", action="store_true", help="measure the student's generation instead"
+    )
+    parser.add_argument("--prompts", type=int, default=64, help="with --generation")
+    parser.add_argument("--model", help="with --generation: a model folder (default: tiny)")
+    parser.add_argument("--device", default="cpu", help="with --generation: cpu or cuda")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if args.generation:
+        generation(args.prompts, args.model, args.device)
+        return
     from students.scoring import scores_of
 
     answers = build(args.items, args.references, args.seed)
