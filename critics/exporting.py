@@ -2,8 +2,10 @@
 threshold picked on its held-out precision-recall curve (or given), beside the items people rated,
 which pass or fail on the export's human filters.
 
-`evaluation.exports.export.Export` merges `CriticSelection.rows` into its rows by item id and
-counts where each came from; the manifest's `critic` is `CriticSelection.as_manifest`.
+`critic_selection` is evaluation's critic picker (`evaluation.extensions.CriticPicker`,
+registered by `CriticsConfig.ready`): `evaluation.exports.export.Export` merges
+`CriticSelection.rows` into its rows by item id and counts where each came from; the manifest's
+`critic` is `CriticSelection.as_manifest`.
 """
 
 from collections.abc import Iterator
@@ -67,7 +69,8 @@ class CriticSelection:
         }
 
     def as_options(self) -> dict:
-        """What an export job stores to pick the same critic again."""
+        """What an export job stores to pick the same critic again: the picker's arguments
+        (`evaluation.extensions.export_critic_from_options`)."""
         return {
             "name": f"{self.critic.name}:v{self.critic.version}",
             "min_precision": self.min_precision,
@@ -112,13 +115,3 @@ def critic_selection(
             field="critic_threshold",
         )
     return CriticSelection(critic, threshold, None, point_at_threshold(critic.metrics, threshold))
-
-
-def critic_selection_from_options(*, options: dict, campaign: Campaign) -> CriticSelection:
-    """The selection an export job stored (`as_options`)."""
-    return critic_selection(
-        name=options["name"],
-        campaign=campaign,
-        min_precision=options.get("min_precision"),
-        threshold=options.get("threshold"),
-    )

@@ -14,12 +14,12 @@ from config.errors import ApplicationError
 from config.sql import in_ids
 from critics.learning import ItemText
 from critics.models import Critic, CriticScore
+from evaluation.extensions import split_conditions
 from evaluation.selectors.exclusions import gold_items_sql
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores, score_summaries
 from generation.models import KnowledgeItem, Post
 from generation.selectors.items import result_descriptions
-from students.selectors import split_conditions
 
 SCORE_CHUNK = 20_000
 

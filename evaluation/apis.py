@@ -16,6 +16,7 @@ from config.errors import ApplicationError
 from config.pagination import paginate, paginated
 from evaluation.alpha import LEVELS
 from evaluation.exports.formats import FORMATS
+from evaluation.extensions import export_critic
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors.annotators import annotator_statistics
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
@@ -217,9 +218,7 @@ def _critic(values: dict):
                 "min_precision and critic_threshold go with critic", field="critic"
             )
         return None
-    from critics.exporting import critic_selection
-
-    return critic_selection(
+    return export_critic(
         name=values["critic"],
         campaign=values["campaign"],
         min_precision=values["min_precision"],

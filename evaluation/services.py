@@ -17,13 +17,13 @@ from evaluation.exports.export import Export, Progress
 from evaluation.exports.files import atomic_path, sha256_of
 from evaluation.exports.formats import EXTENSIONS, TRAINING_FORMATS, check_format, write_format
 from evaluation.exports.manifest import dataset_card, export_manifest
+from evaluation.extensions import export_critic_from_options, export_split_filters
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.selectors.agreement import campaign_agreement, check_level, ratings_fingerprint
 from evaluation.selectors.annotators import annotator_statistics
 from evaluation.selectors.campaigns import campaign_questions
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.packing import aggregation_memory
-from students.selectors import export_split_filters
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def export_to_path(
     a temporary sibling name and renamed. The manifest goes beside it as `<output>.manifest.json`,
     and for `hf` also inside the folder, with a dataset card (README.md). `drop_empty` (cotpd)
     leaves out the posts none of whose items passed the filters. `critic`
-    (`critics.exporting.CriticSelection`) adds the unrated items the critic keeps.
+    (`extensions.CriticSelection`) adds the unrated items the critic keeps.
     """
     check_format(fmt)
     if critic is not None and fmt == "cotpd":
@@ -196,7 +196,7 @@ def export_create(
     *, campaign: Campaign, fmt: str, filters: ItemFilters, created_by=None, critic=None
 ) -> ExportJob:
     """Record an export job and queue it for a worker after commit. `critic`
-    (`critics.exporting.CriticSelection`) is stored with the filters, as `critic`."""
+    (`extensions.CriticSelection`) is stored with the filters, as `critic`."""
     from evaluation.tasks import export_run_task
 
     check_format(fmt)
@@ -304,9 +304,7 @@ def _job_critic(job: ExportJob):
     options = job.filters.get("critic")
     if not options:
         return None
-    from critics.exporting import critic_selection_from_options
-
-    return critic_selection_from_options(options=options, campaign=job.campaign)
+    return export_critic_from_options(options=options, campaign=job.campaign)
 
 
 def _export_hf_archive(

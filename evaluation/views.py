@@ -13,6 +13,7 @@ from annotation.models import Campaign
 from config.converters import parse_id
 from config.errors import ApplicationError
 from evaluation.apis import export_file_response
+from evaluation.extensions import export_critic
 from evaluation.forms import ExportForm, ExportPreviewForm
 from evaluation.models import AgreementResult, ExportJob
 from evaluation.plots import TENTATIVE_ALPHA, alpha_chart, distribution_chart
@@ -152,9 +153,7 @@ def _critic(data: dict, campaign: Campaign):
         if data["min_precision"] is not None or data["critic_threshold"] is not None:
             raise ApplicationError("name the critic these apply to", field="critic")
         return None
-    from critics.exporting import critic_selection
-
-    return critic_selection(
+    return export_critic(
         name=data["critic"],
         campaign=campaign,
         min_precision=data["min_precision"],

@@ -74,6 +74,8 @@ def posts_in_split(*, dataset: Dataset, split: str) -> QuerySet[Post]:
 
 def export_split_filters(*, dataset: Dataset, training: bool, filters):
     """An export's filters with the split rule applied (`filters` is an evaluation `ItemFilters`).
+    Registered with evaluation, with `split_conditions` and `splits_manifest`, by
+    `StudentsConfig.ready` (`evaluation.extensions.SplitRule`).
 
     `filters.splits` must be splits of the dataset. A training format never takes the posts of a
     held-out split (`test`): they are left out (`held_out`), and asking for them is refused, unless

@@ -22,7 +22,7 @@ FORMATS = (
     "hf",
 )
 # Formats a model is trained on: the posts of a held-out split (test) never go into them unless
-# forced (students.selectors.export_split_filters).
+# forced (the split rule, `evaluation.extensions.export_split_filters`).
 TRAINING_FORMATS = ("parquet", "sft-chat", "alpaca", "cotpd", "hf")
 EXTENSIONS = {
     "jsonl": ".jsonl",

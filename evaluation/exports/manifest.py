@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from annotation.models import Campaign
 from evaluation.exports.export import Export
+from evaluation.extensions import splits_manifest
 from evaluation.selectors.campaigns import campaign_provenance
 from generation.models import Endpoint
 from generation.pipelines.base import PROMPTS_DIR, get_pipeline
-from students.selectors import splits_manifest
 
 ALPHA_KEYS = ("alpha", "level", "ci95", "n_items", "n_ratings", "reason")
 

@@ -50,7 +50,7 @@ class ItemFilters:
     include_low_accuracy: bool = False
     min_gold_accuracy: float = MIN_GOLD_ACCURACY
     # Only posts of these splits (none: every split); never posts of `held_out` (set by the
-    # split rule of training exports, `students.selectors.export_split_filters`).
+    # split rule of training exports, `evaluation.extensions.export_split_filters`).
     splits: tuple[str, ...] = ()
     held_out: tuple[str, ...] = ()
     force_split: bool = False

@@ -9,12 +9,12 @@ from django.db import connection
 
 from annotation.models import Campaign, GoldAnswer, Question, Rating
 from annotation.selectors import campaign_items
+from evaluation.extensions import split_conditions
 from evaluation.selectors.campaigns import campaign_questions, question_domain
 from evaluation.selectors.exclusions import Exclusions
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.packing import packed_sum, unpack, unpacked
 from generation.models import KnowledgeItem
-from students.selectors import split_conditions
 
 # Means are compared in integers: Σ value·count × 10,000 ≥ round(threshold × 10,000) × n.
 MEAN_SCALE = 10_000
@@ -76,13 +76,18 @@ def _item_conditions(questions: list[Question], filters: ItemFilters) -> list[st
 def _item_scores_sql(
     *,
     campaign: Campaign,
-    questions: list[Question],
     filters: ItemFilters,
-    by_post: bool,
-    item_ids: list[int] | None,
-    exclusions: Exclusions | None,
-) -> tuple[str, list]:
-    """The statement of `item_scores` (and `item_count`), unordered, and its parameters."""
+    by_post: bool = False,
+    item_ids: list[int] | None = None,
+    exclusions: Exclusions | None = None,
+) -> tuple[list[Question], str, list] | None:
+    """The campaign's questions and the statement of `item_scores` (and `item_count`),
+    unordered, with its parameters; None when the campaign has no question. Filters naming a
+    question the campaign does not have are refused."""
+    questions = campaign_questions(campaign=campaign)
+    filters.check_questions([q.name for q in questions])
+    if not questions:
+        return None
     rating_table = Rating._meta.db_table
     item_table = KnowledgeItem._meta.db_table
     sums = ", ".join(f"{packed_sum(q, 'r.value')} AS p{j}" for j, q in enumerate(questions))
@@ -125,7 +130,7 @@ def _item_scores_sql(
         f"WHERE {' AND '.join(where)} GROUP BY {group}) u{fence}) v"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
     )
-    return sql, params
+    return questions, sql, params
 
 
 def item_scores(
@@ -146,18 +151,16 @@ def item_scores(
     The database sums one packed integer per question and item and filters on them, so the rows
     can be streamed from a server-side cursor and the per-row work stays small.
     """
-    questions = campaign_questions(campaign=campaign)
-    filters.check_questions([q.name for q in questions])
-    if not questions:
-        return
-    sql, params = _item_scores_sql(
+    statement = _item_scores_sql(
         campaign=campaign,
-        questions=questions,
         filters=filters,
         by_post=by_post,
         item_ids=item_ids,
         exclusions=exclusions,
     )
+    if statement is None:
+        return
+    questions, sql, params = statement
     sql += " ORDER BY v.post_id, v.item_id" if by_post else " ORDER BY v.item_id"
     columns = ["item_id", "post_id", *(f"p{j}" for j in range(len(questions)))]
     with connection.chunked_cursor() as cursor:
@@ -170,18 +173,10 @@ def item_scores(
 def item_count(*, campaign: Campaign, filters: ItemFilters) -> int:
     """How many items an export with `filters` keeps (the export form's preview): the rows of
     `item_scores`' own statement, counted by the database."""
-    questions = campaign_questions(campaign=campaign)
-    filters.check_questions([q.name for q in questions])
-    if not questions:
+    statement = _item_scores_sql(campaign=campaign, filters=filters)
+    if statement is None:
         return 0
-    sql, params = _item_scores_sql(
-        campaign=campaign,
-        questions=questions,
-        filters=filters,
-        by_post=False,
-        item_ids=None,
-        exclusions=None,
-    )
+    _, sql, params = statement
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM ({sql}) kept", params)
         return cursor.fetchone()[0]

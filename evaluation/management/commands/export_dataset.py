@@ -8,6 +8,7 @@ from tqdm import tqdm
 from annotation.models import Campaign
 from config.errors import ApplicationError
 from evaluation.exports.formats import FORMATS
+from evaluation.extensions import export_critic
 from evaluation.management.exclusion_options import add_exclusion_arguments, exclusion_options
 from evaluation.selectors.filters import AtLeast, ItemFilters
 from evaluation.services import export_to_path
@@ -148,10 +149,8 @@ def _critic(options: dict, campaign: Campaign):
         if options["min_precision"] is not None or options["critic_threshold"] is not None:
             raise CommandError("--min-precision and --critic-threshold go with --critic")
         return None
-    from critics.exporting import critic_selection
-
     try:
-        return critic_selection(
+        return export_critic(
             name=options["critic"],
             campaign=campaign,
             min_precision=options["min_precision"],
