@@ -24,9 +24,11 @@ from students.models import EvaluationRun
 
 def comparable_runs(*, dataset: Dataset, split: str) -> QuerySet[EvaluationRun]:
     """The done runs of a dataset's split, newest first (what the form offers)."""
-    return EvaluationRun.objects.filter(
-        dataset=dataset, split=split, status=EvaluationRun.Status.DONE
-    ).defer("answers", "manifest")
+    return (
+        EvaluationRun.objects.filter(dataset=dataset, split=split, status=EvaluationRun.Status.DONE)
+        .defer("answers", "manifest")
+        .order_by("-id")
+    )
 
 
 def dataset_comparisons(*, dataset: Dataset, split: str | None = None) -> QuerySet[Comparison]:

@@ -26,7 +26,7 @@ from annotation.selectors import campaign_items
 from annotation.services import QuestionSpec, campaign_create
 from comparisons.models import ComparedItem, ComparedRun, Comparison
 from config.converters import MAX_ID
-from config.errors import ApplicationError, NotFound
+from config.errors import ApplicationError
 from generation.models import Batch, KnowledgeItem, Post
 from generation.pipelines.miko import MIKO_KINDS
 from generation.services.items import items_store
@@ -50,7 +50,7 @@ def evaluation_runs_named(*, run_ids: Sequence[int]) -> list[EvaluationRun]:
     runs = EvaluationRun.objects.in_bulk(list(run_ids))
     missing = [str(run_id) for run_id in run_ids if run_id not in runs]
     if missing:
-        raise NotFound(f"no evaluation run {', '.join(missing)}")
+        raise ApplicationError(f"no evaluation run {', '.join(missing)}", field="runs")
     return [runs[run_id] for run_id in run_ids]
 
 

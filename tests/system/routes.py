@@ -55,6 +55,7 @@ def _value(parameter: str, route: str, world: World) -> str:
         "export_id": world.export.pk,
         "evaluation_run_id": EvaluationRun.objects.values_list("pk", flat=True).first(),
         "training_id": StudentTraining.objects.values_list("pk", flat=True).first(),
+        "comparison_id": world.comparison.pk,
         "pk": world.campaign.pk if campaign_route else world.export.pk,
         "path": world.post.image.name,
         "content_type_id": ContentType.objects.get_for_model(world.post).pk,

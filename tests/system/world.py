@@ -27,6 +27,8 @@ from annotation.services import (
     assignment_submit,
     campaign_create,
 )
+from comparisons.models import Comparison
+from comparisons.services import comparison_create
 from critics.learning import held_out_metrics
 from critics.models import Critic
 from evaluation.models import ExportJob
@@ -57,6 +59,7 @@ class World:
     import_job: ImportJob
     judge_run: JudgeRun  # queued, on campaign A: one rating, one failure with a raw answer
     critic: Critic  # trained and scored (no scores stored), on campaign A
+    comparison: Comparison  # of two done runs, nothing rated yet
 
 
 def png(color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
@@ -107,6 +110,7 @@ def build_world(
     )
     lease = assignment_claim(campaign=campaign, annotator=annotator)
     splits_draw(dataset=dataset, fractions={"train": 0.5, "test": 0.5}, seed=1, created_by=admin)
+    comparison = _comparison(endpoint, admin, mark)
     EvaluationRun.objects.create(
         dataset=dataset,
         split="test",
@@ -145,7 +149,25 @@ def build_world(
         import_job=import_job,
         judge_run=judge_run,
         critic=_critic(campaign),
+        comparison=comparison,
     )
+
+
+def _comparison(endpoint, admin, mark: str) -> Comparison:
+    """Two runs compared on a dataset of their own (the world's posts keep their items)."""
+    dataset = Dataset.objects.create(name=f"compared {mark}".strip())
+    for number in range(2):
+        Post.objects.create(dataset=dataset, external_id=f"c{number}", text=f"Post {number} {mark}")
+    runs = [
+        EvaluationRun.objects.create(
+            dataset=dataset, split="test", endpoint=endpoint, endpoint_name=f"{name} {mark}",
+            pipeline="direct", status="done", scores={"overall": {}, "kinds": {}},
+            answers=[{"post": f"c{number}", "kind": "xWant", "text": f"{name} {mark}",
+                      "error": ""} for number in range(2)],
+        )
+        for name in ("teacher", "student")
+    ]  # fmt: skip
+    return comparison_create(runs=runs, name=f"Comparison {mark}".strip(), created_by=admin)
 
 
 def _critic(campaign) -> Critic:
