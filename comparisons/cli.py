@@ -1,4 +1,5 @@
-"""`create_campaign NAME --dataset D --compare-runs 3,4[,5]`: the command's comparison option,
+"""`create_campaign NAME --dataset D --compare-runs 3,4[,5]`: the option this app adds to
+annotation's command (registered in `ComparisonsConfig.ready()` through `annotation.extensions`),
 which makes the campaign through `comparisons.services.comparison_create`."""
 
 import re
@@ -14,8 +15,8 @@ from generation.models import Dataset
 
 
 def compare_runs_create(
-    *,
     run_ids: str,
+    *,
     dataset: Dataset,
     name: str,
     questions: Sequence[str],

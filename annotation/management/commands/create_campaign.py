@@ -1,11 +1,13 @@
 """`create_campaign NAME --dataset NAME [--batch ID ...] [--kinds K,K] [--questions Q,Q]
-[--scale 1-5] [--overlap 3] [--annotators A,B] [--compare-runs 3,4]`."""
+[--scale 1-5] [--overlap 3] [--annotators A,B]`, and the options the apps above annotation add
+(`annotation.extensions`: `--compare-runs 3,4`)."""
 
 import re
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.extensions import campaign_sources
 from annotation.models import Task
 from annotation.scales import DEFAULT_QUESTIONS, SCALES
 from annotation.services import AnnotationError, campaign_create, question_specs
@@ -36,11 +38,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--annotators", type=_names, default=[], help="usernames, comma-separated"
         )
-        parser.add_argument(
-            "--compare-runs",
-            default="",
-            help="evaluation run ids, e.g. 3,4: rate their answers blind (docs/students.md)",
-        )
+        for source in campaign_sources():
+            parser.add_argument(source.option, default="", help=source.help)
 
     def handle(self, *args, **options) -> None:
         # call_command(..., name=value) skips argparse's `type`: normalise here too.
@@ -49,10 +48,9 @@ class Command(BaseCommand):
         if not all(re.fullmatch(r"[0-9]+", str(b).strip()) for b in options["batch"]):
             raise CommandError(f"batch ids must be numbers: {options['batch']}")
         options["batch"] = [int(b) for b in options["batch"]]
-        if options["compare_runs"] and (options["batch"] or options["kinds"]):
-            raise CommandError(
-                "--compare-runs takes no --batch or --kinds: it rates the runs' answers"
-            )
+        source = next((s for s in campaign_sources() if options.get(s.dest)), None)
+        if source is not None and (options["batch"] or options["kinds"]):
+            raise CommandError(f"{source.option} takes no --batch or --kinds")
         try:
             dataset = Dataset.objects.get(name=options["dataset"])
         except Dataset.DoesNotExist:
@@ -65,11 +63,9 @@ class Command(BaseCommand):
         unknown = set(options["annotators"]) - {u.username for u in users}
         if unknown:
             raise CommandError(f"unknown annotator(s): {', '.join(sorted(unknown))}")
-        if options["compare_runs"]:
-            from comparisons.cli import compare_runs_create
-
-            line = compare_runs_create(
-                run_ids=options["compare_runs"],
+        if source is not None:
+            line = source.create(
+                options[source.dest],
                 dataset=dataset,
                 name=options["name"],
                 questions=options["questions"],
