@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -130,6 +131,8 @@ class EvaluationRunListApi(APIView):
     """Evaluation runs, newest first (their answers are in the manifest download)."""
 
     permission_classes = [IsAdmin]
+    # JSON only: `price` is an object, and the NUL guard (config.middleware) reads JSON bodies.
+    parser_classes = [JSONParser]
 
     @extend_schema(
         parameters=[
