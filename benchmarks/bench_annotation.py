@@ -9,7 +9,9 @@ and runs simulated annotators (asyncio tasks on aiohttp, one keep-alive connecti
 auth) against the REST API:
 `POST /api/campaigns/<id>/next/` then `POST /api/assignments/<id>/submit/` with every item rated
 on both questions, after `--think` seconds. A second phase runs with no thinking time for the top
-throughput. It prints latency percentiles of both calls, throughput, and checks the database for
+throughput. It prints latency percentiles of both calls, throughput, the server's CPU per post
+(gunicorn's processes and the PostgreSQL backends of its database, read from /proc: unlike the
+latencies, a figure other work on the machine hardly moves), and checks the database for
 duplicate assignments, posts over quota, items with more than k ratings and lost ratings.
 """
 
@@ -327,12 +329,50 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def _cpu_seconds(pid: int) -> tuple[int, float] | None:
+    """(process group, user + system CPU seconds) of a process, from /proc; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[2]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(server_group: int, database: str) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of gunicorn's processes and of the PostgreSQL backends serving the
+    benchmark's database, by pid: what the server spent, whatever else the machine is doing."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+        backends = [pid for (pid,) in cursor.fetchall()]
+    gunicorn = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (cpu := _cpu_seconds(int(entry.name))):
+            if cpu[0] == server_group:
+                gunicorn[int(entry.name)] = cpu[1]
+    postgresql = {pid: cpu[1] for pid in backends if (cpu := _cpu_seconds(pid))}
+    return {"gunicorn": gunicorn, "postgresql": postgresql}
+
+
+def cpu_spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict:
+    return {
+        part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items())
+        for part in after
+    }
+
+
 def run_phase(args, base, campaign_id, tokens, think, duration, label) -> Stats:
     stats = Stats()
     stop = time.time() + duration
+    cpu_before = server_cpu(args.server_group, args.database)
     began = time.perf_counter()
     asyncio.run(run_annotators(base, campaign_id, tokens, think, stop, stats, label))
     wall = time.perf_counter() - began
+    cpu = cpu_spent(cpu_before, server_cpu(args.server_group, args.database))
     print(f"\n== {label}: {len(tokens)} annotators, think {think} s, {wall:.1f} s ==")
     for name, values in (("next task", stats.next_ms), ("submit", stats.submit_ms)):
         print(
@@ -345,6 +385,12 @@ def run_phase(args, base, campaign_id, tokens, think, duration, label) -> Stats:
         f"throughput: {len(stats.submitted) / wall:.1f} posts/s submitted, "
         f"{(len(stats.next_ms) + len(stats.submit_ms)) / wall:.1f} requests/s; "
         f"errors: {len(stats.errors)}"
+    )
+    posts = max(1, len(stats.submitted))
+    print(
+        f"server CPU: {1000 * sum(cpu.values()) / posts:.2f} ms per post "
+        f"(gunicorn {1000 * cpu['gunicorn'] / posts:.2f} + PostgreSQL backends "
+        f"{1000 * cpu['postgresql'] / posts:.2f})"
     )
     for error in stats.errors[:5]:
         print("  error:", error)
@@ -472,6 +518,7 @@ def main() -> int:
         gc.collect()
         gc.freeze()
         server = start_gunicorn(args, env)
+        args.server_group = server.pid
         base = f"http://127.0.0.1:{args.port}"
         single = run_phase(
             args, base, campaign.pk, tokens[-1:], 0.0, args.single, "one annotator, no thinking"
