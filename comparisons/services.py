@@ -27,14 +27,14 @@ from annotation.services import QuestionSpec, campaign_create
 from comparisons.models import ComparedItem, ComparedRun, Comparison
 from config.converters import MAX_ID
 from config.errors import ApplicationError
-from generation.models import Batch, KnowledgeItem, Post
+from generation.models import COMPARISON_PIPELINE, Batch, KnowledgeItem, Post
 from generation.pipelines.miko import MIKO_KINDS
 from generation.services.items import items_store
 from students.models import EvaluationRun
 
 DEFAULT_SEED = 13
 MAX_RUNS = 10
-PIPELINE = "comparison"
+PIPELINE = COMPARISON_PIPELINE
 
 
 def evaluation_runs_named(*, run_ids: Sequence[int]) -> list[EvaluationRun]:

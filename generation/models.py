@@ -101,6 +101,10 @@ class Endpoint(models.Model):
 
 SHARED_CACHE_KEY = "shared"
 IMPORTED_KEY = "imported"
+# The pipeline of a batch that holds other models' answers gathered to be compared blind (the
+# `comparisons` app), not knowledge of its dataset: a campaign rates such a batch, and `evaluate`
+# takes its references from such a campaign, only when named.
+COMPARISON_PIPELINE = "comparison"
 
 
 class RunnerJob(models.Model):

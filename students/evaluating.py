@@ -31,7 +31,7 @@ from evaluation.exports.training import chat_prompt
 from evaluation.selectors.campaigns import campaign_questions, item_details
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores
-from generation.models import Dataset, Endpoint
+from generation.models import COMPARISON_PIPELINE, Dataset, Endpoint
 from generation.selectors.items import result_descriptions
 from students.answering import Answers, Progress, Prompt, direct_answers, miko_answers
 from students.models import EvaluationRun
@@ -68,7 +68,9 @@ def accept_parse(specs: list[str]) -> dict[str, float]:
 
 
 def evaluation_campaign(*, dataset: Dataset, name: str | None) -> Campaign:
-    """The campaign named (of the dataset), or the dataset's only campaign when none is named."""
+    """The campaign named (of the dataset), or the dataset's only campaign when none is named
+    (blind comparisons' campaigns rate other models' answers, not references: they count only
+    when named)."""
     campaigns = Campaign.objects.filter(dataset=dataset)
     if name:
         found = campaigns.filter(name=name).first()
@@ -77,7 +79,7 @@ def evaluation_campaign(*, dataset: Dataset, name: str | None) -> Campaign:
                 f"dataset {dataset.name!r} has no campaign {name!r}", field="campaign"
             )
         return found
-    found = list(campaigns[:2])
+    found = list(campaigns.exclude(batches__pipeline=COMPARISON_PIPELINE).distinct()[:2])
     if len(found) != 1:
         raise ApplicationError(
             f"dataset {dataset.name!r} has {'no' if not found else 'several'} campaigns: name "

@@ -19,7 +19,7 @@ from annotation.validators import (
     validate_batch_rateable,
     validate_question_name,
 )
-from generation.models import Batch, Dataset
+from generation.models import COMPARISON_PIPELINE, Batch, Dataset
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,14 @@ def _validate_question_name(name: str) -> None:
 
 def _checked_batches(*, dataset: Dataset, batches: Iterable[Batch]) -> list[Batch]:
     """The batches a campaign on `dataset` rates: those named, each of the dataset and finished;
-    every finished batch of the dataset when none is named."""
+    every finished batch of the dataset when none is named, but for blind comparisons' batches."""
     batches = list(batches)
     if not batches:
-        return list(Batch.objects.filter(dataset=dataset, status__in=RATEABLE_BATCH_STATUSES))
+        return list(
+            Batch.objects.filter(dataset=dataset, status__in=RATEABLE_BATCH_STATUSES).exclude(
+                pipeline=COMPARISON_PIPELINE
+            )
+        )
     for batch in batches:
         if batch.dataset_id != dataset.pk:
             raise AnnotationError(f"batch {batch.pk} belongs to another dataset", field="batches")

@@ -7,10 +7,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Campaign, Task
+from annotation.services import campaign_create as annotation_campaign_create
 from comparisons.models import ComparedItem, ComparedRun, Comparison
 from comparisons.services import comparison_create, evaluation_runs_named
 from config.errors import ApplicationError
 from generation.models import Batch, KnowledgeItem
+from students.evaluating import evaluation_campaign
 from tests.comparisons.runs import answer, make_run
 
 
@@ -250,3 +252,15 @@ def test_create_campaign_refuses_broken_comparisons(runs, args, message):
     with pytest.raises(CommandError, match=message.format(**ids)):
         _create_campaign("blind", *args)
     _nothing_stored()
+
+
+def test_a_comparison_stays_out_of_the_datasets_other_work_unless_named(runs, reference):
+    """A campaign made without naming batches leaves the comparison's batch out, and `evaluate`
+    still finds the dataset's reference campaign without --campaign."""
+    comparison = comparison_create(runs=runs, name="Which reads better?")
+    dataset = reference.dataset
+    assert evaluation_campaign(dataset=dataset, name=None) == reference
+    assert evaluation_campaign(dataset=dataset, name="Which reads better?") == comparison.campaign
+    later = annotation_campaign_create(name="later", dataset=dataset)
+    assert comparison.batch not in set(later.batches.all())
+    assert later.batches.exists()
