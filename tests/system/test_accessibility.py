@@ -1,4 +1,5 @@
-"""axe-core on the main pages, as admin and annotator, at a desktop and a phone size.
+"""axe-core on the main pages, as admin and annotator, at a desktop and a phone size, and on a page
+showing a flash message.
 
 No "serious" or "critical" violation is allowed, nor a page wider than the window (reflow); the
 lesser violations are printed, so they are seen (run with `-s`) without failing the suite. axe-core
@@ -7,6 +8,7 @@ comes from the `axe-playwright-python` package (its own copy of `axe.min.js`), n
 
 import pytest
 
+from students.models import EvaluationRun, StudentTraining
 from tests.helpers import browser_login
 from tests.system.world import World, build_world
 
@@ -28,6 +30,27 @@ def admin_pages(world: World) -> dict[str, str]:
         "agreement": f"/campaigns/{world.campaign.pk}/evaluation/",
         "export": f"/exports/{world.export.pk}/",
         "not found": "/no-such-page/",
+    }
+
+
+def later_pages(world: World) -> dict[str, str]:
+    """Pages of the apps above evaluation: leaderboard, runs, students, comparisons, judges,
+    critics."""
+    run = EvaluationRun.objects.filter(dataset=world.dataset).get()
+    comparison = world.comparison
+    return {
+        "leaderboard": f"/datasets/{world.dataset.pk}/leaderboard/",
+        "evaluation run": f"/evaluation-runs/{run.pk}/",
+        "evaluation run form": f"/datasets/{world.dataset.pk}/evaluation-runs/new/",
+        "students": "/student-trainings/",
+        "student training": f"/student-trainings/{StudentTraining.objects.get().pk}/",
+        "comparison": f"/comparisons/{comparison.pk}/",
+        "comparison form": f"/datasets/{comparison.dataset_id}/comparisons/new/",
+        "judges": "/judges/",
+        "judge run": f"/judges/{world.judge_run.pk}/",
+        "campaign judges": f"/campaigns/{world.campaign.pk}/judges/",
+        "critics": "/critics/",
+        "critic": f"/critics/{world.critic.pk}/",
     }
 
 
@@ -90,3 +113,36 @@ def test_main_pages_have_no_serious_violations(browser, live_server, world, size
     finally:
         context.close()
     assert not failures, "serious or critical accessibility violations:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_later_pages_have_no_serious_violations(browser, live_server, world, size):
+    width, height = SIZES[size]
+    failures: list[str] = []
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        browser_login(page, live_server, "ada")
+        for name, path in later_pages(world).items():
+            failures += check(page, live_server.url + path, f"{name} ({size})")
+    finally:
+        context.close()
+    assert not failures, "serious or critical accessibility violations:\n" + "\n".join(failures)
+
+
+def test_a_page_showing_a_message_has_no_serious_violations(page, live_server, world):
+    """Right after adding an endpoint, the endpoints page says so in its live region."""
+    browser_login(page, live_server, "ada")
+    page.goto(f"{live_server.url}/endpoints/new/")
+    page.fill("#id_name", "fresh")
+    page.fill("#id_base_url", "http://127.0.0.1:9/v1")
+    page.fill("#id_model", "m")
+    page.check("#id_save_without_connection")
+    page.click("main button.primary")
+    page.wait_for_load_state("networkidle")
+    status = page.locator("[role=status]")
+    assert "Endpoint fresh added" in status.inner_text(), page.content()
+    assert status.locator("li").count() == 1
+    found = [v for v in violations(page) if v["impact"] in BLOCKING]
+    assert not found, describe(found)
