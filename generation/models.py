@@ -369,6 +369,8 @@ class ImportJob(models.Model):
         Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
     )
     format = models.CharField(max_length=30, default="auto")
+    # The split its posts belong to, as the source ships them (generation.extensions), or "".
+    split = models.CharField(max_length=50, blank=True)
     file = models.FileField(upload_to=import_file_path, max_length=500)
     images_zip = models.FileField(upload_to=import_file_path, blank=True, max_length=500)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)

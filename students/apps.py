@@ -7,7 +7,14 @@ class StudentsConfig(AppConfig):
 
     def ready(self) -> None:
         from evaluation.extensions import SplitRule, split_rule_register
-        from students.selectors import export_split_filters, split_conditions, splits_manifest
+        from generation.extensions import ImportSplit, import_split_register
+        from students.selectors import (
+            export_split_filters,
+            split_conditions,
+            split_counts,
+            splits_manifest,
+        )
+        from students.services import SplitKeeper
 
         # Exports keep to the splits asked for and leave the held-out split out of training
         # formats: evaluation calls the rule, it never imports it.
@@ -16,5 +23,15 @@ class StudentsConfig(AppConfig):
                 filters=export_split_filters,
                 conditions=split_conditions,
                 manifest=splits_manifest,
+            )
+        )
+        # `import_posts --split` and the upload's Split keep a source file's split: generation
+        # calls the keeper, it never imports it.
+        import_split_register(
+            ImportSplit(
+                keeper=SplitKeeper,
+                names=split_counts,
+                help="the split the file's posts belong to (train, dev, test...), as the source "
+                "ships them: kept, never drawn again",
             )
         )

@@ -123,6 +123,7 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
             "dataset_name",
             "dataset",
             "format",
+            "split",
             "status",
             "percent",
             "total_bytes",
@@ -151,6 +152,14 @@ class ImportJobInputSerializer(serializers.Serializer):
         default=None,
         help_text="true: the dataset must be new; false: it must exist; unset: created when new",
     )
+    split = serializers.CharField(
+        max_length=50,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="the split the file's posts belong to (train, dev, test...), as the source "
+        "ships them; a post already in another split fails the import",
+    )
 
 
 class ImportJobCreateApi(APIView):
@@ -173,6 +182,7 @@ class ImportJobCreateApi(APIView):
             format=data.validated_data["format"],
             created_by=request.user,
             create_dataset=data.validated_data.get("create_dataset"),
+            split=data.validated_data["split"],
         )
         job.refresh_from_db()
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -26,6 +26,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
+from config.errors import ApplicationError
+from generation.extensions import split_keeper
 from generation.importers import (
     DETECT_BYTES,
     FORMATS,
@@ -58,17 +60,21 @@ def import_job_create(
     images_zip: UploadedFile | None = None,
     created_by=None,
     create_dataset: bool | None = None,
+    split: str = "",
 ) -> ImportJob:
     """Store an uploaded file (and zip of images) and queue its import in the background.
 
     `create_dataset`: True when the dataset must be new, False when it must exist, None to create
     it when new. With `auto`, the format is told from the file's start here, so a file of no known
     format is refused before a job exists (field `format`); the job keeps the format found.
+    `split`: the split the file's posts belong to (`generation.extensions`), its name checked here.
     """
     from generation.tasks import import_job_run_task
 
     if format != "auto" and format not in FORMATS:
         raise ImportFileError(f"unknown format {format!r}", field="format")
+    if split:
+        split = split_keeper(name=split, origin=file.name or "upload").name
     dataset_name = dataset_name_checked(dataset_name)
     exists = Dataset.objects.filter(name=dataset_name).exists()
     if create_dataset is True and exists:
@@ -81,6 +87,7 @@ def import_job_create(
         job = ImportJob.objects.create(
             dataset_name=dataset_name,
             format=format,
+            split=split,
             file=file,
             images_zip=images_zip,
             total_bytes=file.size or 0,
@@ -257,6 +264,10 @@ def _run(job: ImportJob) -> None:
                     name=PurePosixPath(job.images_zip.name).name,
                 )
             jobs.update(total_bytes=path.stat().st_size)
+            source_name = PurePosixPath(job.file.name).name
+            keeper = None
+            if job.split:
+                keeper = split_keeper(name=job.split, origin=source_name, created_by=job.created_by)
             with _JobProgress(job.pk) as progress:
                 report = posts_import(
                     path=path,
@@ -265,9 +276,10 @@ def _run(job: ImportJob) -> None:
                     images_dir=images_dir,
                     created_by=job.created_by,
                     progress=progress,
-                    source_name=PurePosixPath(job.file.name).name,
+                    source_name=source_name,
+                    on_posts=keeper,
                 )
-    except ImportFileError as exc:
+    except ApplicationError as exc:  # ImportFileError, or the split refusing a post
         error = str(exc)
         if isinstance(exc, FormatNotRecognised):  # not the command line's --format
             error = exc.words("choose its format and upload it again")

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from accounts.permissions import admin_required
 from config.errors import ApplicationError
+from generation.extensions import import_split, split_names
 from generation.importers import FORMAT_CHOICES, FORMATS, FormatNotRecognised
 from generation.importers.examples import EXAMPLES
 from generation.models import Dataset, ImportJob
@@ -87,6 +88,18 @@ class ImportUploadForm(forms.Form):
         label="Images (zip)", required=False, help_text="The images the file names, zipped."
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if import_split() is not None:  # an app offers splits (students)
+            self.fields["split"] = forms.CharField(
+                max_length=50,
+                required=False,
+                label="Split",
+                help_text="Optional: the split the file's posts belong to (train, dev, test…), "
+                "as the source ships them; kept, never drawn again.",
+                widget=forms.TextInput(attrs={"list": "split-names", "autocomplete": "off"}),
+            )
+
     def clean(self) -> dict:
         data = super().clean()
         existing, new = data.get("dataset"), (data.get("new_dataset") or "").strip()
@@ -135,6 +148,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
                     create_dataset=bool(new),
                     format=form.cleaned_data["format"],
                     created_by=request.user,
+                    split=form.cleaned_data.get("split", ""),
                 )
             except ApplicationError as exc:
                 _upload_refused(form, exc, new=bool(new))
@@ -143,7 +157,15 @@ def import_new(request: HttpRequest) -> HttpResponse:
     else:
         chosen = Dataset.objects.filter(name=request.GET.get("dataset", "")).first()
         form = ImportUploadForm(initial={"dataset": chosen})
-    context = {"form": form, "jobs": import_job_list(), "examples": EXAMPLES}
+    context = {
+        "form": form,
+        "jobs": import_job_list(),
+        "examples": EXAMPLES,
+        # The Split field's suggestions: the usual names and the chosen dataset's.
+        "split_names": split_names(
+            dataset=getattr(form, "cleaned_data", {}).get("dataset") or form.initial.get("dataset")
+        ),
+    }
     return render(request, "generation/import_form.html", context)
 
 

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from config.errors import ApplicationError
+from generation.extensions import import_split, split_keeper
 from generation.importers import FORMAT_CHOICES
 from generation.importers.matching import MATCH_BY
 from generation.services.imports import posts_import
@@ -27,12 +28,9 @@ class Command(BaseCommand):
             help="how a record is recognised as a post already in the dataset: by its id "
             "(default) or by its text (the same post under another id in another file)",
         )
-        parser.add_argument(
-            "--split",
-            metavar="NAME",
-            help="the split the file's posts belong to (train, dev, test...), as the source ships "
-            "them: kept, never drawn again",
-        )
+        split = import_split()  # registered by the students app
+        if split is not None:
+            parser.add_argument("--split", metavar="NAME", help=split.help)
 
     def handle(
         self,
@@ -42,16 +40,13 @@ class Command(BaseCommand):
         format: str,
         images: Path | None,
         match_by: str,
-        split: str | None,
+        split: str | None = None,
         **options,
     ):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
-        # Splits belong to the students app, which reads generation, not the other way round.
-        from students.services import SplitKeeper
-
         try:
-            keeper = SplitKeeper(name=split, origin=str(path)) if split is not None else None
+            keeper = split_keeper(name=split, origin=str(path)) if split is not None else None
         except ApplicationError as exc:
             raise CommandError(f"--split: {exc}") from None
         bar = tqdm(
