@@ -1,6 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from config.errors import ApplicationError
+from config.commands import refusals
 from critics.selectors import critic_named
 from critics.services import critic_order_tasks
 
@@ -15,11 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--critic", required=True, help="NAME or NAME:vN")
 
     def handle(self, *args, **options) -> None:
-        try:
+        with refusals():
             critic = critic_named(options["critic"])
             ordered = critic_order_tasks(critic=critic)
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
         self.stdout.write(
             f"Ordered {ordered} unclaimed posts of campaign {critic.campaign.name!r} by the "
             f"uncertainty of {critic}."

@@ -1,7 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
+from django.core.management.base import BaseCommand
 
-from config.errors import ApplicationError
+from config.commands import progress_bar, refusals
 from critics.selectors import critic_named
 from critics.services import critic_score
 
@@ -14,18 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args, **options) -> None:
-        try:
+        with refusals():
             critic = critic_named(options["critic"])
-            with tqdm(
-                total=0, unit="item", disable=options["no_progress"], file=self.stderr._out
-            ) as bar:
-
-                def scored(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
+            with progress_bar(self, unit="item", quiet=options["no_progress"]) as scored:
                 critic = critic_score(critic_id=critic.pk, progress=scored)
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
         self.stdout.write(f"{critic}: {critic.scored} items scored.")

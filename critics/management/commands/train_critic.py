@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from annotation.models import Campaign
-from config.errors import ApplicationError
+from config.commands import found, progress_bar, refusals
 from critics.models import Critic
 from critics.services import critic_create, critic_score, critic_train
 from evaluation.management.exclusion_options import add_exclusion_arguments, exclusion_options
@@ -30,11 +29,10 @@ class Command(BaseCommand):
         add_exclusion_arguments(parser, gold_help="learn from gold items too (left out by default)")
 
     def handle(self, *args, **options) -> None:
-        try:
-            campaign = Campaign.objects.get(name=options["campaign"])
-        except Campaign.DoesNotExist:
-            raise CommandError(f"no campaign named {options['campaign']!r}") from None
-        try:
+        campaign = found(
+            Campaign.objects, f"no campaign named {options['campaign']!r}", name=options["campaign"]
+        )
+        with refusals():
             critic = critic_create(
                 campaign=campaign,
                 question=options["question"],
@@ -44,33 +42,16 @@ class Command(BaseCommand):
                 exclusions=exclusion_options(options),
                 order_tasks=options["order_tasks"],
             )
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
         quiet = options["no_progress"]
-        with tqdm(total=0, unit="fold", disable=quiet, file=self.stderr._out, leave=False) as bar:
-
-            def folds(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+        with progress_bar(self, unit="fold", quiet=quiet, leave=False) as folds:
             critic = critic_train(critic_id=critic.pk, progress=folds)
         if critic.status != Critic.Status.DONE:
             raise CommandError(f"training {critic} failed: {critic.error}")
         self.stdout.write(metrics_lines(critic))
         if options["no_score"]:
             return
-        with tqdm(total=0, unit="item", disable=quiet, file=self.stderr._out, leave=False) as bar:
-
-            def scored(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
-            try:
-                critic = critic_score(critic_id=critic.pk, progress=scored)
-            except ApplicationError as error:
-                raise CommandError(error.message) from None
+        with refusals(), progress_bar(self, unit="item", quiet=quiet, leave=False) as scored:
+            critic = critic_score(critic_id=critic.pk, progress=scored)
         self.stdout.write(f"Scored {critic.scored} items in {critic.scoring_seconds:.1f} s.")
 
 

@@ -4,9 +4,8 @@ import json
 import math
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
-from config.errors import ApplicationError
+from config.commands import found, progress_bar, refusals
 from generation.models import Dataset, Endpoint
 from students.evaluating import (
     accept_parse,
@@ -60,21 +59,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        dataset = Dataset.objects.filter(name=options["dataset"]).first()
-        if dataset is None:
-            raise CommandError(f"no dataset named {options['dataset']!r}")
-        try:
+        dataset = found(
+            Dataset.objects, f"no dataset named {options['dataset']!r}", name=options["dataset"]
+        )
+        with refusals():
             campaign = evaluation_campaign(dataset=dataset, name=options["campaign"])
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
-        try:
-            endpoint = Endpoint.objects.get(name=options["endpoint"])
-        except Endpoint.DoesNotExist:
-            raise CommandError(f"no endpoint named {options['endpoint']!r}") from None
-        try:
+        endpoint = found(
+            Endpoint.objects, f"no endpoint named {options['endpoint']!r}", name=options["endpoint"]
+        )
+        with refusals("--accept: "):
             accept = accept_parse(options["accept"])
-        except ApplicationError as error:
-            raise CommandError(f"--accept: {error.message}") from None
         request = {
             "campaign": campaign,
             "split": options["split"],
@@ -85,27 +79,14 @@ class Command(BaseCommand):
             "price_per_million": _price(options["price"]),
         }
         if options["queue"]:
-            try:
+            with refusals():
                 run = evaluation_run_create(**request)
-            except ApplicationError as error:
-                raise CommandError(error.message) from None
             queue = "gpu" if endpoint.backend == Endpoint.Backend.TRANSFORMERS else "default"
             self.stdout.write(f"Evaluation run {run.pk} queued on the {queue} queue")
             return
-        bar = tqdm(
-            unit="answer", desc="evaluate", file=self.stderr._out, disable=options["verbosity"] == 0
-        )
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            run = evaluation_run(**request, progress=progress)
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
-        finally:
-            bar.close()
+        quiet = options["verbosity"] == 0
+        with refusals(), progress_bar(self, unit="answer", desc="evaluate", quiet=quiet) as bar:
+            run = evaluation_run(**request, progress=bar)
         if run.status != EvaluationRun.Status.DONE:
             raise CommandError(f"evaluation run {run.pk} failed: {run.error}")
         if options["json"]:

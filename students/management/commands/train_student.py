@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.errors import ApplicationError
+from config.commands import found, refusals
 from evaluation.models import ExportJob
 from students.models import StudentTraining
 from students.training import student_train, student_training_create
@@ -26,11 +26,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        try:
-            export = ExportJob.objects.get(pk=options["export"])
-        except ExportJob.DoesNotExist:
-            raise CommandError(f"no export {options['export']}") from None
-        try:
+        export = found(ExportJob.objects, f"no export {options['export']}", pk=options["export"])
+        with refusals():
             training = student_training_create(
                 export=export,
                 base_model=options["base_model"],
@@ -38,8 +35,6 @@ class Command(BaseCommand):
                 max_steps=options["max_steps"],
                 enqueue=not options["wait"],
             )
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
         if not options["wait"]:
             self.stdout.write(f"Student training {training.pk} queued on the gpu queue")
             return
