@@ -2,9 +2,10 @@
 scoring, order its campaign's next round by its uncertainty."""
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +13,8 @@ from rest_framework.views import APIView
 from accounts.permissions import IsAdmin
 from annotation.models import Campaign
 from config.converters import MAX_ID
-from config.pagination import paginate, paginated
+from config.job_apis import JobActionApi, JobDetailApi, JobListApi
+from config.pagination import paginated
 from critics.models import Critic
 from critics.services import critic_create, critic_enqueue, critic_order_tasks, critic_schedule
 from evaluation.selectors.exclusions import MIN_GOLD_ACCURACY
@@ -47,21 +49,20 @@ class CriticOutputSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class CriticListApi(APIView):
+@extend_schema_view(
+    get=extend_schema(operation_id="critics_list", responses=paginated(CriticOutputSerializer)),
+    post=extend_schema(request=CriticInputSerializer, responses={201: CriticOutputSerializer}),
+)
+class CriticListApi(JobListApi):
     """Critics, newest first; POST trains a new one (the next version of its name)."""
 
-    permission_classes = [IsAdmin]
+    output_serializer = CriticOutputSerializer
+    input_serializer = CriticInputSerializer
 
-    @extend_schema(operation_id="critics_list", responses=paginated(CriticOutputSerializer))
-    def get(self, request: Request) -> Response:
-        critics = Critic.objects.select_related("question").order_by("-id")
-        return paginate(request, self, critics, CriticOutputSerializer)
+    def rows(self, request: Request) -> QuerySet:
+        return Critic.objects.select_related("question").order_by("-id")
 
-    @extend_schema(request=CriticInputSerializer, responses={201: CriticOutputSerializer})
-    def post(self, request: Request) -> Response:
-        data = CriticInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+    def create(self, request: Request, values: dict) -> Critic:
         campaign = get_object_or_404(Campaign, pk=values["campaign"])
         with transaction.atomic():
             critic = critic_create(
@@ -78,31 +79,31 @@ class CriticListApi(APIView):
                 created_by=request.user,
             )
             critic_enqueue(critic=critic)
-        return Response(CriticOutputSerializer(critic).data, status=status.HTTP_201_CREATED)
+        return critic
 
 
-class CriticDetailApi(APIView):
+@extend_schema_view(get=extend_schema(responses=CriticOutputSerializer))
+class CriticDetailApi(JobDetailApi):
     """A critic: its held-out metrics (with the majority baseline) and its scoring progress."""
 
-    permission_classes = [IsAdmin]
+    output_serializer = CriticOutputSerializer
 
-    @extend_schema(responses=CriticOutputSerializer)
-    def get(self, request: Request, critic_id: int) -> Response:
-        critic = get_object_or_404(Critic.objects.select_related("question"), pk=critic_id)
-        return Response(CriticOutputSerializer(critic).data)
+    def rows(self, request: Request) -> QuerySet:
+        return Critic.objects.select_related("question")
 
 
-class CriticScoreApi(APIView):
+@extend_schema_view(post=extend_schema(request=None, responses={202: CriticOutputSerializer}))
+class CriticScoreApi(JobActionApi):
     """Score the dataset's items again from where the scoring stopped (after a dead worker, or
     for items generated since); 409 while the critic is not trained."""
 
-    permission_classes = [IsAdmin]
+    output_serializer = CriticOutputSerializer
 
-    @extend_schema(request=None, responses={202: CriticOutputSerializer})
-    def post(self, request: Request, critic_id: int) -> Response:
-        critic = get_object_or_404(Critic.objects.select_related("question"), pk=critic_id)
-        critic = critic_schedule(critic=critic)
-        return Response(CriticOutputSerializer(critic).data, status=status.HTTP_202_ACCEPTED)
+    def rows(self, request: Request) -> QuerySet:
+        return Critic.objects.select_related("question")
+
+    def act(self, job: Critic) -> Critic:
+        return critic_schedule(critic=job)
 
 
 class CriticOrderTasksApi(APIView):

@@ -5,8 +5,10 @@ from students.apis import (
     DatasetSplitsApi,
     EvaluationRunDetailApi,
     EvaluationRunListApi,
+    EvaluationRunRestartApi,
     StudentTrainingDetailApi,
     StudentTrainingListApi,
+    StudentTrainingRestartApi,
 )
 
 urlpatterns: list = [
@@ -17,10 +19,20 @@ urlpatterns: list = [
         EvaluationRunDetailApi.as_view(),
         name="api-evaluation-run-detail",
     ),
+    path(
+        "evaluation-runs/<id:evaluation_run_id>/restart/",
+        EvaluationRunRestartApi.as_view(),
+        name="api-evaluation-run-restart",
+    ),
     path("student-trainings/", StudentTrainingListApi.as_view(), name="api-student-training-list"),
     path(
         "student-trainings/<id:training_id>/",
         StudentTrainingDetailApi.as_view(),
         name="api-student-training-detail",
+    ),
+    path(
+        "student-trainings/<id:training_id>/restart/",
+        StudentTrainingRestartApi.as_view(),
+        name="api-student-training-restart",
     ),
 ]

@@ -1,9 +1,10 @@
 """Students API (admins only): a dataset's splits and drawing them from a seed; evaluation runs
-(listed, read, launched); student trainings (listed, read, launched)."""
+(listed, read, launched, started again once failed); student trainings (the same)."""
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -12,15 +13,21 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from config.converters import query_id
-from config.pagination import paginate, paginated
+from config.job_apis import JobActionApi, JobDetailApi, JobListApi
+from config.pagination import paginated
 from evaluation.models import ExportJob
 from generation.models import Dataset, Endpoint
-from students.evaluating import DEFAULT_ACCEPT, evaluation_campaign, evaluation_run_create
+from students.evaluating import (
+    DEFAULT_ACCEPT,
+    evaluation_campaign,
+    evaluation_run_create,
+    evaluation_run_restart,
+)
 from students.models import EvaluationRun, StudentTraining
 from students.selectors import dataset_splits
 from students.services import splits_draw
 from students.splits import DEFAULT_FRACTIONS, MAX_SEED
-from students.training import MAX_STEPS, student_training_create
+from students.training import MAX_STEPS, student_training_create, student_training_restart
 
 
 class SplitAssignmentSerializer(serializers.Serializer):
@@ -127,22 +134,32 @@ class EvaluationRunInputSerializer(serializers.Serializer):
     price = PriceSerializer(required=False, allow_null=True, help_text="for the run's cost")
 
 
-class EvaluationRunListApi(APIView):
-    """Evaluation runs, newest first (their answers are in the manifest download)."""
-
-    permission_classes = [IsAdmin]
-    # JSON only: `price` is an object, and the NUL guard (config.middleware) reads JSON bodies.
-    parser_classes = [JSONParser]
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         parameters=[
             OpenApiParameter("dataset", int, description="only this dataset's runs"),
             OpenApiParameter("split", str, description="only runs on this split"),
         ],
         operation_id="evaluation_runs_list",
         responses=paginated(EvaluationRunOutputSerializer),
-    )
-    def get(self, request: Request) -> Response:
+    ),
+    post=extend_schema(
+        operation_id="evaluation_runs_create",
+        description="Queue a run (a worker asks the endpoint and scores the answers): 201 with it "
+        "queued;\nfollow it at its `page_url` or here.",
+        request=EvaluationRunInputSerializer,
+        responses={201: EvaluationRunOutputSerializer},
+    ),
+)
+class EvaluationRunListApi(JobListApi):
+    """Evaluation runs, newest first (their answers are in the manifest download)."""
+
+    # JSON only: `price` is an object, and the NUL guard (config.middleware) reads JSON bodies.
+    parser_classes = [JSONParser]
+    output_serializer = EvaluationRunOutputSerializer
+    input_serializer = EvaluationRunInputSerializer
+
+    def rows(self, request: Request) -> QuerySet:
         runs = EvaluationRun.objects.defer("answers").order_by("-id")
         dataset_id = query_id(request, "dataset")
         if dataset_id is not None:
@@ -150,21 +167,11 @@ class EvaluationRunListApi(APIView):
         split = request.query_params.get("split")
         if split is not None:
             runs = runs.filter(split=split[:50])
-        return paginate(request, self, runs, EvaluationRunOutputSerializer)
+        return runs
 
-    @extend_schema(
-        operation_id="evaluation_runs_create",
-        request=EvaluationRunInputSerializer,
-        responses={201: EvaluationRunOutputSerializer},
-    )
-    def post(self, request: Request) -> Response:
-        """Queue a run (a worker asks the endpoint and scores the answers): 201 with it queued;
-        follow it at its `page_url` or here."""
-        data = EvaluationRunInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+    def create(self, request: Request, values: dict) -> EvaluationRun:
         price = values.get("price")
-        run = evaluation_run_create(
+        return evaluation_run_create(
             campaign=evaluation_campaign(dataset=values["dataset"], name=values.get("campaign")),
             split=values["split"],
             endpoint=values["endpoint"],
@@ -173,16 +180,29 @@ class EvaluationRunListApi(APIView):
             price_per_million=(price["prompt"], price["completion"]) if price else None,
             created_by=request.user,
         )
-        return Response(EvaluationRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-class EvaluationRunDetailApi(APIView):
-    permission_classes = [IsAdmin]
+class _EvaluationRunApi:
+    output_serializer = EvaluationRunOutputSerializer
 
-    @extend_schema(responses=EvaluationRunOutputSerializer)
-    def get(self, request: Request, evaluation_run_id: int) -> Response:
-        run = get_object_or_404(EvaluationRun.objects.defer("answers"), pk=evaluation_run_id)
-        return Response(EvaluationRunOutputSerializer(run).data)
+    def rows(self, request: Request) -> QuerySet:
+        return EvaluationRun.objects.defer("answers")
+
+
+@extend_schema_view(get=extend_schema(responses=EvaluationRunOutputSerializer))
+class EvaluationRunDetailApi(_EvaluationRunApi, JobDetailApi):
+    pass
+
+
+@extend_schema_view(
+    post=extend_schema(request=None, responses={202: EvaluationRunOutputSerializer, 409: None})
+)
+class EvaluationRunRestartApi(_EvaluationRunApi, JobActionApi):
+    """Start a failed run again, from the start (its answers asked again): 202 with it queued;
+    409 unless it failed."""
+
+    def act(self, job: EvaluationRun) -> EvaluationRun:
+        return evaluation_run_restart(run=job)
 
 
 class StudentTrainingOutputSerializer(serializers.ModelSerializer):
@@ -220,40 +240,50 @@ class StudentTrainingInputSerializer(serializers.Serializer):
     max_steps = serializers.IntegerField(min_value=1, max_value=MAX_STEPS, default=100)
 
 
-class StudentTrainingListApi(APIView):
-    """Student trainings, newest first."""
-
-    permission_classes = [IsAdmin]
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         operation_id="student_trainings_list",
         responses=paginated(StudentTrainingOutputSerializer),
-    )
-    def get(self, request: Request) -> Response:
-        trainings = StudentTraining.objects.select_related("endpoint").order_by("-id")
-        return paginate(request, self, trainings, StudentTrainingOutputSerializer)
-
-    @extend_schema(
+    ),
+    post=extend_schema(
         operation_id="student_trainings_create",
+        description="Queue a training on the `gpu` queue: 201 with it queued; 409 for an export "
+        "not done.",
         request=StudentTrainingInputSerializer,
         responses={201: StudentTrainingOutputSerializer, 409: None},
-    )
-    def post(self, request: Request) -> Response:
-        """Queue a training on the `gpu` queue: 201 with it queued; 409 for an export not done."""
-        data = StudentTrainingInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        training = student_training_create(created_by=request.user, **data.validated_data)
-        return Response(
-            StudentTrainingOutputSerializer(training).data, status=status.HTTP_201_CREATED
-        )
+    ),
+)
+class StudentTrainingListApi(JobListApi):
+    """Student trainings, newest first."""
+
+    output_serializer = StudentTrainingOutputSerializer
+    input_serializer = StudentTrainingInputSerializer
+
+    def rows(self, request: Request) -> QuerySet:
+        return StudentTraining.objects.select_related("endpoint").order_by("-id")
+
+    def create(self, request: Request, values: dict) -> StudentTraining:
+        return student_training_create(created_by=request.user, **values)
 
 
-class StudentTrainingDetailApi(APIView):
-    permission_classes = [IsAdmin]
+class _StudentTrainingApi:
+    output_serializer = StudentTrainingOutputSerializer
 
-    @extend_schema(responses=StudentTrainingOutputSerializer)
-    def get(self, request: Request, training_id: int) -> Response:
-        training = get_object_or_404(
-            StudentTraining.objects.select_related("endpoint"), pk=training_id
-        )
-        return Response(StudentTrainingOutputSerializer(training).data)
+    def rows(self, request: Request) -> QuerySet:
+        return StudentTraining.objects.select_related("endpoint")
+
+
+@extend_schema_view(get=extend_schema(responses=StudentTrainingOutputSerializer))
+class StudentTrainingDetailApi(_StudentTrainingApi, JobDetailApi):
+    pass
+
+
+@extend_schema_view(
+    post=extend_schema(request=None, responses={202: StudentTrainingOutputSerializer, 409: None})
+)
+class StudentTrainingRestartApi(_StudentTrainingApi, JobActionApi):
+    """Start a failed training again, from its first step, on the `gpu` queue: 202 with it
+    queued; 409 unless it failed, or when its export was deleted."""
+
+    def act(self, job: StudentTraining) -> StudentTraining:
+        return student_training_restart(training=job)

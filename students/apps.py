@@ -8,6 +8,8 @@ class StudentsConfig(AppConfig):
     def ready(self) -> None:
         from evaluation.extensions import SplitRule, split_rule_register
         from generation.extensions import ImportSplit, import_split_register
+        from generation.runner.recovery import recovery_register
+        from students.evaluating import evaluation_runs_resume_orphaned
         from students.selectors import (
             export_split_filters,
             split_conditions,
@@ -15,6 +17,7 @@ class StudentsConfig(AppConfig):
             splits_manifest,
         )
         from students.services import SplitKeeper
+        from students.training import student_trainings_recover_orphaned
 
         # Exports keep to the splits asked for and leave the held-out split out of training
         # formats: evaluation calls the rule, it never imports it.
@@ -35,3 +38,7 @@ class StudentsConfig(AppConfig):
                 "ships them: kept, never drawn again",
             )
         )
+        # A worker that (re)connects runs again the evaluation runs a dead worker left, and fails
+        # its trainings (they may be started again from their page).
+        recovery_register(evaluation_runs_resume_orphaned)
+        recovery_register(student_trainings_recover_orphaned)

@@ -11,20 +11,23 @@ the teacher's staged pipeline on those posts as a batch and takes the items it p
 A run is recorded queued (`evaluation_run_create`, which refuses broken input before anything is
 stored), then runs on a worker (`students.tasks`: the `gpu` queue for a `transformers` endpoint,
 the default queue otherwise) or in the caller (`evaluation_run_execute`): queued → running (its
-progress written as it goes) → done with its scores, or failed with the error.
+progress written as it goes) → done with its scores, or failed with the error. While it runs, its
+worker holds its lease (`students.leases`); a run a dead worker left is run again from the start
+(`evaluation_runs_resume_orphaned`), and a failed one may be started again
+(`evaluation_run_restart`).
 """
 
 import asyncio
 import logging
 import math
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections, transaction
-from django.utils import timezone
 
 from annotation.models import Campaign
-from config.errors import ApplicationError, NotFound
+from config.errors import ApplicationError, Conflict, NotFound
 from evaluation.exports.export import post_prompt
 from evaluation.exports.manifest import distillery_version
 from evaluation.exports.training import chat_prompt
@@ -32,8 +35,11 @@ from evaluation.selectors.campaigns import campaign_questions, item_details
 from evaluation.selectors.filters import ItemFilters
 from evaluation.selectors.scores import item_scores
 from generation.models import COMPARISON_PIPELINE, Dataset, Endpoint
+from generation.runner.lease import SYSTEM_CLOCK, Clock, lease_claim
 from generation.selectors.items import result_descriptions
+from generation.services.batches import batch_cancel
 from students.answering import Answers, Progress, Prompt, direct_answers, miko_answers
+from students.leases import Heartbeat, job_restart
 from students.models import EvaluationRun
 from students.scoring import BertScoreModel, ScoredAnswer, scores_of
 from students.selectors import posts_in_split
@@ -195,15 +201,59 @@ def evaluation_run_create(
         created_by=created_by,
     )
     if enqueue:
-        from students import tasks
-
-        task = (
-            tasks.gpu_evaluation_run_execute
-            if endpoint.backend == Endpoint.Backend.TRANSFORMERS
-            else tasks.evaluation_run_execute_task
-        )
-        transaction.on_commit(lambda: task.delay(run.pk))
+        evaluation_run_enqueue(run)
     return run
+
+
+def evaluation_run_enqueue(run: EvaluationRun) -> None:
+    """Send the run to a worker once the transaction commits: the `gpu` queue for a
+    `transformers` endpoint, the default queue otherwise."""
+    from students import tasks
+
+    task = (
+        tasks.gpu_evaluation_run_execute
+        if run.endpoint is not None and run.endpoint.backend == Endpoint.Backend.TRANSFORMERS
+        else tasks.evaluation_run_execute_task
+    )
+    transaction.on_commit(lambda: task.delay(run.pk))
+
+
+def evaluation_run_restart(*, run: EvaluationRun) -> EvaluationRun:
+    """A failed run queued again and sent to a worker: it runs from the start, its answers asked
+    again; 409 unless it failed."""
+    job_restart(
+        run,
+        what="evaluation run",
+        done=0,
+        scores={},
+        answers=[],
+        manifest={},
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=None,
+    )
+    evaluation_run_enqueue(run)
+    return run
+
+
+def evaluation_runs_resume_orphaned() -> list[int]:
+    """Send every queued or running evaluation run to the workers again; returns their ids.
+
+    Registered with `generation.runner.recovery` (`StudentsConfig.ready`): called when a worker
+    (re)connects to the broker. A run whose worker died is taken over once its lease has run out
+    and runs again from the start: its answers are cheap to ask again (a `direct` run asks its
+    questions again; a `miko` run cancels its dead batch and launches another, whose stages the
+    cache answers where the first had got, at no cost). A run whose worker is alive keeps it:
+    the task waits its lease out, finds it renewed and ends.
+    """
+    runs = list(
+        EvaluationRun.objects.filter(
+            status__in=[EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING]
+        ).select_related("endpoint")
+    )
+    for run in runs:
+        evaluation_run_enqueue(run)
+    return [run.pk for run in runs]
 
 
 def evaluation_run(**request) -> EvaluationRun:
@@ -213,61 +263,78 @@ def evaluation_run(**request) -> EvaluationRun:
     return evaluation_run_execute(run_id=run.pk, progress=progress)
 
 
-def evaluation_run_execute(*, run_id: int, progress: Progress | None = None) -> EvaluationRun:
-    """Run a queued run once: queued → running → done, or failed with the error (never raised,
-    so a worker goes on). A run that is not queued (another worker has it) is left alone."""
-    claimed = EvaluationRun.objects.filter(pk=run_id, status=EvaluationRun.Status.QUEUED).update(
-        status=EvaluationRun.Status.RUNNING, started_at=timezone.now()
+def evaluation_run_execute(
+    *,
+    run_id: int,
+    progress: Progress | None = None,
+    wait_for_lease: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
+) -> EvaluationRun:
+    """Run a run once: queued → running → done, or failed with the error (never raised, so a
+    worker goes on). It holds the run's lease while it runs (`students.leases`); a run another
+    live worker holds is left alone, one a dead worker left running is taken over (with
+    `wait_for_lease`, once the dead worker's lease has run out) and run again from the start."""
+    token = uuid.uuid4().hex
+    claimed = lease_claim(
+        model=EvaluationRun,
+        pk=run_id,
+        token=token,
+        wait=wait_for_lease,
+        clock=clock,
+        fields=lambda now: {"started_at": now, "finished_at": None, "error": "", "done": 0},
     )
     run = EvaluationRun.objects.select_related("campaign", "endpoint", "dataset").get(pk=run_id)
     if not claimed:
         return run
     writer = _ProgressWriter(run.pk, progress)
-    try:
-        questions, answers = _answers(run, writer)
-        scored = [
-            ScoredAnswer(a.question.kind, a.text, a.question.references, a.failed)
-            for a in answers.answers
-        ]
-        bertscore = BertScoreModel(
-            path=run.bertscore["model_path"], num_layers=run.bertscore["num_layers"]
-        ) if run.bertscore else None  # fmt: skip
-        scores = scores_of(scored, bertscore=bertscore)
-    except Exception as error:  # recorded on the run for its page; the worker must not crash
-        if not isinstance(error, ApplicationError):
-            logger.exception("evaluation run %s failed", run_id)
-        message = error.message if isinstance(error, ApplicationError) else str(error)
-        EvaluationRun.objects.filter(pk=run.pk).update(
-            status=EvaluationRun.Status.FAILED,
-            error=(message or type(error).__name__)[:2000],
-            finished_at=timezone.now(),
-        )
-        run.refresh_from_db()
-        return run
-    finally:
-        writer.close()
+    with Heartbeat(model=EvaluationRun, pk=run.pk, token=token) as heartbeat:
+        try:
+            ending = _answered_and_scored(run, writer)
+        except Exception as error:  # recorded on the run for its page; the worker must not crash
+            if not isinstance(error, ApplicationError):
+                logger.exception("evaluation run %s failed", run_id)
+            message = error.message if isinstance(error, ApplicationError) else str(error)
+            ending = {
+                "status": EvaluationRun.Status.FAILED,
+                "error": (message or type(error).__name__)[:2000],
+            }
+        finally:
+            writer.close()
+    heartbeat.end(**ending)
+    run.refresh_from_db()
+    return run
+
+
+def _answered_and_scored(run: EvaluationRun, progress: Progress) -> dict:
+    """The run's answers, scored: the fields of a done run."""
+    questions, answers = _answers(run, progress)
+    scored = [
+        ScoredAnswer(a.question.kind, a.text, a.question.references, a.failed)
+        for a in answers.answers
+    ]
+    bertscore = BertScoreModel(
+        path=run.bertscore["model_path"], num_layers=run.bertscore["num_layers"]
+    ) if run.bertscore else None  # fmt: skip
+    scores = scores_of(scored, bertscore=bertscore)
     cost = None
     if run.price_per_million:
         prompt_price, completion_price = run.price_per_million
         cost = (
             answers.prompt_tokens * prompt_price + answers.completion_tokens * completion_price
         ) / 1e6
-    EvaluationRun.objects.filter(pk=run.pk).update(
-        status=EvaluationRun.Status.DONE,
-        scores=scores,
-        answers=[
+    return {
+        "status": EvaluationRun.Status.DONE,
+        "scores": scores,
+        "answers": [
             {"post": a.question.post, "kind": a.question.kind, "text": a.text, "error": a.error}
             for a in answers.answers
         ],
-        prompt_tokens=answers.prompt_tokens,
-        completion_tokens=answers.completion_tokens,
-        cost=cost,
-        done=run.total,
-        manifest=_manifest(run, questions, answers),
-        finished_at=timezone.now(),
-    )
-    run.refresh_from_db()
-    return run
+        "prompt_tokens": answers.prompt_tokens,
+        "completion_tokens": answers.completion_tokens,
+        "cost": cost,
+        "done": run.total,
+        "manifest": _manifest(run, questions, answers),
+    }
 
 
 def _answers(run: EvaluationRun, progress: Progress) -> tuple[list[Prompt], Answers]:
@@ -281,6 +348,13 @@ def _answers(run: EvaluationRun, progress: Progress) -> tuple[list[Prompt], Answ
             "any more: nothing to compare answers with"
         )
     if run.pipeline == P.MIKO:
+        if run.batch is not None and not run.batch.is_finished:
+            # A dead worker's batch (this run is run again): another answers, from the cache
+            # where this one had got.
+            try:
+                batch_cancel(batch=run.batch)
+            except Conflict:
+                pass  # it finished meanwhile
         return questions, miko_answers(
             dataset=run.dataset,
             endpoint=run.endpoint,

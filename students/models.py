@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from generation.models import Dataset, Endpoint, Post
+from generation.models import Dataset, Endpoint, Job, Post
 
 
 class SplitAssignment(models.Model):
@@ -64,18 +64,24 @@ class PostSplit(models.Model):
         return f"{self.post_id}: {self.name}"
 
 
-class EvaluationRun(models.Model):
+class LeasedJob(Job):
+    """A `Job` (status, error, who asked and when) whose worker holds a lease while it runs: its
+    token in `runner`, renewed in `heartbeat_at` (`students.leases`), as the generation runner's
+    batches do. A running row whose heartbeat is older than a lease is a dead worker's."""
+
+    runner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class EvaluationRun(LeasedJob):
     """An endpoint's answers for a split's posts, scored against the human-accepted references."""
 
     class Pipeline(models.TextChoices):
         DIRECT = "direct", "the student's single prompt (sft-chat format)"
         MIKO = "miko", "the teacher's staged pipeline (miko)"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluation_runs")
     split = models.CharField(max_length=50)
@@ -85,7 +91,6 @@ class EvaluationRun(models.Model):
     # The endpoint's name when the run was made (the endpoint may be renamed or deleted).
     endpoint_name = models.CharField(max_length=100)
     pipeline = models.CharField(max_length=20, choices=Pipeline.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # What the run was asked, kept for the worker that runs it (and shown in the manifest): the
     # campaign whose accepted items are the references, their acceptance bounds, the sampling
     # parameters, [prompt, completion] price per million tokens, BERTScore's model.
@@ -112,13 +117,6 @@ class EvaluationRun(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -131,18 +129,12 @@ class EvaluationRun(models.Model):
         return round(100 * self.done / self.total) if self.total else 0
 
 
-class StudentTraining(models.Model):
+class StudentTraining(LeasedJob):
     """A student fine-tuned from an `sft-chat` export (LoRA through TRL and PEFT, on the `gpu`
     queue), registered as a `transformers` endpoint once trained."""
 
     class Method(models.TextChoices):
         LORA = "lora", "LoRA adapter"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
 
     # Null once the export is deleted (with its campaign): the student and its losses stay.
     export = models.ForeignKey(
@@ -154,20 +146,12 @@ class StudentTraining(models.Model):
     base_model = models.CharField(max_length=500)
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.LORA)
     max_steps = models.PositiveIntegerField(default=100)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # [[step, loss], ...] as the trainer logs them.
     losses = models.JSONField(default=list, blank=True)
     adapter_path = models.CharField(max_length=500, blank=True)
     endpoint = models.ForeignKey(
         Endpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

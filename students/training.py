@@ -5,19 +5,28 @@ Each export record becomes a conversational prompt-completion example (the syste
 messages as the prompt, the assistant's answer as the completion), so the loss is computed on the
 completion only. The trainer's logged losses are written to the training row as they come, for
 its page; the adapter goes to `MEDIA_ROOT/students/<id>/adapter`.
+
+Its worker holds the training's lease while it trains (`students.leases`: a heartbeat from a
+thread of its own, through long steps too). A training whose worker died is failed, not trained
+again from the start behind the user's back (`student_trainings_recover_orphaned`); it may be
+started again (`student_training_restart`).
 """
 
 import json
+import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 
 from config.errors import ApplicationError, Conflict
 from evaluation.models import ExportJob
 from generation.models import Endpoint
+from generation.runner.lease import SYSTEM_CLOCK, Clock, lease_claim
 from generation.services.endpoints import endpoint_create
+from students.leases import Heartbeat, claim_queued, job_restart, worker_stopped_error
 from students.models import StudentTraining
 
 MAX_STEPS = 100_000
@@ -59,46 +68,106 @@ def student_training_create(
         created_by=created_by,
     )
     if enqueue:
-        from students.tasks import gpu_student_train
+        student_training_enqueue(training)
+    return training
 
-        transaction.on_commit(lambda: gpu_student_train.delay(training.pk))
+
+def student_training_enqueue(training: StudentTraining) -> None:
+    """Send the training to the `gpu` queue once the transaction commits."""
+    from students.tasks import gpu_student_train
+
+    transaction.on_commit(lambda: gpu_student_train.delay(training.pk))
+
+
+def student_training_restart(*, training: StudentTraining) -> StudentTraining:
+    """A failed training queued again on the `gpu` queue, from its first step (its losses
+    cleared); 409 unless it failed, or when its export was deleted."""
+    if training.export_id is None:
+        raise Conflict("its export was deleted: train a new student from another export")
+    job_restart(training, what="student training", losses=[], adapter_path="")
+    student_training_enqueue(training)
     return training
 
 
 def student_train(*, training_id: int) -> StudentTraining:
     """Train once: queued → running → done (with its endpoint) or failed (with the error)."""
-    claimed = StudentTraining.objects.filter(
-        pk=training_id, status=StudentTraining.Status.QUEUED
-    ).update(status=StudentTraining.Status.RUNNING, started_at=timezone.now())
+    token = uuid.uuid4().hex
+    claimed = claim_queued(model=StudentTraining, pk=training_id, token=token)
     training = StudentTraining.objects.select_related("export").get(pk=training_id)
     if not claimed:
         return training
-    try:
-        adapter = _train(training)
-        endpoint = endpoint_create(
-            name=f"student-{training.pk}",
-            backend=Endpoint.Backend.TRANSFORMERS,
-            model=f"{Path(training.base_model).name}+student-{training.pk}",
-            model_path=training.base_model,
-            concurrency=1,
-            parameters={"adapter": str(adapter)},
-        )
-    except Exception as error:  # recorded on the training for its page; the worker must not crash
-        StudentTraining.objects.filter(pk=training.pk).update(
-            status=StudentTraining.Status.FAILED,
-            error=str(error)[:2000],
-            finished_at=timezone.now(),
-        )
-        training.refresh_from_db()
-        return training
-    StudentTraining.objects.filter(pk=training.pk).update(
-        status=StudentTraining.Status.DONE,
-        adapter_path=str(adapter),
-        endpoint=endpoint,
-        finished_at=timezone.now(),
-    )
+    with Heartbeat(model=StudentTraining, pk=training.pk, token=token) as heartbeat:
+        try:
+            adapter = _train(training)
+            endpoint = endpoint_create(
+                name=f"student-{training.pk}",
+                backend=Endpoint.Backend.TRANSFORMERS,
+                model=f"{Path(training.base_model).name}+student-{training.pk}",
+                model_path=training.base_model,
+                concurrency=1,
+                parameters={"adapter": str(adapter)},
+            )
+        except Exception as error:  # recorded on the training for its page; the worker goes on
+            ending = {"status": StudentTraining.Status.FAILED, "error": str(error)[:2000]}
+        else:
+            ending = {
+                "status": StudentTraining.Status.DONE,
+                "adapter_path": str(adapter),
+                "endpoint": endpoint,
+            }
+    heartbeat.end(**ending)
     training.refresh_from_db()
     return training
+
+
+def student_training_fail_orphaned(*, training_id: int, clock: Clock = SYSTEM_CLOCK) -> bool:
+    """Fail a running training whose worker died, once its lease has run out (a live worker's
+    is left alone): its error says when the worker stopped, its `finished_at` is that time.
+    True if it was failed."""
+    if not StudentTraining.objects.filter(
+        pk=training_id, status=StudentTraining.Status.RUNNING
+    ).exists():
+        return False
+    token = uuid.uuid4().hex
+    # The claim's update reads the old heartbeat: the last sign of the dead worker.
+    taken = lease_claim(
+        model=StudentTraining,
+        pk=training_id,
+        token=token,
+        clock=clock,
+        fields=lambda now: {"finished_at": Coalesce("heartbeat_at", "started_at", Value(now))},
+    )
+    if not taken:
+        return False
+    stopped_at = StudentTraining.objects.values_list("finished_at", flat=True).get(pk=training_id)
+    StudentTraining.objects.filter(pk=training_id, runner=token).update(
+        status=StudentTraining.Status.FAILED, error=worker_stopped_error(stopped_at), runner=""
+    )
+    return True
+
+
+def student_trainings_recover_orphaned() -> list[int]:
+    """Send the queued trainings to the `gpu` queue again (a message the broker lost), and have
+    every running one checked (`students.tasks.student_training_check`, on the default queue):
+    failed once its lease has run out, left alone while its worker renews it. Returns their ids.
+
+    Registered with `generation.runner.recovery` (`StudentsConfig.ready`): called when a worker
+    (re)connects to the broker. A training is not trained again behind the user's back: hours of
+    GPU may be spent on it, and its page offers to start it again.
+    """
+    from students.tasks import student_training_check
+
+    trainings = list(
+        StudentTraining.objects.filter(
+            status__in=[StudentTraining.Status.QUEUED, StudentTraining.Status.RUNNING]
+        )
+    )
+    for training in trainings:
+        if training.status == StudentTraining.Status.QUEUED:
+            student_training_enqueue(training)
+        else:
+            transaction.on_commit(lambda pk=training.pk: student_training_check.delay(pk))
+    return [training.pk for training in trainings]
 
 
 def _examples(path: Path) -> list[dict]:

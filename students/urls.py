@@ -13,6 +13,11 @@ urlpatterns = [
         name="training-detail",
     ),
     path(
+        "student-trainings/<id:training_id>/restart/",
+        views.student_training_restart_view,
+        name="training-restart",
+    ),
+    path(
         "datasets/<id:dataset_id>/leaderboard/",
         views.dataset_leaderboard,
         name="dataset-leaderboard",
@@ -26,6 +31,11 @@ urlpatterns = [
         "evaluation-runs/<id:evaluation_run_id>/",
         views.evaluation_run_detail,
         name="run-detail",
+    ),
+    path(
+        "evaluation-runs/<id:evaluation_run_id>/restart/",
+        views.evaluation_run_restart_view,
+        name="run-restart",
     ),
     path(
         "evaluation-runs/<id:evaluation_run_id>/manifest.json",

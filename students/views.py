@@ -1,18 +1,26 @@
 """Pages (admins only): the leaderboard of a dataset's evaluation runs, a run (live while it
 runs) and its manifest, the new-evaluation form; student trainings (the list with the form that
-launches one, and a training's page, live while it trains)."""
+launches one, and a training's page, live while it trains); a failed run or training started
+again."""
 
+from collections.abc import Callable
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.permissions import admin_required
+from config.errors import ApplicationError
 from evaluation.relations import KIND_ORDER
 from generation.models import Dataset
+from students.evaluating import evaluation_run_restart
 from students.forms import EvaluationRunForm, StudentTrainingForm
+from students.leases import worker_lost_at
 from students.models import EvaluationRun, StudentTraining
 from students.scoring import OVERALL
 from students.selectors import LEADERBOARD_METRICS, leaderboard
+from students.training import student_training_restart
 
 LIVE = (EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING)
 
@@ -81,7 +89,12 @@ def evaluation_run_detail(request: HttpRequest, evaluation_run_id: int) -> HttpR
         EvaluationRun.objects.select_related("dataset", "campaign", "endpoint").defer("answers"),
         pk=evaluation_run_id,
     )
-    context = {"run": run, "rows": _score_rows(run), "live": run.status in LIVE}
+    context = {
+        "run": run,
+        "rows": _score_rows(run),
+        "live": run.status in LIVE,
+        "worker_lost_at": worker_lost_at(run),
+    }
     template = "students/_run_status.html" if request.htmx else "students/evaluation_run.html"
     return render(request, template, context)
 
@@ -133,6 +146,7 @@ def student_training_detail(request: HttpRequest, training_id: int) -> HttpRespo
         "points": _loss_points(training.losses),
         "last_loss": training.losses[-1][1] if training.losses else None,
         "live": training.status in (StudentTraining.Status.QUEUED, StudentTraining.Status.RUNNING),
+        "worker_lost_at": worker_lost_at(training),
     }
     template = "students/_training_status.html" if request.htmx else "students/training.html"
     return render(request, template, context)
@@ -153,3 +167,35 @@ def student_training_list(request: HttpRequest) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     context = {"form": form, "trainings": trainings}
     return render(request, "students/trainings.html", context, status=status)
+
+
+def _start_again(request: HttpRequest, start: Callable[[], object], started: str) -> None:
+    """Start a failed job again; the page says so, or why not."""
+    try:
+        start()
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, started)
+
+
+@admin_required
+@require_POST
+def evaluation_run_restart_view(request: HttpRequest, evaluation_run_id: int) -> HttpResponse:
+    run = get_object_or_404(EvaluationRun.objects.select_related("endpoint"), pk=evaluation_run_id)
+    _start_again(
+        request, lambda: evaluation_run_restart(run=run), f"Evaluation run {run.pk} queued again."
+    )
+    return redirect("students:run-detail", evaluation_run_id=run.pk)
+
+
+@admin_required
+@require_POST
+def student_training_restart_view(request: HttpRequest, training_id: int) -> HttpResponse:
+    training = get_object_or_404(StudentTraining, pk=training_id)
+    _start_again(
+        request,
+        lambda: student_training_restart(training=training),
+        f"Student training {training.pk} queued again on the gpu queue.",
+    )
+    return redirect("students:training-detail", training_id=training.pk)

@@ -4,6 +4,9 @@ campaign whose test posts have accepted references."""
 import pytest
 
 from evaluation.exports.training import chat_prompt
+from evaluation.models import ExportJob
+from evaluation.selectors.filters import ItemFilters
+from evaluation.services import export_create, export_run
 from generation.fake_openai import FakeOpenAIServer
 from students.models import SplitAssignment
 from students.services import splits_keep
@@ -49,3 +52,22 @@ def campaign(db):
     )
     campaign.items = items
     return campaign
+
+
+@pytest.fixture
+def export(db) -> ExportJob:
+    """A done sft-chat export of a campaign with two rated posts."""
+    campaign = campaign_create(name="c")
+    items = posts_with_items(campaign, posts=2, kinds=["xWant"])
+    rate(campaign, items, "plausibility", annotators(2), [[5, 5], [4, 4]])
+    job = export_create(
+        campaign=campaign, fmt="sft-chat", filters=ItemFilters(min_mean={}, min_ratings=0)
+    )
+    return export_run(job_id=job.pk)
+
+
+@pytest.fixture
+def base_model(tmp_path) -> str:
+    """What the service checks of a base model folder: its config.json."""
+    (tmp_path / "config.json").write_text("{}")
+    return str(tmp_path)

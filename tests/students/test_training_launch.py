@@ -5,33 +5,11 @@ nothing stored; annotators reach neither."""
 import pytest
 
 from evaluation.models import ExportJob
-from evaluation.selectors.filters import ItemFilters
-from evaluation.services import export_create, export_run
 from students import tasks
 from students.models import StudentTraining
 from students.training import MAX_STEPS
-from tests.factories import annotators, campaign_create, posts_with_items, rate
 
 TRAININGS = "/api/student-trainings/"
-
-
-@pytest.fixture
-def export(db) -> ExportJob:
-    """A done sft-chat export of a campaign with two rated posts."""
-    campaign = campaign_create(name="c")
-    items = posts_with_items(campaign, posts=2, kinds=["xWant"])
-    rate(campaign, items, "plausibility", annotators(2), [[5, 5], [4, 4]])
-    job = export_create(
-        campaign=campaign, fmt="sft-chat", filters=ItemFilters(min_mean={}, min_ratings=0)
-    )
-    return export_run(job_id=job.pk)
-
-
-@pytest.fixture
-def base_model(tmp_path) -> str:
-    """What the service checks of a base model folder: its config.json."""
-    (tmp_path / "config.json").write_text("{}")
-    return str(tmp_path)
 
 
 @pytest.fixture
