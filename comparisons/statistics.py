@@ -4,7 +4,6 @@ posts), the paired Wilcoxon signed-rank test, and Holm's adjustment of several p
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import wilcoxon
 
 BOOTSTRAP_SAMPLES = 2000
 # Bootstrap samples drawn at once: bounds the index matrix to CHUNK × posts.
@@ -47,6 +46,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int) -> dict:
         return result
     if not differences.any():
         return result | {"statistic": 0.0, "p_value": 1.0}
+    from scipy.stats import wilcoxon  # loaded for a report, not with every page
+
     test = wilcoxon(a, b)
     return result | {"statistic": float(test.statistic), "p_value": float(test.pvalue)}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from config.errors import ApplicationError
-from critics.learning import ItemText
+from critics.selectors import ItemText
 
 BATCH = 64
 MAX_TOKENS = 256

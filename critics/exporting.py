@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from annotation.models import Campaign
 from config.errors import ApplicationError, Conflict
-from critics.learning import point_at_threshold, threshold_for_precision
 from critics.models import Critic
 from critics.selectors import critic_export_rows, critic_named
+from critics.thresholds import point_at_threshold, threshold_for_precision
 
 
 @dataclass

@@ -24,6 +24,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import StratifiedGroupKFold
 
 from config.errors import ApplicationError
+from critics.selectors import ItemText
 
 FOLDS = 5
 # Fewer than these and cross-validated figures say nothing: refused with a message.
@@ -37,18 +38,6 @@ CALIBRATION_BINS = 10
 # stochastic gradient descent); the same for every critic.
 C = 4.0
 EPOCHS = 30
-
-
-@dataclass(frozen=True)
-class ItemText:
-    """What a critic reads of an item: its kind and text, and its post's text with the image
-    description its own run read (the context)."""
-
-    item_id: int
-    post_id: int
-    kind: str
-    text: str
-    context: str
 
 
 def _hashing(analyzer: str, ngrams: tuple[int, int], bits: int) -> HashingVectorizer:
@@ -363,36 +352,3 @@ def _spread(n: int, points: int) -> np.ndarray:
     if n <= points:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, points).round().astype(int))
-
-
-def threshold_for_precision(metrics: dict, min_precision: float) -> dict:
-    """The lowest score threshold on the held-out precision-recall curve whose precision reaches
-    `min_precision` (so the most recall at that precision), with its precision and recall."""
-    if not 0 < min_precision <= 1:
-        raise ApplicationError(
-            f"the minimum precision is a share between 0 and 1, not {min_precision}",
-            field="min_precision",
-        )
-    curve = metrics["pr_curve"]
-    for threshold, precision, recall in zip(
-        curve["threshold"], curve["precision"], curve["recall"], strict=True
-    ):
-        if precision >= min_precision:
-            return {"threshold": threshold, "precision": precision, "recall": recall}
-    best = max(curve["precision"], default=0)
-    raise ApplicationError(
-        f"the critic reaches a held-out precision of at most {best:.3f}, below {min_precision}",
-        field="min_precision",
-    )
-
-
-def point_at_threshold(metrics: dict, threshold: float) -> dict:
-    """Held-out precision and recall of "score ≥ threshold" (the nearest curve point at or above
-    it; above every point, precision is unknown)."""
-    curve = metrics["pr_curve"]
-    for t, precision, recall in zip(
-        curve["threshold"], curve["precision"], curve["recall"], strict=True
-    ):
-        if t >= threshold:
-            return {"threshold": threshold, "precision": precision, "recall": recall}
-    return {"threshold": threshold, "precision": None, "recall": 0.0}

@@ -12,7 +12,6 @@ from django.db.models import QuerySet
 from annotation.models import Campaign, Question, Rating
 from config.errors import ApplicationError
 from config.sql import in_ids
-from critics.learning import ItemText
 from critics.models import Critic, CriticScore
 from evaluation.extensions import split_conditions
 from evaluation.selectors.exclusions import gold_items_sql
@@ -22,6 +21,18 @@ from generation.models import KnowledgeItem, Post
 from generation.selectors.items import result_descriptions
 
 SCORE_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class ItemText:
+    """What a critic reads of an item: its kind and text, and its post's text with the image
+    description its own run read (the context)."""
+
+    item_id: int
+    post_id: int
+    kind: str
+    text: str
+    context: str
 
 
 @dataclass

@@ -5,6 +5,7 @@ campaign's unclaimed posts in order of its uncertainty."""
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -16,17 +17,6 @@ from annotation.models import Assignment, Campaign, Question, Task
 from annotation.scales import get_scale
 from config.errors import ApplicationError, Conflict
 from critics.encoders import check_encoder, embed
-from critics.learning import (
-    EmbeddingModel,
-    HashedModel,
-    Model,
-    check_training_data,
-    held_out_metrics,
-    model_bytes,
-    model_from_bytes,
-    out_of_fold,
-    sklearn_version,
-)
 from critics.models import Critic, CriticScore
 from critics.selectors import (
     SCORE_CHUNK,
@@ -43,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 # (items scored so far, items to score)
 ScoreProgress = Callable[[int, int], None]
+
+if TYPE_CHECKING:
+    from critics import learning
 
 
 def default_exclusions() -> dict:
@@ -70,6 +63,8 @@ def critic_create(
     an encoder that is not a local model, and ratings that cannot be cross-validated by post (too
     few items or posts, or too few on either side of the threshold).
     """
+    from critics import learning  # scikit-learn: loaded only to train or score
+
     try:
         q = Question.objects.get(campaign=campaign, name=question)
     except Question.DoesNotExist:
@@ -99,7 +94,7 @@ def critic_create(
         created_by=created_by,
     )
     data = training_data(critic=critic)
-    check_training_data(data.labels, data.posts)
+    learning.check_training_data(data.labels, data.posts)
     with transaction.atomic():
         latest = Critic.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))
         critic.version = (latest["v"] or 0) + 1
@@ -132,6 +127,8 @@ def critic_schedule(*, critic: Critic) -> Critic:
 def critic_train(*, critic_id: int, progress: Callable[[int, int], None] | None = None) -> Critic:
     """Cross-validate by post, store the held-out metrics, fit on every rated item and store the
     model. Runs once: a critic that is not queued is returned as it is."""
+    from critics import learning  # scikit-learn: loaded only to train or score
+
     claimed = Critic.objects.filter(pk=critic_id, status=Critic.Status.QUEUED).update(
         status=Critic.Status.RUNNING
     )
@@ -141,39 +138,41 @@ def critic_train(*, critic_id: int, progress: Callable[[int, int], None] | None 
     started = time.monotonic()
     try:
         data = training_data(critic=critic)
-        check_training_data(data.labels, data.posts)
+        learning.check_training_data(data.labels, data.posts)
         rows = item_texts(item_ids=data.item_ids.tolist())
         labels = data.labels
         if critic.kind == Critic.Kind.ENCODER:
             x = embed(critic.encoder, rows)
 
             def fit(train):
-                model = EmbeddingModel.fit_embedded(x[train], labels[train], critic.encoder)
+                model = learning.EmbeddingModel.fit_embedded(
+                    x[train], labels[train], critic.encoder
+                )
                 return lambda test: 1 / (1 + np.exp(-(x[test] @ model.weights + model.bias)))
 
-            final = lambda: EmbeddingModel.fit_embedded(x, labels, critic.encoder)  # noqa: E731
+            final = lambda: learning.EmbeddingModel.fit_embedded(x, labels, critic.encoder)  # noqa: E731
         else:
 
             def fit(train):
-                model = HashedModel.fit([rows[i] for i in train], labels[train])
+                model = learning.HashedModel.fit([rows[i] for i in train], labels[train])
                 return lambda test: model.probabilities([rows[i] for i in test])
 
-            final = lambda: HashedModel.fit(rows, labels)  # noqa: E731
-        predicted = out_of_fold(rows, labels, data.posts, fit, progress)
-        metrics = held_out_metrics(labels, predicted, data.posts)
+            final = lambda: learning.HashedModel.fit(rows, labels)  # noqa: E731
+        predicted = learning.out_of_fold(rows, labels, data.posts, fit, progress)
+        metrics = learning.held_out_metrics(labels, predicted, data.posts)
         model = final()
     except ApplicationError as error:
         return _failed(critic, str(error))
     except Exception as error:  # recorded for the page; the worker itself must not crash
         logger.exception("training critic %s failed", critic_id)
         return _failed(critic, str(error))
-    critic.model_file.save(f"{critic.name}-v{critic.version}.npz", ContentFile(model_bytes(model)),
-                           save=False)  # fmt: skip
+    model_file = ContentFile(learning.model_bytes(model))
+    critic.model_file.save(f"{critic.name}-v{critic.version}.npz", model_file, save=False)
     Critic.objects.filter(pk=critic.pk).update(
         status=Critic.Status.DONE,
         metrics=metrics,
         model_file=critic.model_file.name,
-        sklearn_version=sklearn_version(),
+        sklearn_version=learning.sklearn_version(),
         seconds=round(time.monotonic() - started, 3),
         trained_at=timezone.now(),
         scoring_status=Critic.Status.QUEUED,
@@ -189,18 +188,20 @@ def _failed(critic: Critic, message: str) -> Critic:
     return critic
 
 
-def critic_model(*, critic: Critic) -> Model:
+def critic_model(*, critic: Critic) -> "learning.Model":
     """The stored model; refused when it was trained with another scikit-learn (its hashed
     features would not be the same)."""
+    from critics import learning  # scikit-learn: loaded only to train or score
+
     if critic.status != Critic.Status.DONE or not critic.model_file:
         raise Conflict(f"critic {critic} is not trained")
-    if critic.sklearn_version != sklearn_version():
+    if critic.sklearn_version != learning.sklearn_version():
         raise Conflict(
             f"critic {critic} was trained with scikit-learn {critic.sklearn_version}; this is "
-            f"{sklearn_version()}: train it again"
+            f"{learning.sklearn_version()}: train it again"
         )
     with critic.model_file.open("rb") as stored:
-        return model_from_bytes(stored.read())
+        return learning.model_from_bytes(stored.read())
 
 
 def critic_score(

@@ -15,7 +15,6 @@ import functools
 from collections import defaultdict
 
 import numpy as np
-from scipy import stats
 
 from annotation.models import Rating
 from annotation.scales import get_scale
@@ -155,6 +154,8 @@ def question_agreement(
             profiles[pairable], ones[0, pairable], domain, level, bootstrap_samples=0
         )
         point[name] = np.array([np.nan if found.alpha is None else found.alpha])
+    from scipy import stats  # loaded only to compute agreement, not with every page
+
     point["spearman"] = np.array([stats.spearmanr(judge, mean).statistic])
 
     posts = sorted({post for _, post, _, _ in items})

@@ -5,18 +5,15 @@ answers), BLEU (`sacrebleu`'s corpus BLEU, every reference of an answer as a ref
 BERTScore (`bert-score`'s F1 against the closest reference, with a model from a local path, when
 one is given), the share of answers that failed (an error or an empty answer; a failed answer is
 scored as an empty one, 0 in BERTScore), and distinct-n (distinct n-grams over all n-grams of the
-answers, in lower-cased words). Pure functions: no database, no network.
+answers, in lower-cased words). Pure functions: no database, no network. The metric packages
+are imported when a score is computed: the web and worker processes that only read runs never load
+them (nltk alone takes seconds to import).
 """
 
 import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import sacrebleu
-from nltk.stem import porter
-from rouge_score import rouge_scorer, tokenize, tokenizers
-from sacrebleu.metrics.bleu import BLEU
 
 OVERALL = "overall"
 
@@ -43,21 +40,29 @@ class _CachedStemmer:
     is most of ROUGE-L's time, and answers and references repeat their words."""
 
     def __init__(self) -> None:
+        from nltk.stem import porter
+
         self.stem = functools.lru_cache(maxsize=2**17)(porter.PorterStemmer().stem)
 
 
-class _StemmingTokenizer(tokenizers.Tokenizer):
-    """rouge-score's default tokenizer with `use_stemmer=True`, with the cached stemmer."""
+class _StemmingTokenizer:
+    """rouge-score's default tokenizer with `use_stemmer=True` (a `rouge_score.tokenizers.Tokenizer`
+    by its one method), with the cached stemmer."""
 
     def __init__(self) -> None:
+        from rouge_score import tokenize
+
         self.stemmer = _CachedStemmer()
+        self._tokenize = tokenize.tokenize
 
     def tokenize(self, text: str) -> list[str]:
-        return tokenize.tokenize(text, self.stemmer)
+        return self._tokenize(text, self.stemmer)
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
     """ROUGE-L F-measure of each prediction against its closest reference."""
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_StemmingTokenizer())
     return [
         scorer.score_multi(list(refs), prediction)["rougeL"].fmeasure if refs else 0.0
@@ -68,6 +73,8 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
 def bleu_statistics(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple:
     """The n-gram counts corpus BLEU is computed from: (matches, totals, system length, reference
     length). Answers with fewer references pad their streams with None."""
+    import sacrebleu
+
     if not predictions:
         return [0] * 4, [0] * 4, 0, 0
     streams = max(len(refs) for refs in references)
@@ -78,6 +85,8 @@ def bleu_statistics(predictions: Sequence[str], references: Sequence[Sequence[st
 
 def bleu_of(statistics: tuple) -> float:
     """Corpus BLEU (0–100) from `bleu_statistics` (summed over parts of a corpus, if need be)."""
+    from sacrebleu.metrics.bleu import BLEU
+
     counts, totals, sys_len, ref_len = statistics
     if not sys_len:
         return 0.0

@@ -9,7 +9,7 @@ have fails here, and the endpoint can still be saved when the person asks for it
 
 The same rules as a batch's calls hold: the base URL and the key's variable pass
 `generation.backends.guard` first, redirects are never followed, and the key never appears in a
-message. torch is not imported (web processes never load it).
+message. torch is not imported (web processes never load it), nor openai until a check runs.
 """
 
 import json
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import openai
-
 from generation.backends.guard import api_key_env_error, base_url_error
 
 if TYPE_CHECKING:
+    import openai
+
     from generation.models import Endpoint
 
 #: Seconds the check waits for an answer, at most (an endpoint's own `timeout` when shorter).
@@ -143,6 +143,8 @@ def _status_failure(response: Any, endpoint: "Endpoint", where: str) -> str:
 
 
 def _openai_check(endpoint: "Endpoint") -> str:
+    import openai
+
     if error := base_url_error(endpoint.base_url):
         raise _Failed(error)
     where = _where(endpoint.base_url)
@@ -195,7 +197,9 @@ def _model_ids(text: str) -> list[str] | None:
         return None
 
 
-def _one_token(client: openai.OpenAI, endpoint: "Endpoint", where: str) -> None:
+def _one_token(client: "openai.OpenAI", endpoint: "Endpoint", where: str) -> None:
+    import openai
+
     try:
         client.chat.completions.with_raw_response.create(
             model=endpoint.model,
