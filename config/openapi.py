@@ -1,7 +1,8 @@
 """drf-spectacular hooks: document the error answers every operation can give.
 
 DRF answers 400 (validation), 401/403 (authentication, permission), 404 and 429 (throttling) from
-any view; listing them once here keeps the schema truthful without repeating them on every view.
+any view, and 415 to a body whose content type the view does not take; listing them once here
+keeps the schema truthful without repeating them on every view.
 """
 
 from typing import Any
@@ -18,6 +19,7 @@ ERRORS = {
     "404": "Not found",
     "429": "Too many requests",
 }
+BODY_ERRORS = {"415": "Unsupported media type"}
 
 
 def add_error_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
@@ -27,7 +29,8 @@ def add_error_responses(result: dict[str, Any], generator, request, public) -> d
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             responses = operation.setdefault("responses", {})
-            for status, description in ERRORS.items():
+            errors = {**ERRORS, **(BODY_ERRORS if method in {"post", "put", "patch"} else {})}
+            for status, description in errors.items():
                 responses.setdefault(
                     status,
                     {
