@@ -31,43 +31,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import curation_critic  # noqa: E402
 from benchmarks.bench_generation import (  # noqa: E402
     FakeServerProcess,
+    create_database,
+    drop_database,
     make_dataset,
     report,
     run_distillery,
+    setup_django,
 )
 
 DB_NAME = "distillery_bench_curation"
-SERVER_DB = "postgres://postgres@127.0.0.1:5432/postgres"
 JUDGED_KINDS = ["xIntent", "xWant", "open"]
-
-
-def create_database() -> None:
-    import psycopg
-
-    with psycopg.connect(SERVER_DB, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def drop_database() -> None:
-    import psycopg
-
-    with psycopg.connect(SERVER_DB, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
-def setup_django(media_root: str) -> None:
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-    os.environ["MEDIA_ROOT"] = media_root
-    # The fake server listens on 127.0.0.1.
-    os.environ["DISTILLERY_ALLOW_PRIVATE_ENDPOINTS"] = "true"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def run_judge_once(campaign, endpoint, seed: int) -> tuple[float, object]:
@@ -87,11 +60,13 @@ def run_judge_once(campaign, endpoint, seed: int) -> tuple[float, object]:
 
 
 def part_judge(args: argparse.Namespace) -> None:
-    create_database()
+    create_database(DB_NAME)
     media_root = tempfile.mkdtemp(prefix="bench-curation-")
     server = FakeServerProcess(latency=args.latency)
     try:
-        setup_django(media_root)
+        # The fake server listens on 127.0.0.1.
+        os.environ["DISTILLERY_ALLOW_PRIVATE_ENDPOINTS"] = "true"
+        setup_django(media_root, DB_NAME)
         from annotation.services import QuestionSpec, campaign_create
         from generation.services.endpoints import endpoint_create
 
@@ -148,7 +123,7 @@ def part_judge(args: argparse.Namespace) -> None:
 
         connections.close_all()
         if not args.keep_database:
-            drop_database()
+            drop_database(DB_NAME)
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], None]] = {

@@ -130,6 +130,17 @@ def copy_rows(cursor, table: str, columns: str, lines) -> None:
             copy.write(block)
 
 
+def copy_items(cur, lines) -> None:
+    """Knowledge items from COPY lines (id, post, batch, kind, position, text, description
+    result, provenance, created at), each linked to its own batch as imports link theirs."""
+    copy_rows(cur, "generation_knowledgeitem", "id, post_id, batch_id, kind, position, text,"
+              " description_result_id, provenance, created_at", lines)  # fmt: skip
+    cur.execute(
+        "INSERT INTO generation_batchitem (batch_id, item_id) "
+        "SELECT batch_id, id FROM generation_knowledgeitem"
+    )
+
+
 def load(seed: int, posts: int) -> dict:
     """Dataset, batch, campaign, questions and annotators with the ORM; the bulk with COPY."""
     from django.contrib.auth import get_user_model
@@ -202,12 +213,7 @@ def load(seed: int, posts: int) -> dict:
             ).encode()
 
     # Each post's description result has the post's id; its items name it.
-    copy_rows(cur, "generation_knowledgeitem", "id, post_id, batch_id, kind, position, text,"
-              " description_result_id, provenance, created_at", item_lines())  # fmt: skip
-    cur.execute(
-        "INSERT INTO generation_batchitem (batch_id, item_id) "
-        "SELECT batch_id, id FROM generation_knowledgeitem"
-    )
+    copy_items(cur, item_lines())
 
     def rating_lines():
         for start in range(0, posts, CHUNK_POSTS):

@@ -73,23 +73,25 @@ class FakeServerProcess:
         self.process.wait(timeout=10)
 
 
-def create_database() -> None:
+def create_database(name: str = DB_NAME) -> None:
+    """A fresh database `name` (dropped first if a run left it); also for bench_curation."""
     import psycopg
 
     with psycopg.connect(SERVER_DB, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def drop_database() -> None:
+def drop_database(name: str = DB_NAME) -> None:
     import psycopg
 
     with psycopg.connect(SERVER_DB, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def setup_django(media_root: str) -> None:
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+def setup_django(media_root: str, name: str = DB_NAME) -> None:
+    """Django on database `name`, migrated, with media in `media_root`."""
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
     os.environ["MEDIA_ROOT"] = media_root
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

@@ -35,6 +35,7 @@ from benchmarks import bench_evaluation  # noqa: E402
 from benchmarks.bench_evaluation import (  # noqa: E402
     KINDS,
     NOW,
+    copy_items,
     copy_rows,
     database_url,
     describe,
@@ -131,12 +132,7 @@ def load(seed: int, items: int, rated: int) -> None:
                 if (pid - 1) * 10 + k < items
             ).encode()
 
-    copy_rows(cur, "generation_knowledgeitem", "id, post_id, batch_id, kind, position, text,"
-              " description_result_id, provenance, created_at", item_lines())  # fmt: skip
-    cur.execute(
-        "INSERT INTO generation_batchitem (batch_id, item_id) "
-        "SELECT batch_id, id FROM generation_knowledgeitem"
-    )
+    copy_items(cur, item_lines())
     good = np.concatenate(good_of_rated)[: rated_posts * len(KINDS)]
     item_ids = np.arange(1, rated_posts * len(KINDS) + 1)
     keep = item_ids <= items
