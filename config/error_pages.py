@@ -1,6 +1,6 @@
-"""The 403, 404 and 500 answers (handler403/404/500): JSON under /api/, where clients read JSON;
-elsewhere the site's own pages (templates/403.html, 404.html, 500.html), with the navigation and a
-way back."""
+"""The 403, 404 and 500 answers (handler403/404/500) and a refused form's security token
+(CSRF_FAILURE_VIEW): JSON under /api/, where clients read JSON; elsewhere the site's own pages
+(templates/403.html, 404.html, 500.html), with the navigation and a way back."""
 
 import logging
 
@@ -48,3 +48,19 @@ def server_error(request: HttpRequest) -> HttpResponse:
     except Exception:
         logger.exception("the 500 page could not be drawn")
         return HttpResponseServerError(BARE_500)
+
+
+CSRF_MESSAGE = (
+    "This form could not be sent: its security token did not match (the page was open for a long "
+    "time, you signed in or out in another tab, or your browser blocks cookies for this site). Go "
+    "back, reload the page and send the form again."
+)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form refused for its CSRF token: the site's 403 page saying what happened and what to do
+    (Django's own answer is a bare page for developers)."""
+    logger.warning("CSRF refused %s %s: %s", request.method, request.path_info, reason)
+    if _is_api(request):
+        return JsonResponse({"detail": f"CSRF failed: {reason}"}, status=403)
+    return render(request, "403.html", {"exception": CSRF_MESSAGE, "csrf": True}, status=403)

@@ -39,6 +39,8 @@ if not SECRET_KEY:
     SECRET_KEY = "distillery-insecure-development-key-change-me"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A form refused for its token gets the site's 403 page saying what to do, not Django's bare one.
+CSRF_FAILURE_VIEW = "config.error_pages.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

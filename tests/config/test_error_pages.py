@@ -86,3 +86,17 @@ def test_error_pages_in_the_browser(page, live_server, admin_user, annotator):
     assert page.locator("h1").inner_text() == "Server error"
     page.get_by_role("navigation", name="Main").get_by_text("Campaigns").click()
     page.wait_for_url(f"{live_server.url}/campaigns/")
+
+
+def test_a_form_refused_for_its_csrf_token_gets_the_sites_page(admin_user):
+    """Django's own CSRF answer is a bare page for developers; the site's says what to do."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    refused = client.post("/endpoints/new/", {"name": "x"})
+    assert refused.status_code == 403
+    html = refused.content.decode()
+    assert "<h1>This form could not be sent</h1>" in html
+    assert "reload the page and send the form again" in html
+    assert 'href="/datasets/"' in html and "an admin can give you access" not in html
+    api = client.post("/api/datasets/", {"name": "x"})
+    assert api.status_code == 403 and api.json()["detail"].startswith("CSRF")
