@@ -211,6 +211,8 @@ def test_admin_creates_a_campaign_and_watches_progress(admin_client, dataset, an
     assert lease.task.campaign_id == campaign.pk
     listing = admin_client.get(reverse("annotation:campaign-list"))
     assert b"web" in listing.content
+    edit = reverse("annotation:campaign-edit", args=[campaign.pk])
+    assert f'<a href="{edit}" aria-label="Edit web">Edit</a>'.encode() in listing.content
     bad = admin_client.post(reverse("annotation:campaign-create"), {"name": "web"})
     assert bad.status_code == 400
 
