@@ -4,15 +4,22 @@ from csp.middleware import CSPMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
-# Bodies worth scanning: small text ones. Uploads (multipart) are checked by their importers.
-_TEXT_BODIES = ("application/json", "application/x-www-form-urlencoded")
-_NUL_MARKERS = (b"\x00", b"%00", b"\\u0000")
+from config.parsers import nul_field
+
+_FORM_BODIES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSON_NUL_MARKERS = (b"\x00", b"\\u0000")
+_WRITES = ("POST", "PUT", "PATCH")
+NUL_MESSAGE = "NUL characters are not allowed in requests."
 
 
 class RejectNulMiddleware:
     """Refuse requests carrying NUL characters, which PostgreSQL cannot store or compare.
 
-    Without this, a NUL in a search box or a name field reaches the database as a 500.
+    Without this, a NUL in a search box or a name field reaches the database as a 500. Query
+    strings and JSON bodies are scanned here for every request. Form and multipart bodies are read
+    as fields: a page's (in `process_view`, once the login is checked) is refused with a 400
+    naming the field; the API's by its parsers (`config.parsers`, which DRF's session CSRF check
+    reads through too), as a 400 naming the field, only in views that take such bodies.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -20,19 +27,31 @@ class RejectNulMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if self._has_nul(request):
-            message = "NUL characters are not allowed in requests."
             if request.path_info.startswith("/api/"):
-                return JsonResponse({"detail": message}, status=400)
-            return HttpResponseBadRequest(message)
+                return JsonResponse({"detail": NUL_MESSAGE}, status=400)
+            return HttpResponseBadRequest(NUL_MESSAGE)
         return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        if (
+            request.method != "POST"
+            or request.content_type not in _FORM_BODIES
+            or request.path_info.startswith("/api/")
+        ):
+            return None
+        # A malformed multipart body raises here as it would in the CSRF check: Django's 400.
+        field = nul_field(request.POST, request.FILES)
+        if field is None:
+            return None
+        return HttpResponseBadRequest(f"{NUL_MESSAGE} The field '{field}' holds one.")
 
     @staticmethod
     def _has_nul(request: HttpRequest) -> bool:
         query = request.META.get("QUERY_STRING", "")
         if "%00" in query or "\x00" in query or "\x00" in request.path:
             return True
-        if request.content_type in _TEXT_BODIES and request.method in ("POST", "PUT", "PATCH"):
-            return any(marker in request.body for marker in _NUL_MARKERS)
+        if request.content_type == "application/json" and request.method in _WRITES:
+            return any(marker in request.body for marker in _JSON_NUL_MARKERS)
         return False
 
 

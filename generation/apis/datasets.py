@@ -4,13 +4,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
 from config.pagination import paginate, paginated
+from config.parsers import SafeFormParser, SafeMultiPartParser
 from generation.importers import FORMAT_CHOICES
 from generation.models import Dataset, ImportJob, Post
 from generation.selectors.datasets import (
@@ -169,7 +169,7 @@ class ImportJobCreateApi(APIView):
     """
 
     permission_classes = [IsAdmin]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [SafeMultiPartParser, SafeFormParser]
 
     @extend_schema(request=ImportJobInputSerializer, responses={202: ImportJobOutputSerializer})
     def post(self, request: Request) -> Response:
