@@ -34,8 +34,8 @@ def admin_pages(world: World) -> dict[str, str]:
 
 
 def later_pages(world: World) -> dict[str, str]:
-    """Pages of the apps above evaluation: leaderboard, runs, students, comparisons, judges,
-    critics."""
+    """Pages of the apps above evaluation (leaderboard, runs, students, comparisons, judges,
+    critics), and the upload form with the Split field students add to it."""
     run = EvaluationRun.objects.filter(dataset=world.dataset).get()
     comparison = world.comparison
     return {
@@ -51,6 +51,7 @@ def later_pages(world: World) -> dict[str, str]:
         "campaign judges": f"/campaigns/{world.campaign.pk}/judges/",
         "critics": "/critics/",
         "critic": f"/critics/{world.critic.pk}/",
+        "upload form": f"/imports/new/?dataset={world.dataset.name}",  # with its Split
     }
 
 
