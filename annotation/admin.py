@@ -16,8 +16,23 @@ from generation.models import Batch
 
 
 class QuestionInline(admin.TabularInline):
+    """The campaign's questions: read-only once a post has been handed out, as the form, the API
+    and `campaign_update` have them (ratings already given answer these questions)."""
+
     model = Question
     extra = 0
+
+    def _started(self, obj) -> bool:
+        return obj is not None and Assignment.objects.filter(campaign=obj).exists()
+
+    def has_add_permission(self, request, obj=None):
+        return super().has_add_permission(request, obj) and not self._started(obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and not self._started(obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not self._started(obj)
 
 
 @admin.register(Campaign)

@@ -67,9 +67,12 @@ def test_form_and_api_refuse_with_the_same_messages(admin_api, campaign, dataset
 
 
 def test_the_admin_shows_overlap_taken_and_status_read_only(admin_client, campaign, annotator):
+    page = admin_client.get(f"/admin/annotation/campaign/{campaign.pk}/change/").content.decode()
+    assert 'name="questions-0-name"' in page  # the questions change until a post is handed out
     lease = assignment_claim(campaign=campaign, annotator=annotator)
     page = admin_client.get(f"/admin/annotation/campaign/{campaign.pk}/change/").content.decode()
     assert 'name="overlap"' not in page and 'name="lease_minutes"' in page
+    assert 'name="questions-0-name"' not in page and 'name="questions-0-DELETE"' not in page
     page = admin_client.get(f"/admin/annotation/task/{lease.task_id}/change/").content.decode()
     assert 'name="taken"' not in page
     page = admin_client.get(f"/admin/annotation/assignment/{lease.pk}/change/").content.decode()
