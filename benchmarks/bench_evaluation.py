@@ -130,6 +130,18 @@ def copy_rows(cursor, table: str, columns: str, lines) -> None:
             copy.write(block)
 
 
+def finish_load(conn, cur, rating_lines) -> None:
+    """The ratings from COPY lines, the sequences moved past the ids the load chose, committed
+    and vacuumed: the database as a run of the benchmark finds it."""
+    copy_rows(cur, "annotation_rating", "campaign_id, item_id, question_id, annotator_id, value,"
+              " seconds, created_at, updated_at", rating_lines)  # fmt: skip
+    for table in ("generation_post", "generation_knowledgeitem", "generation_stageresult"):
+        cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id)) FROM {table}")
+    conn.commit()
+    conn.autocommit = True
+    cur.execute("VACUUM ANALYZE")
+
+
 def copy_items(cur, lines) -> None:
     """Knowledge items from COPY lines (id, post, batch, kind, position, text, description
     result, provenance, created at), each linked to its own batch as imports link theirs."""
@@ -253,13 +265,7 @@ def load(seed: int, posts: int) -> dict:
                 )
             yield "".join(blocks).encode()
 
-    copy_rows(cur, "annotation_rating", "campaign_id, item_id, question_id, annotator_id, value,"
-              " seconds, created_at, updated_at", rating_lines())  # fmt: skip
-    for table in ("generation_post", "generation_knowledgeitem", "generation_stageresult"):
-        cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id)) FROM {table}")
-    conn.commit()
-    conn.autocommit = True
-    cur.execute("VACUUM ANALYZE")
+    finish_load(conn, cur, rating_lines())
     counts = {}
     for table in ("generation_post", "generation_knowledgeitem", "annotation_rating"):
         cur.execute(f"SELECT COUNT(*) FROM {table}")

@@ -39,6 +39,7 @@ from benchmarks.bench_evaluation import (  # noqa: E402
     copy_rows,
     database_url,
     describe,
+    finish_load,
     run_measured,
 )
 
@@ -153,13 +154,7 @@ def load(seed: int, items: int, rated: int) -> None:
                 for i, a, v in zip(item_ids.tolist(), who.tolist(), values.tolist(), strict=True)
             ).encode()
 
-    copy_rows(cur, "annotation_rating", "campaign_id, item_id, question_id, annotator_id, value,"
-              " seconds, created_at, updated_at", rating_lines())  # fmt: skip
-    for table in ("generation_post", "generation_knowledgeitem", "generation_stageresult"):
-        cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), MAX(id)) FROM {table}")
-    conn.commit()
-    conn.autocommit = True
-    cur.execute("VACUUM ANALYZE")
+    finish_load(conn, cur, rating_lines())
 
 
 def part_critic(args: argparse.Namespace) -> None:
