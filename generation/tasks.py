@@ -5,7 +5,7 @@ import logging
 from celery import bootsteps, shared_task
 
 from generation.runner import gpu, run
-from generation.runner.lease import RUNNER_TASK_OPTIONS
+from generation.runner.lease import REDELIVERED_TASK_OPTIONS, RUNNER_TASK_OPTIONS
 from generation.services.import_jobs import import_job_run, import_jobs_recover
 
 logger = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ class OrphanedWorkRecover(bootsteps.StartStopStep):
             connections.close_all()  # never hand a connection down to forked pool processes
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**REDELIVERED_TASK_OPTIONS)
 def gpu_batch_chunk_execute(*, batch_id: int, stage: str, post_ids: list[int]) -> None:
     """Routed to the `gpu` queue by CELERY_TASK_ROUTES (`generation.tasks.gpu_*`)."""
     gpu.batch_execute_gpu_chunk(batch_id=batch_id, stage=stage, post_ids=post_ids)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**REDELIVERED_TASK_OPTIONS)
 def import_job_run_task(*, job_id: int) -> None:
     """An uploaded file's import; a job that already ran is left alone (see import_job_run)."""
     import_job_run(job_id=job_id)

@@ -1,13 +1,13 @@
 from celery import shared_task
 
-from generation.runner.lease import RUNNER_TASK_OPTIONS
+from generation.runner.lease import REDELIVERED_TASK_OPTIONS, RUNNER_TASK_OPTIONS
 from students.evaluating import evaluation_run_execute
 from students.training import student_train, student_training_fail_orphaned
 
 # A training is delivered again when its worker dies: trained if it was still queued; one that
 # had started is no longer queued and is left to the recovery, which fails it
 # (`student_training_check`): it is never trained twice.
-TRAINING_TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True}
+TRAINING_TASK_OPTIONS = REDELIVERED_TASK_OPTIONS
 
 
 @shared_task(name="students.tasks.gpu_student_train", **TRAINING_TASK_OPTIONS)

@@ -150,12 +150,16 @@ class ConnectionLost(Exception):
     up, the run still running, for a retry of the task to take it over."""
 
 
+#: The Celery options of a task delivered again when its worker dies (acknowledged once it has
+#: run): GPU chunks, upload imports, trainings. The settings make them every task's default; a
+#: task whose recovery relies on them says so itself.
+REDELIVERED_TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True}
+
 #: The Celery options of a task that runs a leased run (`generation.tasks.batch_execute`,
-#: `judges.tasks.judge_run_execute`): delivered again when its worker dies, and retried, with
-#: backoff, when the database stayed out of reach longer than a lease.
+#: `judges.tasks.judge_run_execute`, students' evaluation runs): delivered again when its worker
+#: dies, and retried, with backoff, when the database stayed out of reach longer than a lease.
 RUNNER_TASK_OPTIONS = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
+    **REDELIVERED_TASK_OPTIONS,
     "autoretry_for": (ConnectionLost,),
     "retry_backoff": True,
     "retry_backoff_max": 300,
