@@ -3,7 +3,8 @@
 - the users' password and logging a browser page in;
 - a full set of ratings for an annotation task;
 - waiting for a condition with a deadline (instead of a fixed sleep);
-- Celery worker processes on a Redis broker, for the tests that kill and restart real processes.
+- Celery worker processes on a Redis broker, for the tests that kill and restart real processes;
+- the test database's URL (for processes of their own) and ending a connection's backend.
 """
 
 import os
@@ -15,11 +16,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery"
+
+
+def database_url() -> str:
+    """The URL of the database the tests run on (PostgreSQL), for a process or connection of its
+    own: a worker, gunicorn, an administrator's connection."""
+    database = connection.settings_dict
+    return (
+        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+
+
+def backends_terminate(pids: list[int]) -> None:
+    """End these PostgreSQL backends from a connection of the test's own, as a server restart or
+    a network cut would: their next statement finds the connection gone."""
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def browser_login(page, live_server, username: str, password: str = PASSWORD) -> None:
@@ -104,13 +124,9 @@ def redis_broker(monkeypatch, url: str) -> Iterator[str]:
 
 def start_worker(settings, broker_url: str) -> subprocess.Popen:
     """A Celery worker process on the test database (lease 2 s, fast retries) and `broker_url`."""
-    database = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker_url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "DISTILLERY_BATCH_LEASE_SECONDS": "2",

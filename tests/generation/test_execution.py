@@ -4,7 +4,6 @@ import json
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -22,6 +21,7 @@ from generation.services.batches import (
     batch_retry_failed,
 )
 from tests.factories import fake_endpoint, make_posts
+from tests.helpers import backends_terminate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 
@@ -257,19 +257,13 @@ def test_a_runner_whose_database_connection_drops_reconnects_and_finishes(
 ) -> None:
     dataset = make_posts("miko", 12)
     batch = launch(dataset, fake_endpoint(fake_server, concurrency=2))
-    database = connection.settings_dict
-    dsn = (
-        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
     dropped: list[int] = []
 
     def drop_the_connection(progress: Progress) -> None:
         # Called in the runner's thread, before its heartbeat: that statement finds it gone.
         if progress.posts_done >= 3 and not dropped:
             dropped.append(connection.connection.info.backend_pid)
-            with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", dropped)
+            backends_terminate(dropped)
 
     batch = batch_execute(batch_id=batch.pk, on_progress=drop_the_connection)
     assert dropped and connection.connection.info.backend_pid != dropped[0]

@@ -20,7 +20,7 @@ from django.db import connection
 from generation.models import Batch, ImportJob, KnowledgeItem, Post
 from generation.services.import_jobs import import_jobs_recover
 from generation.tasks import import_job_run_task
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, database_url, wait_for
 
 # The worker's pool process: imports the job, and stops for good once its first chunk is in
 # (uncommitted), writing its database session's pid where the test waits for it.
@@ -66,13 +66,9 @@ class Worker:
     """An import running in a process of its own, stopped after its first chunk."""
 
     def __init__(self, job: ImportJob, settings, tmp_path: Path) -> None:
-        database = connection.settings_dict
         env = {
             **os.environ,
-            "DATABASE_URL": (
-                f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-                f"{database['PORT'] or 5432}/{database['NAME']}"
-            ),
+            "DATABASE_URL": database_url(),
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "CONN_MAX_AGE": "0",
         }

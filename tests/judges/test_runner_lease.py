@@ -2,7 +2,6 @@
 worker sends again, a lost database connection is ridden out, and a worker that (re)connects
 sends the runs a dead one left."""
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -12,6 +11,7 @@ from judges.models import JudgeRating, JudgeRun
 from judges.runner import judge_run_execute
 from judges.services import judge_run_create, judge_runs_resume_orphaned
 from tests.factories import campaign_create, fake_endpoint, posts_with_items
+from tests.helpers import backends_terminate
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 
@@ -65,19 +65,13 @@ def test_a_runner_whose_database_connection_drops_reconnects_and_finishes(
     fake_server, call_log, campaign
 ) -> None:
     run = create(campaign, fake_endpoint(fake_server, concurrency=2))
-    database = connection.settings_dict
-    dsn = (
-        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
     dropped: list[int] = []
 
     def drop_the_connection(progress: JudgeRun) -> None:
         # Called in the runner's thread after a heartbeat: the next statement finds it gone.
         if progress.ratings_done >= 4 and not dropped:
             dropped.append(connection.connection.info.backend_pid)
-            with psycopg.connect(dsn, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", dropped)
+            backends_terminate(dropped)
 
     run = judge_run_execute(run_id=run.pk, on_progress=drop_the_connection)
     assert dropped and connection.connection.info.backend_pid != dropped[0]

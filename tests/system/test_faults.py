@@ -40,7 +40,15 @@ from generation.pipelines.miko import MIKO_KINDS
 from generation.runner.run import batch_execute
 from generation.services.batches import batch_launch
 from tests.factories import BatchFactory, DatasetFactory, fake_endpoint, make_posts, miko_batch
-from tests.helpers import kill, redis_broker, start_worker, use_broker, wait_for
+from tests.helpers import (
+    backends_terminate,
+    database_url,
+    kill,
+    redis_broker,
+    start_worker,
+    use_broker,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -236,12 +244,8 @@ def web(settings) -> Iterator[str]:
     """gunicorn on the test database, with persistent connections (as in production)."""
     from benchmarks.bench_annotation import start_gunicorn
 
-    database = connection.settings_dict
     env = os.environ | {
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
+        "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CONN_MAX_AGE": "600",
         "DEBUG": "false",
@@ -253,28 +257,14 @@ def web(settings) -> Iterator[str]:
     kill(server)
 
 
-def _admin_dsn() -> str:
-    database = connection.settings_dict
-    return (
-        f"postgresql://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
-
-
 def _web_backends(spare: set[int]) -> list[int]:
     """Backends on the test database other than this test's own connections."""
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    with psycopg.connect(database_url(), autocommit=True) as conn:
         spare = spare | {conn.info.backend_pid}
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         ).fetchall()
     return [pid for (pid,) in rows if pid not in spare]
-
-
-def _terminate(pids: list[int]) -> None:
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        for pid in pids:
-            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def _rating_campaign(annotator, posts: int):
@@ -301,7 +291,7 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
 
     # Between claim and submit: the web process's connections are cut while it is idle.
     first = client.post(f"/api/campaigns/{campaign.pk}/next/").json()
-    _terminate(_web_backends(own))
+    backends_terminate(_web_backends(own))
     submit = f"/api/assignments/{first['assignment']}/submit/"
     response = client.post(submit, json={"ratings": _ratings(first, 4)})
     if response.status_code != 200:  # an error is allowed; the retry must succeed
@@ -314,7 +304,7 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
     second = client.post(f"/api/campaigns/{campaign.pk}/next/").json()
     submit = f"/api/assignments/{second['assignment']}/submit/"
     answers: list[httpx.Response] = []
-    with psycopg.connect(_admin_dsn()) as locker:
+    with psycopg.connect(database_url()) as locker:
         locker.execute(
             "SELECT id FROM annotation_assignment WHERE id = %s FOR UPDATE", [second["assignment"]]
         )
@@ -325,7 +315,7 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
         )
         sender.start()
         own.add(locker.info.backend_pid)
-        with psycopg.connect(_admin_dsn(), autocommit=True) as probe:
+        with psycopg.connect(database_url(), autocommit=True) as probe:
             own.add(probe.info.backend_pid)
             query = (
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -333,7 +323,7 @@ def test_a_dropped_database_connection_during_rating_loses_and_duplicates_nothin
             )
             wait_for(lambda: probe.execute(query).fetchall(), 30, "the submission to wait")
             waiting = [pid for (pid,) in probe.execute(query).fetchall()]
-        _terminate(waiting)
+        backends_terminate(waiting)
         locker.rollback()
     sender.join(30)
     assert answers and answers[0].status_code >= 500, answers and answers[0].text
@@ -365,7 +355,7 @@ def test_the_workers_database_connection_dropped_mid_batch_loses_and_duplicates_
     try:
         batch, _ = batch_under_way(fake_server)
         own = {connection.cursor().connection.info.backend_pid}
-        _terminate(_web_backends(own))
+        backends_terminate(_web_backends(own))
         wait_for(
             lambda: Batch.objects.get(pk=batch.pk).status == Batch.Status.DONE,
             60,
