@@ -102,13 +102,6 @@ def _prefilled(query: QueryDict) -> tuple[dict, list[str]]:
     return initial, notes
 
 
-def _add_error(form: CampaignForm, error: AnnotationError) -> None:
-    field = error.field if error.field in form.fields else None
-    if field is not None and form.fields[field].disabled:
-        field = None
-    form.add_error(field, str(error))
-
-
 def _render_form(
     request: HttpRequest,
     form: CampaignForm,
@@ -145,7 +138,7 @@ def campaign_create_view(request: HttpRequest) -> HttpResponse:
                     created_by=request.user,
                 )
             except AnnotationError as error:
-                _add_error(form, error)
+                error.show_on(form)
             else:
                 messages.success(request, f"Campaign {campaign.name} created.")
                 return redirect("annotation:campaign-detail", pk=campaign.pk)
@@ -170,7 +163,7 @@ def campaign_edit_view(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 campaign_update(campaign=campaign, **_changes(form))
             except AnnotationError as error:
-                _add_error(form, error)
+                error.show_on(form)
             else:
                 messages.success(request, f"Campaign {campaign.name} saved.")
                 return redirect("annotation:campaign-detail", pk=campaign.pk)

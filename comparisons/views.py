@@ -39,7 +39,7 @@ def comparison_create_view(request: HttpRequest, dataset_id: int) -> HttpRespons
                 created_by=request.user,
             )
         except ApplicationError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            error.show_on(form)
         else:
             messages.success(
                 request,

@@ -39,6 +39,14 @@ class ApplicationError(Exception):
             return {self.field: [self.message]}
         return {"detail": self.message}
 
+    def show_on(self, form) -> None:
+        """Show the refusal on a page's form: beside the field it names when the form has that
+        field and it can be changed, else above the form."""
+        field = self.field if self.field in form.fields else None
+        if field is not None and form.fields[field].disabled:
+            field = None
+        form.add_error(field, self.message)
+
 
 class Conflict(ApplicationError):
     """The request is well formed but the current state refuses it (a finished batch, a name in

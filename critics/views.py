@@ -41,7 +41,7 @@ def critic_list(request: HttpRequest) -> HttpResponse:
                 )
                 critic_enqueue(critic=critic)
         except ApplicationError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            error.show_on(form)
         else:
             return redirect("critics:critic-detail", critic.pk)
     critics = Critic.objects.select_related("campaign", "question").order_by("-id")[:100]

@@ -142,7 +142,7 @@ def export_create_view(request: HttpRequest, pk: int) -> HttpResponse:
             critic=_critic(form.cleaned_data, campaign),
         )
     except ApplicationError as error:
-        form.add_error(error.field if error.field in form.fields else None, error.message)
+        error.show_on(form)
         return _dashboard(request, campaign, context, form, status=400)
     return redirect("evaluation:export-detail", pk=job.pk)
 

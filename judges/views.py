@@ -66,7 +66,7 @@ def judge_run_list_page(request: HttpRequest) -> HttpResponse:
         try:
             run = judge_run_create(launched_by=request.user, **form.create_arguments())
         except ApplicationError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            error.show_on(form)
         else:
             return redirect("judges:run-detail", run_id=run.pk)
     status = 400 if request.method == "POST" else 200

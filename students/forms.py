@@ -1,7 +1,8 @@
 """Forms of the students pages: a new evaluation run (on a dataset) and a student training.
 
 Each form checks what a form can; the services check the rest (`evaluation_run_create`,
-`student_training_create`) and their refusals land on the field they name (`refusal_show`).
+`student_training_create`) and their refusals land on the field they name
+(`ApplicationError.show_on`).
 """
 
 from django import forms
@@ -14,11 +15,6 @@ from students.evaluating import accept_parse, evaluation_campaign, evaluation_ru
 from students.models import EvaluationRun, StudentTraining
 from students.selectors import split_counts
 from students.training import MAX_STEPS, student_training_create
-
-
-def refusal_show(form: forms.Form, error: ApplicationError) -> None:
-    """A service's refusal on the field it names, or above the form."""
-    form.add_error(error.field if error.field in form.fields else None, error.message)
 
 
 class EvaluationRunForm(forms.Form):
@@ -78,7 +74,7 @@ class EvaluationRunForm(forms.Form):
                 created_by=created_by,
             )
         except ApplicationError as error:
-            refusal_show(self, error)
+            error.show_on(self)
             return None
 
 
@@ -104,5 +100,5 @@ class StudentTrainingForm(forms.Form):
         try:
             return student_training_create(created_by=created_by, **self.cleaned_data)
         except ApplicationError as error:
-            refusal_show(self, error)
+            error.show_on(self)
             return None
